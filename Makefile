@@ -1,0 +1,33 @@
+# tradelab: `make demo` sets everything up and runs the main job; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install lab bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tradelab needs Python 3.11, got " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tradelab ingest sample
+	$(BIN)/tradelab lake info
+	$(BIN)/tradelab lake query "select symbol, count(*) as bars, min(ts)::date as first, max(ts)::date as last from bars where timeframe='1Day' group by symbol order by symbol"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	$(BIN)/python bench/lake.py
+
+clean:
+	rm -rf $(VENV) lake .pytest_cache

@@ -1,0 +1,95 @@
+"""The DuckDB catalog: views over the lake's Parquet files, the only SQL in the project.
+
+``connect(lake)`` opens an in-memory DuckDB database whose views read the files directly, so a
+query always sees what is on disk now (each file is replaced atomically, so a query sees the old
+or the new partition, never a mix) and no catalog file can go stale or be locked by another
+process. Views:
+
+* ``bars``: symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count, source,
+  feed, adjustment, ingested_at, year
+* ``quarantine``: the rows refused by ``--quarantine`` ingests, with row and reason
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from .schema import LakeError
+from .store import Lake
+
+_BARS_EMPTY = """
+    SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS timeframe, NULL::TIMESTAMPTZ AS ts,
+           NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close,
+           NULL::DOUBLE AS volume, NULL::DOUBLE AS vwap, NULL::BIGINT AS trade_count,
+           NULL::VARCHAR AS source, NULL::VARCHAR AS feed, NULL::VARCHAR AS adjustment,
+           NULL::TIMESTAMPTZ AS ingested_at, NULL::INTEGER AS year
+    WHERE false
+"""
+_QUARANTINE_EMPTY = """
+    SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS timeframe, NULL::BIGINT AS row,
+           NULL::VARCHAR AS reason, NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS open,
+           NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close, NULL::DOUBLE AS volume,
+           NULL::VARCHAR AS source, NULL::VARCHAR AS feed, NULL::TIMESTAMPTZ AS quarantined_at
+    WHERE false
+"""
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the lake's views registered (UTC session time zone)."""
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if any(lake.bars_dir.glob("timeframe=*/symbol=*/year=*/*.parquet")):
+        glob = _sql_str(str(lake.bars_dir / "timeframe=*" / "symbol=*" / "year=*" / "*.parquet"))
+        con.execute(
+            f"""CREATE VIEW bars AS
+                SELECT symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+                       source, feed, adjustment, ingested_at, year
+                FROM read_parquet({glob}, hive_partitioning = true,
+                     hive_types = {{'timeframe': VARCHAR, 'symbol': VARCHAR, 'year': INTEGER}})"""
+        )
+    else:
+        con.execute(f"CREATE VIEW bars AS {_BARS_EMPTY}")
+    if any(lake.quarantine_dir.glob("timeframe=*/symbol=*/*.parquet")):
+        glob = _sql_str(str(lake.quarantine_dir / "timeframe=*" / "symbol=*" / "*.parquet"))
+        con.execute(
+            f"""CREATE VIEW quarantine AS
+                SELECT symbol, timeframe, row, reason, ts, open, high, low, close, volume,
+                       source, feed, quarantined_at
+                FROM read_parquet({glob}, hive_partitioning = true,
+                     hive_types = {{'timeframe': VARCHAR, 'symbol': VARCHAR}})"""
+        )
+    else:
+        con.execute(f"CREATE VIEW quarantine AS {_QUARANTINE_EMPTY}")
+    return con
+
+
+def query(lake: Lake | str, sql: str) -> pd.DataFrame:
+    """Run one SQL statement against the lake's views and return the result as a DataFrame."""
+    con = connect(lake)
+    try:
+        return con.execute(sql).df()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise LakeError(f"query failed: {first}") from None
+    finally:
+        con.close()
+
+
+def info(lake: Lake | str) -> pd.DataFrame:
+    """One row per (symbol, timeframe): first and last bar, rows, partitions, sources, feeds."""
+    return query(
+        lake,
+        """SELECT symbol, timeframe, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS rows,
+                  count(DISTINCT year) AS years,
+                  string_agg(DISTINCT source, ',' ORDER BY source) AS sources,
+                  string_agg(DISTINCT feed, ',' ORDER BY feed) AS feeds,
+                  string_agg(DISTINCT adjustment, ',' ORDER BY adjustment) AS adjustment,
+                  max(ingested_at) AS last_ingest
+           FROM bars GROUP BY symbol, timeframe ORDER BY symbol, timeframe""",
+    )

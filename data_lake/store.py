@@ -1,0 +1,309 @@
+"""The bar store: one Parquet file per (timeframe, symbol, year) under ``<root>/bars``.
+
+Layout (hive-style, so DuckDB prunes by folder and one symbol-year is one small read)::
+
+    <root>/bars/timeframe=1Min/symbol=AAPL/year=2024/data.parquet
+    <root>/quarantine/timeframe=1Min/symbol=AAPL/batch-<stamp>.parquet
+
+Write rule: a batch covering [first ts, last ts] *replaces* what the lake held in that range for
+that symbol and timeframe; rows outside it stay. If the result equals what is on disk the file is
+not touched, so ingesting the same data twice changes nothing (not even ``ingested_at``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_write_table, writer_lock
+from .calendar import day_index, session_index
+from .quality import DataQualityError, QualityReport, check_bars
+from .schema import (
+    BAR_COLUMNS,
+    FILE_SCHEMA,
+    TIMEFRAMES,
+    BarMeta,
+    LakeError,
+    check_symbol,
+    check_timeframe,
+)
+
+FILE_NAME = "data.parquet"
+REQUIRED = ("ts", "open", "high", "low", "close", "volume")
+
+
+@dataclass
+class WriteResult:
+    """What one write did to the lake."""
+
+    rows_in: int = 0
+    rows_written: int = 0  # new or changed rows of the batch now in the lake
+    rows_replaced: int = 0  # rows the lake held in the batch's range before
+    rows_quarantined: int = 0
+    partitions_written: list[str] = field(default_factory=list)
+    partitions_unchanged: list[str] = field(default_factory=list)
+    report: QualityReport | None = None
+
+    def merge(self, other: "WriteResult") -> "WriteResult":
+        """Add another write's counts to this one (used by multi-symbol ingests)."""
+        self.rows_in += other.rows_in
+        self.rows_written += other.rows_written
+        self.rows_replaced += other.rows_replaced
+        self.rows_quarantined += other.rows_quarantined
+        self.partitions_written += other.partitions_written
+        self.partitions_unchanged += other.partitions_unchanged
+        return self
+
+
+def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bring a bar frame to the lake's columns and dtypes (ts as UTC microseconds)."""
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise LakeError(f"bars are missing column(s): {', '.join(missing)}")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    ts = pd.to_datetime(frame["ts"].to_numpy() if isinstance(frame["ts"], pd.Series) else frame["ts"], utc=True)
+    out["ts"] = pd.DatetimeIndex(ts).as_unit("us")
+    for c in ("open", "high", "low", "close", "volume"):
+        out[c] = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    vwap = frame["vwap"] if "vwap" in frame else np.nan
+    out["vwap"] = pd.to_numeric(pd.Series(vwap, index=out.index), errors="coerce").astype("float64")
+    tc = frame["trade_count"] if "trade_count" in frame else pd.NA
+    out["trade_count"] = pd.to_numeric(pd.Series(tc, index=out.index), errors="coerce").astype("Int64")
+    return out
+
+
+def _to_table(frame: pd.DataFrame) -> pa.Table:
+    """Build the file table straight from numpy columns (no pandas round trip of strings)."""
+    n = len(frame)
+    vwap = frame["vwap"].to_numpy(dtype=np.float64, na_value=np.nan)
+    tc = frame["trade_count"]
+    arrays = [
+        pa.array(frame["ts"].to_numpy(dtype="datetime64[us]"), pa.timestamp("us", tz="UTC")),
+        *(pa.array(frame[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close", "volume")),
+        pa.array(vwap, mask=np.isnan(vwap)),
+        pa.array(tc.to_numpy(dtype=np.int64, na_value=0), pa.int64(), mask=tc.isna().to_numpy()),
+    ]
+    for c in ("source", "feed", "adjustment"):
+        col = frame[c]
+        if col.nunique() == 1:  # the usual case: one provenance per partition, dictionary-cheap
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([str(col.iloc[0])])).cast(pa.string()))
+        else:
+            arrays.append(pa.array(col.astype(str).to_numpy(dtype=object), pa.string()))
+    arrays.append(pa.array(frame["ingested_at"].to_numpy(dtype="datetime64[us]"), pa.timestamp("us", tz="UTC")))
+    return pa.Table.from_arrays(arrays, schema=FILE_SCHEMA)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """True when two partitions hold the same bars with the same provenance (ingested_at aside)."""
+    if len(a) != len(b):
+        return False
+    for c in BAR_COLUMNS:
+        x, y = a[c].to_numpy(), b[c].to_numpy()
+        if c == "trade_count":
+            x = a[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            y = b[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.array_equal(x, y, equal_nan=(x.dtype.kind == "f")):
+            return False
+    return all((a[c].astype(str).to_numpy() == b[c].astype(str).to_numpy()).all() for c in ("source", "feed", "adjustment"))
+
+
+class Lake:
+    """The Parquet lake of bars under one root folder. The only writer of that folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.bars_dir = self.root / "bars"
+        self.quarantine_dir = self.root / "quarantine"
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r})"
+
+    # ---------------------------------------------------------------- layout
+    def partition_path(self, symbol: str, timeframe: str, year: int) -> Path:
+        """Where the bars of one symbol, timeframe and year live."""
+        return self.bars_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / f"year={year}" / FILE_NAME
+
+    def files(self, symbol: str | None = None, timeframe: str | None = None) -> list[tuple[str, str, int, Path]]:
+        """Every partition file as (timeframe, symbol, year, path), sorted."""
+        tf_glob = f"timeframe={timeframe}" if timeframe else "timeframe=*"
+        sym_glob = f"symbol={symbol}" if symbol else "symbol=*"
+        out = []
+        for p in self.bars_dir.glob(f"{tf_glob}/{sym_glob}/year=*/{FILE_NAME}"):
+            tf = p.parents[2].name.split("=", 1)[1]
+            sym = p.parents[1].name.split("=", 1)[1]
+            out.append((tf, sym, int(p.parent.name.split("=", 1)[1]), p))
+        return sorted(out)
+
+    # ---------------------------------------------------------------- reads
+    def read_bars(self, symbol: str, timeframe: str, start: object = None, end: object = None) -> pd.DataFrame:
+        """Bars of one symbol and timeframe in [start, end) as a DataFrame (ts as a UTC column)."""
+        symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+        lo, hi = _bounds(start, end)
+        tables = [pq.read_table(p) for tf, s, y, p in self.files(symbol, timeframe) if _year_overlaps(y, lo, hi)]
+        if not tables:
+            return _to_frame(FILE_SCHEMA.empty_table())
+        frame = _to_frame(pa.concat_tables(tables))
+        ts = frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
+        keep = (ts >= lo) & (ts < hi)
+        return frame.loc[keep].reset_index(drop=True)
+
+    def load_arrays(self, symbol: str, timeframe: str, start: object = None, end: object = None) -> dict[str, np.ndarray]:
+        """Bars as numpy arrays (ts as int64 UTC microseconds): the fast path for kernels."""
+        symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+        lo, hi = _bounds(start, end)
+        cols = list(BAR_COLUMNS)
+        tables = [pq.read_table(p, columns=cols) for tf, s, y, p in self.files(symbol, timeframe) if _year_overlaps(y, lo, hi)]
+        table = pa.concat_tables(tables) if tables else FILE_SCHEMA.empty_table().select(cols)
+        ts = table.column("ts").to_numpy().view(np.int64) if table.num_rows else np.zeros(0, np.int64)
+        a, b = np.searchsorted(ts, lo), np.searchsorted(ts, hi)
+        out = {"ts": ts[a:b]}
+        for c in cols[1:]:
+            arr = table.column(c)
+            if c == "trade_count":
+                out[c] = arr.to_numpy(zero_copy_only=False).astype(np.float64)[a:b] if table.num_rows else np.zeros(0)
+            else:
+                out[c] = arr.to_numpy()[a:b] if table.num_rows else np.zeros(0)
+        return out
+
+    def covered_sessions(self, symbol: str, timeframe: str) -> np.ndarray:
+        """Indices (into the NYSE calendar) of the sessions that hold at least one bar."""
+        ts = self.load_arrays(symbol, timeframe)["ts"]
+        idx = day_index(ts) if TIMEFRAMES[timeframe] == 0 else session_index(ts)
+        return np.unique(idx[idx >= 0])
+
+    def adjustment_of(self, symbol: str, timeframe: str) -> str | None:
+        """The adjustment the lake holds for (symbol, timeframe), or None when it holds nothing."""
+        files = self.files(symbol, timeframe)
+        if not files:
+            return None
+        col = pq.read_table(files[0][3], columns=["adjustment"]).column("adjustment")
+        return str(col[0]) if len(col) else None
+
+    # ---------------------------------------------------------------- writes
+    def write_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        frame: pd.DataFrame,
+        meta: BarMeta,
+        *,
+        quarantine: bool = False,
+        what: str | None = None,
+    ) -> WriteResult:
+        """Check and write one symbol's bars; refuse the whole batch if any row is bad.
+
+        With ``quarantine=True`` the bad rows go to ``<root>/quarantine`` with their reasons and
+        the good rows are written. Raises DataQualityError (nothing written) otherwise.
+        """
+        symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+        frame = normalize_frame(frame)
+        report = check_bars(frame, timeframe)
+        result = WriteResult(rows_in=len(frame), report=report)
+        what = what or f"{symbol} {timeframe}"
+        if not report.ok and not quarantine:
+            raise DataQualityError(what, report)
+        with writer_lock(self.root):
+            if not report.ok:
+                bad = report.bad_mask
+                self._write_quarantine(symbol, timeframe, frame, report, meta)
+                result.rows_quarantined = int(bad.sum())
+                frame = frame.loc[~bad].reset_index(drop=True)
+            if len(frame):
+                self._merge_write(symbol, timeframe, frame, meta, result)
+        return result
+
+    def _merge_write(self, symbol: str, timeframe: str, frame: pd.DataFrame, meta: BarMeta, result: WriteResult) -> None:
+        held = self.adjustment_of(symbol, timeframe)
+        if held is not None and held != str(meta.adjustment):
+            raise LakeError(
+                f"the lake holds {symbol} {timeframe} with adjustment={held}; refusing to mix in "
+                f"adjustment={meta.adjustment} (run 'tradelab lake drop {symbol} --timeframe {timeframe}' first)"
+            )
+        now = pd.Timestamp.now(tz="UTC").as_unit("us")
+        frame = frame.assign(source=meta.source, feed=str(meta.feed), adjustment=str(meta.adjustment), ingested_at=now)
+        ts = frame["ts"].to_numpy(dtype="datetime64[us]")
+        lo, hi = ts[0], ts[-1]
+        years = ts.astype("datetime64[Y]").astype(np.int64) + 1970
+        first_year, last_year = int(years[0]), int(years[-1])
+        for year in range(first_year, last_year + 1):
+            path = self.partition_path(symbol, timeframe, year)
+            a, b = np.searchsorted(years, year), np.searchsorted(years, year, side="right")
+            new = frame.iloc[a:b]
+            old = _to_frame(pq.read_table(path)) if path.exists() else None
+            if old is None and new.empty:
+                continue
+            if old is not None:
+                ots = old["ts"].to_numpy(dtype="datetime64[us]")
+                inside = (ots >= lo) & (ots <= hi)
+                result.rows_replaced += int(inside.sum())
+                merged = pd.concat([old.loc[~inside], new], ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
+                if _same(merged, old):
+                    result.partitions_unchanged.append(str(path.relative_to(self.root)))
+                    continue
+            else:
+                merged = new.reset_index(drop=True)
+            if merged.empty:
+                path.unlink()
+            else:
+                atomic_write_table(_to_table(merged), path)
+            result.rows_written += len(new)
+            result.partitions_written.append(str(path.relative_to(self.root)))
+
+    def _write_quarantine(self, symbol: str, timeframe: str, frame: pd.DataFrame, report: QualityReport, meta: BarMeta) -> None:
+        bad = report.bad_mask
+        reasons = report.reasons_by_row()
+        rows = np.flatnonzero(bad) + 1
+        q = frame.loc[bad].reset_index(drop=True)
+        table = pa.table(
+            {
+                "row": pa.array(rows, pa.int64()),
+                "reason": pa.array([reasons[r] for r in rows.tolist()], pa.string()),
+                "ts": pa.array(q["ts"].to_numpy(dtype="datetime64[us]"), pa.timestamp("us", tz="UTC")),
+                **{c: pa.array(q[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close", "volume")},
+                "source": pa.array([meta.source] * len(q), pa.string()),
+                "feed": pa.array([str(meta.feed)] * len(q), pa.string()),
+                "quarantined_at": pa.array([pd.Timestamp.now(tz="UTC").as_unit("us")] * len(q), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
+        path = self.quarantine_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / f"batch-{stamp}.parquet"
+        atomic_write_table(table, path)
+
+    def drop(self, symbol: str, timeframe: str) -> int:
+        """Delete every partition of (symbol, timeframe); return how many files went."""
+        symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
+        with writer_lock(self.root):
+            files = self.files(symbol, timeframe)
+            for *_, p in files:
+                p.unlink()
+        return len(files)
+
+
+def _bounds(start: object, end: object) -> tuple[np.int64, np.int64]:
+    def conv(x: object, default: int) -> np.int64:
+        if x is None:
+            return np.int64(default)
+        t = pd.Timestamp(x)
+        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        return np.int64(t.value // 1000)
+
+    return conv(start, np.iinfo(np.int64).min), conv(end, np.iinfo(np.int64).max)
+
+
+def _year_overlaps(year: int, lo: np.int64, hi: np.int64) -> bool:
+    y0 = pd.Timestamp(year=year, month=1, day=1, tz="UTC").value // 1000
+    y1 = pd.Timestamp(year=year + 1, month=1, day=1, tz="UTC").value // 1000
+    return bool(y1 > lo and y0 < hi)
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    for c in ("ts", "ingested_at"):
+        if c in frame:
+            frame[c] = pd.DatetimeIndex(frame[c]).as_unit("us")
+    return frame
