@@ -1,0 +1,96 @@
+"""The bar store: layout, idempotent and atomic writes, range replacement, quarantine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_lake import BarMeta, DataQualityError, Feed, Lake, LakeError
+from data_lake.schema import Adjustment
+from data_lake.sources.sample import sample_bars, sample_meta
+from tests.conftest import minute_bars, tree_digest
+
+META = BarMeta(source="test", feed=Feed.CSV)
+
+
+def test_partitions_one_file_per_symbol_timeframe_year(lake: Lake):
+    lake.write_bars("AAPL", "1Day", sample_bars("AAPL"), sample_meta())
+    files = lake.files("AAPL", "1Day")
+    assert [y for _, _, y, _ in files] == list(range(2000, 2014))
+    assert files[0][3] == lake.root / "bars/timeframe=1Day/symbol=AAPL/year=2000/data.parquet"
+
+
+def test_same_ingest_twice_changes_no_byte(lake: Lake):
+    bars = minute_bars(["2024-03-04", "2024-03-05"])
+    lake.write_bars("XYZ", "1Min", bars, META)
+    before = tree_digest(lake.root)
+    again = lake.write_bars("XYZ", "1Min", bars, META)
+    assert tree_digest(lake.root) == before
+    assert again.rows_written == 0 and again.partitions_written == []
+
+
+def test_overlapping_range_replaces_and_never_duplicates(lake: Lake):
+    days = ["2024-03-04", "2024-03-05", "2024-03-06"]
+    lake.write_bars("XYZ", "1Min", minute_bars(days[:2], seed=1), META)
+    newer = minute_bars(days[1:], seed=2)
+    result = lake.write_bars("XYZ", "1Min", newer, META)
+    got = lake.read_bars("XYZ", "1Min")
+    assert result.rows_replaced == 390
+    assert len(got) == 3 * 390 and got["ts"].is_unique and got["ts"].is_monotonic_increasing
+    # the overlapping day now holds the newer values, the older day is kept
+    pd.testing.assert_series_equal(got["close"].iloc[390:].reset_index(drop=True), newer["close"], check_names=False)
+    assert np.array_equal(got["close"].iloc[:390], minute_bars(days[:2], seed=1)["close"].iloc[:390])
+
+
+def test_write_spanning_years_splits_partitions(lake: Lake):
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-12-31", "2025-01-02"]), META)
+    assert [y for _, _, y, _ in lake.files("XYZ", "1Min")] == [2024, 2025]
+    assert len(lake.load_arrays("XYZ", "1Min", "2025-01-01", "2026-01-01")["ts"]) == 390
+
+
+def test_bad_batch_writes_nothing(lake: Lake):
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-04"]), META)
+    before = tree_digest(lake.root)
+    bad = minute_bars(["2024-03-05"])
+    bad.loc[100, "high"] = bad.loc[100, "low"] - 1
+    with pytest.raises(DataQualityError, match="row 101: high < low"):
+        lake.write_bars("XYZ", "1Min", bad, META)
+    assert tree_digest(lake.root) == before
+
+
+def test_quarantine_keeps_bad_rows_aside_and_writes_good(lake: Lake):
+    bad = minute_bars(["2024-03-05"])
+    bad.loc[5, "volume"] = -1
+    result = lake.write_bars("XYZ", "1Min", bad, META, quarantine=True)
+    assert result.rows_quarantined == 1 and len(lake.read_bars("XYZ", "1Min")) == 389
+    from data_lake import query
+    q = query(lake, "select row, reason, volume from quarantine")
+    assert q.to_dict("records") == [{"row": 6, "reason": "negative volume", "volume": -1.0}]
+
+
+def test_adjustments_are_not_mixed(lake: Lake):
+    lake.write_bars("AAPL", "1Day", sample_bars("AAPL"), sample_meta(Adjustment.ALL))
+    with pytest.raises(LakeError, match="adjustment=all"):
+        lake.write_bars("AAPL", "1Day", sample_bars("AAPL", Adjustment.RAW), sample_meta(Adjustment.RAW))
+
+
+def test_no_temp_files_left_and_partition_readable(lake: Lake):
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-04"]), META)
+    assert not [p for p in lake.root.rglob("*") if ".tmp-" in p.name]
+
+
+def test_load_arrays_matches_read_bars(lake: Lake):
+    bars = minute_bars(["2024-03-04", "2024-03-05"])
+    lake.write_bars("XYZ", "1Min", bars, META)
+    arr = lake.load_arrays("XYZ", "1Min", "2024-03-05", "2024-03-06")
+    assert len(arr["ts"]) == 390
+    assert np.array_equal(arr["close"], bars["close"].to_numpy()[390:])
+    assert arr["ts"][0] == pd.Timestamp("2024-03-05 14:30", tz="UTC").value // 1000
+
+
+def test_invalid_symbol_and_timeframe_are_named(lake: Lake):
+    with pytest.raises(LakeError, match="invalid symbol"):
+        lake.write_bars("../etc", "1Day", sample_bars("AAPL"), META)
+    with pytest.raises(LakeError, match="unknown timeframe '2Day'"):
+        lake.read_bars("AAPL", "2Day")

@@ -1,0 +1,87 @@
+"""The CLI as a user runs it: a real process, real lake, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tree_digest
+
+
+def run(*args: str, lake: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, **(env or {})}
+    if lake is not None:
+        e["TRADELAB_LAKE"] = str(lake)
+    return subprocess.run([sys.executable, "-m", "tradelab", *args], capture_output=True, text=True, env=e, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cli_lake(tmp_path_factory) -> Path:
+    lake = tmp_path_factory.mktemp("cli") / "lake"
+    r = run("ingest", "sample", lake=lake)
+    assert r.returncode == 0, r.stderr
+    return lake
+
+
+def test_query_lists_sample_symbols_with_real_counts(cli_lake: Path):
+    r = run("lake", "query", "select symbol, count(*) as n from bars where timeframe='1Day' group by symbol order by symbol",
+            "--format", "csv", lake=cli_lake)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["symbol,n", "AAPL,3270", "FB,196", "GOOG,2148", "IBM,3270", "MSFT,3270"]
+
+
+def test_lake_option_beats_default_and_json_format(cli_lake: Path, tmp_path: Path):
+    r = subprocess.run([sys.executable, "-m", "tradelab", "lake", "query", "select count(*) as n from bars",
+                        "--format", "json", "--lake", str(cli_lake)], capture_output=True, text=True, cwd=tmp_path)
+    assert json.loads(r.stdout) == [{"n": 12154}]
+
+
+def test_info_shows_ranges_and_sources(cli_lake: Path):
+    r = run("lake", "info", lake=cli_lake)
+    assert r.returncode == 0 and "bokeh_sampledata" in r.stdout and "2000-03-01" in r.stdout
+
+
+def test_second_ingest_changes_nothing(cli_lake: Path):
+    before = tree_digest(cli_lake)
+    r = run("ingest", "sample", lake=cli_lake)
+    assert r.returncode == 0 and "0 written" in r.stdout
+    assert tree_digest(cli_lake) == before
+
+
+def test_bad_csv_refused_with_row_and_reason(tmp_path: Path):
+    lake = tmp_path / "lake"
+    csv = tmp_path / "x.csv"
+    csv.write_text("Date,Open,High,Low,Close,Volume\n2024-03-04,10,11,9,10.5,100\n2024-03-05,10,11,9,12,100\n")
+    r = run("ingest", "csv", str(csv), "--symbol", "XYZ", "--timeframe", "1Day", lake=lake)
+    assert r.returncode == 2
+    assert "row 2: close outside [low, high]" in r.stderr and "Traceback" not in r.stderr
+    assert not (lake / "bars").exists()
+    r = run("ingest", "csv", str(csv), "--symbol", "XYZ", "--timeframe", "1Day", "--quarantine", lake=lake)
+    assert r.returncode == 0, r.stderr
+    q = run("lake", "query", "select row, reason from quarantine", "--format", "csv", lake=lake)
+    assert q.stdout.splitlines()[1] == '2,"close outside [low, high]"'
+
+
+@pytest.mark.parametrize("args, message", [
+    (("lake", "query", "select nope from bars"), "query failed"),
+    (("ingest", "csv", "missing.csv", "--symbol", "X", "--timeframe", "1Day"), "no such file"),
+    (("ingest", "csv", "missing.csv", "--symbol", "X", "--timeframe", "2Day"), "unknown timeframe"),
+    (("ingest", "sample", "--symbols", "TSLA"), "not in the sample data"),
+    (("lake", "drop", "AAPL", "--timeframe", "1Day"), "--yes"),
+])
+def test_user_mistakes_are_one_line(tmp_path: Path, args, message):
+    r = run(*args, lake=tmp_path / "lake")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_alpaca_without_keys_is_clear(tmp_path: Path):
+    env = {k: "" for k in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")}
+    r = subprocess.run([sys.executable, "-m", "tradelab", "ingest", "alpaca", "--symbols", "AAPL", "--timeframe", "1Day",
+                        "--start", "2024-01-02", "--end", "2024-01-05", "--lake", str(tmp_path / "l")],
+                       capture_output=True, text=True, env={**os.environ, **env}, cwd=tmp_path)
+    assert r.returncode == 2 and "APCA_API_KEY_ID" in r.stderr

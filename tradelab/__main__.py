@@ -1,0 +1,5 @@
+"""``python -m tradelab`` runs the CLI."""
+
+from tradelab.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""The ``tradelab`` command. Settings and the environment are read here, at the edge, and passed in."""
+
+from __future__ import annotations
+
+import typer
+
+from . import ingest, lake
+
+app = typer.Typer(
+    name="tradelab",
+    help="tradelab: research and backtesting workbench with a thin live bridge to Alpaca.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(ingest.app, name="ingest")
+app.add_typer(lake.app, name="lake")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
