@@ -1,9 +1,9 @@
 """The DuckDB catalog: views over the lake's Parquet files, the only SQL in the project.
 
-``connect(lake)`` opens an in-memory DuckDB database whose views read the files directly, so a
-query always sees what is on disk now (each file is replaced atomically, so a query sees the old
-or the new partition, never a mix) and no catalog file can go stale or be locked by another
-process. Views:
+``connect(lake)`` opens an in-memory DuckDB database whose views read the files listed in the
+lake's manifest at that moment: a snapshot (see manifest.py), so a query sees the lake before or
+after a write, never a mix, and no catalog file can go stale or be locked by another process.
+Reconnect (or call ``connect`` again) to see later writes. Views:
 
 * ``bars``: symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count, source,
   feed, adjustment, ingested_at, year
@@ -44,13 +44,14 @@ def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    if any(lake.bars_dir.glob("timeframe=*/symbol=*/year=*/*.parquet")):
-        glob = _sql_str(str(lake.bars_dir / "timeframe=*" / "symbol=*" / "year=*" / "*.parquet"))
+    files = [str(path) for *_, path in lake.files()]  # one manifest read: a consistent snapshot
+    if files:
+        listing = "[" + ", ".join(_sql_str(f) for f in files) + "]"
         con.execute(
             f"""CREATE VIEW bars AS
                 SELECT symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
                        source, feed, adjustment, ingested_at, year
-                FROM read_parquet({glob}, hive_partitioning = true,
+                FROM read_parquet({listing}, hive_partitioning = true,
                      hive_types = {{'timeframe': VARCHAR, 'symbol': VARCHAR, 'year': INTEGER}})"""
         )
     else:

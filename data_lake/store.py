@@ -2,8 +2,11 @@
 
 Layout (hive-style, so DuckDB prunes by folder and one symbol-year is one small read)::
 
-    <root>/bars/timeframe=1Min/symbol=AAPL/year=2024/data.parquet
+    <root>/_manifest.json                                   which file is current (manifest.py)
+    <root>/bars/timeframe=1Min/symbol=AAPL/year=2024/part-<generation>-<id>.parquet
     <root>/quarantine/timeframe=1Min/symbol=AAPL/batch-<stamp>.parquet
+
+Files are immutable; a write adds files and then swaps the manifest, which is its commit point.
 
 Write rule: a batch covering [first ts, last ts] *replaces* what the lake held in that range for
 that symbol and timeframe; rows outside it stay. If the result equals what is on disk the file is
@@ -12,6 +15,7 @@ not touched, so ingesting the same data twice changes nothing (not even ``ingest
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write_table, writer_lock
+from .manifest import Manifest
 from .calendar import day_index, session_index
 from .quality import DataQualityError, QualityReport, check_bars
 from .schema import (
@@ -33,7 +38,7 @@ from .schema import (
     check_timeframe,
 )
 
-FILE_NAME = "data.parquet"
+GRACE_SECONDS = 3600.0  # how long a superseded file stays readable for snapshots taken before
 REQUIRED = ("ts", "open", "high", "low", "close", "volume")
 
 
@@ -115,8 +120,9 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 class Lake:
     """The Parquet lake of bars under one root folder. The only writer of that folder."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, grace_seconds: float = GRACE_SECONDS):
         self.root = Path(root).expanduser().resolve()
+        self.grace_seconds = grace_seconds
         self.bars_dir = self.root / "bars"
         self.quarantine_dir = self.root / "quarantine"
 
@@ -124,19 +130,23 @@ class Lake:
         return f"Lake({str(self.root)!r})"
 
     # ---------------------------------------------------------------- layout
-    def partition_path(self, symbol: str, timeframe: str, year: int) -> Path:
-        """Where the bars of one symbol, timeframe and year live."""
-        return self.bars_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / f"year={year}" / FILE_NAME
+    def partition_dir(self, symbol: str, timeframe: str, year: int) -> Path:
+        """The folder of one symbol, timeframe and year."""
+        return self.bars_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / f"year={year}"
 
-    def files(self, symbol: str | None = None, timeframe: str | None = None) -> list[tuple[str, str, int, Path]]:
-        """Every partition file as (timeframe, symbol, year, path), sorted."""
-        tf_glob = f"timeframe={timeframe}" if timeframe else "timeframe=*"
-        sym_glob = f"symbol={symbol}" if symbol else "symbol=*"
+    def manifest(self) -> Manifest:
+        """The current manifest: a consistent snapshot of the lake."""
+        return Manifest.load(self.root)
+
+    def files(self, symbol: str | None = None, timeframe: str | None = None,
+              manifest: Manifest | None = None) -> list[tuple[str, str, int, Path]]:
+        """The current partition files as (timeframe, symbol, year, path), sorted."""
+        m = manifest or self.manifest()
         out = []
-        for p in self.bars_dir.glob(f"{tf_glob}/{sym_glob}/year=*/{FILE_NAME}"):
-            tf = p.parents[2].name.split("=", 1)[1]
-            sym = p.parents[1].name.split("=", 1)[1]
-            out.append((tf, sym, int(p.parent.name.split("=", 1)[1]), p))
+        for key, rel in m.partitions.items():
+            tf, sym, year = key.split("/")
+            if (symbol is None or sym == symbol) and (timeframe is None or tf == timeframe):
+                out.append((tf, sym, int(year), self.root / rel))
         return sorted(out)
 
     # ---------------------------------------------------------------- reads
@@ -176,9 +186,9 @@ class Lake:
         idx = day_index(ts) if TIMEFRAMES[timeframe] == 0 else session_index(ts)
         return np.unique(idx[idx >= 0])
 
-    def adjustment_of(self, symbol: str, timeframe: str) -> str | None:
+    def adjustment_of(self, symbol: str, timeframe: str, manifest: Manifest | None = None) -> str | None:
         """The adjustment the lake holds for (symbol, timeframe), or None when it holds nothing."""
-        files = self.files(symbol, timeframe)
+        files = self.files(symbol, timeframe, manifest)
         if not files:
             return None
         col = pq.read_table(files[0][3], columns=["adjustment"]).column("adjustment")
@@ -208,17 +218,22 @@ class Lake:
         if not report.ok and not quarantine:
             raise DataQualityError(what, report)
         with writer_lock(self.root):
+            manifest = self.manifest()
+            manifest.collect(self.root, self.grace_seconds)
             if not report.ok:
                 bad = report.bad_mask
                 self._write_quarantine(symbol, timeframe, frame, report, meta)
                 result.rows_quarantined = int(bad.sum())
                 frame = frame.loc[~bad].reset_index(drop=True)
             if len(frame):
-                self._merge_write(symbol, timeframe, frame, meta, result)
+                self._merge_write(symbol, timeframe, frame, meta, result, manifest)
+            if result.partitions_written:
+                manifest.save(self.root)  # the commit point: the new files become visible at once
         return result
 
-    def _merge_write(self, symbol: str, timeframe: str, frame: pd.DataFrame, meta: BarMeta, result: WriteResult) -> None:
-        held = self.adjustment_of(symbol, timeframe)
+    def _merge_write(self, symbol: str, timeframe: str, frame: pd.DataFrame, meta: BarMeta,
+                     result: WriteResult, manifest: Manifest) -> None:
+        held = self.adjustment_of(symbol, timeframe, manifest)
         if held is not None and held != str(meta.adjustment):
             raise LakeError(
                 f"the lake holds {symbol} {timeframe} with adjustment={held}; refusing to mix in "
@@ -231,10 +246,13 @@ class Lake:
         years = ts.astype("datetime64[Y]").astype(np.int64) + 1970
         first_year, last_year = int(years[0]), int(years[-1])
         for year in range(first_year, last_year + 1):
-            path = self.partition_path(symbol, timeframe, year)
+            key = Manifest.key(timeframe, symbol, year)
+            folder = self.partition_dir(symbol, timeframe, year)
+            _remove_orphans(self.root, folder, manifest)
             a, b = np.searchsorted(years, year), np.searchsorted(years, year, side="right")
             new = frame.iloc[a:b]
-            old = _to_frame(pq.read_table(path)) if path.exists() else None
+            old_rel = manifest.partitions.get(key)
+            old = _to_frame(pq.read_table(self.root / old_rel)) if old_rel else None
             if old is None and new.empty:
                 continue
             if old is not None:
@@ -243,16 +261,18 @@ class Lake:
                 result.rows_replaced += int(inside.sum())
                 merged = pd.concat([old.loc[~inside], new], ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
                 if _same(merged, old):
-                    result.partitions_unchanged.append(str(path.relative_to(self.root)))
+                    result.partitions_unchanged.append(key)
                     continue
             else:
                 merged = new.reset_index(drop=True)
             if merged.empty:
-                path.unlink()
+                manifest.replace(key, None)
             else:
+                path = folder / f"part-{manifest.generation + 1:08d}-{uuid.uuid4().hex[:12]}.parquet"
                 atomic_write_table(_to_table(merged), path)
+                manifest.replace(key, str(path.relative_to(self.root)))
             result.rows_written += len(new)
-            result.partitions_written.append(str(path.relative_to(self.root)))
+            result.partitions_written.append(key)
 
     def _write_quarantine(self, symbol: str, timeframe: str, frame: pd.DataFrame, report: QualityReport, meta: BarMeta) -> None:
         bad = report.bad_mask
@@ -278,10 +298,23 @@ class Lake:
         """Delete every partition of (symbol, timeframe); return how many files went."""
         symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
         with writer_lock(self.root):
-            files = self.files(symbol, timeframe)
-            for *_, p in files:
-                p.unlink()
+            manifest = self.manifest()
+            files = self.files(symbol, timeframe, manifest)
+            for tf, sym, year, _ in files:
+                manifest.replace(Manifest.key(tf, sym, year), None)
+            if files:
+                manifest.save(self.root)
         return len(files)
+
+
+def _remove_orphans(root: Path, folder: Path, manifest: Manifest) -> None:
+    """Delete files a killed writer left in a partition folder (never in the manifest)."""
+    if not folder.exists():
+        return
+    known = manifest.known()
+    for p in folder.iterdir():
+        if str(p.relative_to(root)) not in known:
+            p.unlink(missing_ok=True)
 
 
 def _bounds(start: object, end: object) -> tuple[np.int64, np.int64]:

@@ -18,7 +18,30 @@ def test_partitions_one_file_per_symbol_timeframe_year(lake: Lake):
     lake.write_bars("AAPL", "1Day", sample_bars("AAPL"), sample_meta())
     files = lake.files("AAPL", "1Day")
     assert [y for _, _, y, _ in files] == list(range(2000, 2014))
-    assert files[0][3] == lake.root / "bars/timeframe=1Day/symbol=AAPL/year=2000/data.parquet"
+    assert files[0][3].parent == lake.root / "bars/timeframe=1Day/symbol=AAPL/year=2000"
+    assert files[0][3].name.startswith("part-") and files[0][3].suffix == ".parquet"
+
+
+def test_superseded_files_live_out_their_grace_then_go(tmp_path):
+    lake = Lake(tmp_path / "lake", grace_seconds=0)
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-04"], seed=1), META)
+    first = lake.files()[0][3]
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-04"], seed=2), META)
+    second = lake.files()[0][3]
+    assert first.exists()  # retired, still readable by snapshots taken before the swap
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-05"], seed=2), META)
+    assert not first.exists() and second.exists()
+    assert lake.manifest().retired.keys() == {str(second.relative_to(lake.root))}
+
+
+def test_orphans_of_a_killed_writer_are_removed(lake: Lake):
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-04"]), META)
+    folder = lake.files()[0][3].parent
+    (folder / "part-99999999-dead.parquet").write_bytes(b"half a file")
+    (folder / ".part-x.parquet.tmp-1-abc").write_bytes(b"temp")
+    lake.write_bars("XYZ", "1Min", minute_bars(["2024-03-05"]), META)
+    left = {str(p.relative_to(lake.root)) for p in folder.iterdir()}
+    assert left == lake.manifest().known()  # the current file and the retired one; no orphans
 
 
 def test_same_ingest_twice_changes_no_byte(lake: Lake):
