@@ -1,0 +1,1 @@
+"""Research: signals, regimes, sweeps, metrics and params. Never imports live_bridge."""

@@ -1,0 +1,201 @@
+"""The fill convention and the exit rules every strategy shares, in one kernel.
+
+Fill convention (the only one in tradelab):
+
+* A decision taken at bar t's close, from data up to t, fills at bar t+1's open.
+* A stop or target that triggers inside a bar fills at its level; if the bar opens beyond the
+  level (a gap through it), it fills at the open. When a stop and a target both lie inside one
+  bar, the stop is assumed hit first (the conservative reading of an unknown path).
+* Levels are set from the entry fill price and are live from the entry bar on. A trailing stop
+  trails the highest high (lowest low for shorts) of the bars *before* the current one since
+  entry, so it never uses the current bar's extreme to stop out within that same bar.
+* Time stop: after N bars held (the entry bar counts as 1), exit at the next open.
+* Flat at session end (intraday): at the close of the bar before the session's last bar, any
+  position is closed (filled at the last bar's open) and no entry is taken in the last two bars.
+* Signals on the same bar to enter long and short cancel out. A long position with a short entry
+  signal reverses (and vice versa) when shorts are allowed.
+
+Slippage and fees are applied to these fill prices by the simulation that uses them (sweep,
+live parity); this kernel decides *when* and *at which raw price* positions change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .bars import Bars
+from .signals.base import Signals
+
+
+class ExitReason:
+    """Why a trade closed (int8 codes in the trade records)."""
+
+    SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_STOP, SESSION_END, OPEN = 0, 1, 2, 3, 4, 5, -1
+    NAMES = {0: "signal", 1: "stop_loss", 2: "take_profit", 3: "trailing_stop", 4: "time_stop",
+             5: "session_end", -1: "open"}
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRules:
+    """Exit rules as fractions of the entry price (0 = off) and bar counts (0 = off)."""
+
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+    trailing_stop: float = 0.0
+    time_stop: int = 0
+    flat_at_close: bool = False
+    allow_short: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("stop_loss", "take_profit", "trailing_stop"):
+            v = getattr(self, name)
+            if not (0.0 <= v < 1.0):
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {v}")
+        if self.time_stop < 0:
+            raise ValueError(f"time_stop must be >= 0 bars, got {self.time_stop}")
+
+
+class Trades(NamedTuple):
+    """One row per trade; an open trade has exit_bar -1 and exit_price NaN."""
+
+    entry_bar: np.ndarray
+    entry_price: np.ndarray
+    exit_bar: np.ndarray
+    exit_price: np.ndarray
+    direction: np.ndarray  # +1 long, -1 short
+    reason: np.ndarray  # ExitReason codes
+
+
+class Path(NamedTuple):
+    """Per-bar positions and the trades that produced them."""
+
+    position: np.ndarray  # int8: position held at bar t's close (after t's fills and stops)
+    target: np.ndarray  # int8: position to hold from bar t+1's open (the decision at t's close)
+    trades: Trades
+
+
+@njit(cache=True)
+def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
+                      stop_loss, take_profit, trailing, time_stop, flat_at_close, allow_short):
+    """Run signals through the fill convention and exit rules; see the module docstring."""
+    n = c.shape[0]
+    position = np.zeros(n, np.int8)
+    target = np.zeros(n, np.int8)
+    e_bar = np.empty(n, np.int64)
+    e_px = np.empty(n)
+    x_bar = np.empty(n, np.int64)
+    x_px = np.empty(n)
+    dirs = np.empty(n, np.int8)
+    why = np.empty(n, np.int8)
+    k = 0
+    pos = 0
+    pending = 0
+    pending_why = 0
+    entry = np.nan
+    extreme = np.nan
+    held = 0
+    for t in range(n):
+        # 1) the open: fill what was decided at the previous close
+        if pending != pos:
+            if pos != 0:
+                x_bar[k - 1] = t
+                x_px[k - 1] = o[t]
+                why[k - 1] = pending_why
+            if pending != 0:
+                e_bar[k] = t
+                e_px[k] = o[t]
+                dirs[k] = pending
+                x_bar[k] = -1
+                x_px[k] = np.nan
+                why[k] = -1
+                k += 1
+                entry = o[t]
+                extreme = o[t]
+                held = 0
+            pos = pending
+        # 2) inside the bar: stops and targets
+        if pos != 0:
+            hit = 0
+            px = np.nan
+            if pos == 1:
+                stop = entry * (1.0 - stop_loss) if stop_loss > 0.0 else -np.inf
+                trail = extreme * (1.0 - trailing) if trailing > 0.0 else -np.inf
+                lvl = max(stop, trail)
+                if lvl > -np.inf and (o[t] <= lvl or l[t] <= lvl):
+                    px = o[t] if o[t] <= lvl else lvl
+                    hit = 1 if stop >= trail else 3
+                elif take_profit > 0.0:
+                    tp = entry * (1.0 + take_profit)
+                    if o[t] >= tp or h[t] >= tp:
+                        px = o[t] if o[t] >= tp else tp
+                        hit = 2
+            else:
+                stop = entry * (1.0 + stop_loss) if stop_loss > 0.0 else np.inf
+                trail = extreme * (1.0 + trailing) if trailing > 0.0 else np.inf
+                lvl = min(stop, trail)
+                if lvl < np.inf and (o[t] >= lvl or h[t] >= lvl):
+                    px = o[t] if o[t] >= lvl else lvl
+                    hit = 1 if stop <= trail else 3
+                elif take_profit > 0.0:
+                    tp = entry * (1.0 - take_profit)
+                    if o[t] <= tp or l[t] <= tp:
+                        px = o[t] if o[t] <= tp else tp
+                        hit = 2
+            if hit != 0:
+                x_bar[k - 1] = t
+                x_px[k - 1] = px
+                why[k - 1] = hit
+                pos = 0
+            else:
+                held += 1
+                if pos == 1 and h[t] > extreme:
+                    extreme = h[t]
+                if pos == -1 and l[t] < extreme:
+                    extreme = l[t]
+        position[t] = pos
+        # 3) the close: decide the position for the next open
+        new = pos
+        reason = 0
+        go_long = le[t] and not se[t]
+        go_short = se[t] and not le[t] and allow_short
+        if pos == 1:
+            if go_short:
+                new = -1
+            elif lx[t]:
+                new = 0
+        elif pos == -1:
+            if go_long:
+                new = 1
+            elif sx[t]:
+                new = 0
+        else:
+            if go_long:
+                new = 1
+            elif go_short:
+                new = -1
+        if time_stop > 0 and pos != 0 and held >= time_stop and new == pos:
+            new = 0
+            reason = 4
+        if flat_at_close and bars_left[t] <= 1:
+            if new != 0 and pos != 0:
+                reason = 5
+            new = 0
+        pending = new
+        pending_why = reason
+        target[t] = new
+    return position, target, e_bar[:k], e_px[:k], x_bar[:k], x_px[:k], dirs[:k], why[:k]
+
+
+def simulate_exits(bars: Bars, signals: Signals, rules: ExitRules) -> Path:
+    """Apply the fill convention and exit rules to one strategy's signals on one symbol's bars."""
+    r = simulate_exits_nb(
+        bars.open, bars.high, bars.low, bars.close, bars.bars_left,
+        signals.long_entry, signals.long_exit, signals.short_entry, signals.short_exit,
+        rules.stop_loss, rules.take_profit, rules.trailing_stop, rules.time_stop,
+        rules.flat_at_close, rules.allow_short,
+    )
+    return Path(r[0], r[1], Trades(*r[2:]))

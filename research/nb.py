@@ -1,0 +1,154 @@
+"""Pure numba kernels behind the signals and regimes: numpy in, numpy out, no pandas, no state.
+
+Every kernel is causal: output[t] depends on inputs[0..t] only (prefix-invariance tests prove it).
+Warm-up values are NaN (or False for boolean kernels). Rolling statistics use running sums, so
+each costs O(n) whatever the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Simple moving average over the last n values (NaN for the first n-1)."""
+    out = np.full(x.shape[0], np.nan)
+    s = 0.0
+    for t in range(x.shape[0]):
+        s += x[t]
+        if t >= n:
+            s -= x[t - n]
+        if t >= n - 1:
+            out[t] = s / n
+    return out
+
+
+@njit(cache=True)
+def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Exponential moving average, alpha = 2/(n+1), seeded with the SMA of the first n values."""
+    out = np.full(x.shape[0], np.nan)
+    if x.shape[0] < n:
+        return out
+    alpha = 2.0 / (n + 1.0)
+    s = 0.0
+    for t in range(n):
+        s += x[t]
+    prev = s / n
+    out[n - 1] = prev
+    for t in range(n, x.shape[0]):
+        prev = alpha * x[t] + (1.0 - alpha) * prev
+        out[t] = prev
+    return out
+
+
+@njit(cache=True)
+def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Population standard deviation over the last n values (NaN for the first n-1)."""
+    out = np.full(x.shape[0], np.nan)
+    s = 0.0
+    s2 = 0.0
+    for t in range(x.shape[0]):
+        s += x[t]
+        s2 += x[t] * x[t]
+        if t >= n:
+            s -= x[t - n]
+            s2 -= x[t - n] * x[t - n]
+        if t >= n - 1:
+            var = s2 / n - (s / n) ** 2
+            out[t] = np.sqrt(var) if var > 0.0 else 0.0
+    return out
+
+
+@njit(cache=True)
+def rolling_max_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of the last n values including t (NaN for the first n-1)."""
+    out = np.full(x.shape[0], np.nan)
+    for t in range(n - 1, x.shape[0]):
+        m = x[t - n + 1]
+        for k in range(t - n + 2, t + 1):
+            if x[k] > m:
+                m = x[k]
+        out[t] = m
+    return out
+
+
+@njit(cache=True)
+def rolling_min_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Minimum of the last n values including t (NaN for the first n-1)."""
+    return -rolling_max_nb(-x, n)
+
+
+@njit(cache=True)
+def shift_nb(x: np.ndarray, k: int) -> np.ndarray:
+    """x delayed by k bars (NaN for the first k)."""
+    out = np.full(x.shape[0], np.nan)
+    for t in range(k, x.shape[0]):
+        out[t] = x[t - k]
+    return out
+
+
+@njit(cache=True)
+def crossed_above_nb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """True at t when a goes from <= b at t-1 to > b at t (False where either is NaN)."""
+    out = np.zeros(a.shape[0], dtype=np.bool_)
+    for t in range(1, a.shape[0]):
+        if a[t] > b[t] and a[t - 1] <= b[t - 1]:
+            out[t] = True
+    return out
+
+
+@njit(cache=True)
+def rsi_nb(close: np.ndarray, n: int) -> np.ndarray:
+    """Wilder's RSI(n): first value at t = n (SMA seed of gains/losses), then Wilder smoothing."""
+    out = np.full(close.shape[0], np.nan)
+    if close.shape[0] <= n:
+        return out
+    gain = 0.0
+    loss = 0.0
+    for t in range(1, n + 1):
+        d = close[t] - close[t - 1]
+        if d > 0:
+            gain += d
+        else:
+            loss -= d
+    gain /= n
+    loss /= n
+    out[n] = 100.0 if loss == 0.0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    for t in range(n + 1, close.shape[0]):
+        d = close[t] - close[t - 1]
+        gain = (gain * (n - 1) + (d if d > 0 else 0.0)) / n
+        loss = (loss * (n - 1) + (-d if d < 0 else 0.0)) / n
+        out[t] = 100.0 if loss == 0.0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    return out
+
+
+@njit(cache=True)
+def session_vwap_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
+                    session: np.ndarray) -> np.ndarray:
+    """Cumulative VWAP of the typical price (h+l+c)/3 since the session's first bar."""
+    out = np.full(close.shape[0], np.nan)
+    pv = 0.0
+    vv = 0.0
+    for t in range(close.shape[0]):
+        if t == 0 or session[t] != session[t - 1]:
+            pv = 0.0
+            vv = 0.0
+        tp = (high[t] + low[t] + close[t]) / 3.0
+        pv += tp * volume[t]
+        vv += volume[t]
+        out[t] = pv / vv if vv > 0.0 else tp
+    return out
+
+
+@njit(cache=True)
+def rolling_zscore_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """(x - rolling mean) / rolling std over the last n values (NaN in warm-up or zero std)."""
+    m = rolling_mean_nb(x, n)
+    s = rolling_std_nb(x, n)
+    out = np.full(x.shape[0], np.nan)
+    for t in range(x.shape[0]):
+        if s[t] > 0.0:
+            out[t] = (x[t] - m[t]) / s[t]
+    return out

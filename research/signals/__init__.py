@@ -1,0 +1,28 @@
+"""The strategy library: pure signal functions shared by the sweeps and the live bridge.
+
+Each module ``research/signals/<name>.py`` defines a frozen params dataclass, a default ``GRID``
+and ``signals(bars, params) -> Signals`` (single-symbol strategies), exported as ``STRATEGY``.
+Multi-asset strategies (pairs, rotation) have their own output shapes, documented in their modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Signals, Strategy, no_signals
+
+NAMES = ("sma_cross", "sma_convergence", "breakout", "vwap_reversion", "rsi_reversion", "gap", "pairs", "rotation")
+
+
+def get(name: str) -> Strategy:
+    """The registered strategy called ``name`` (ValueError naming the valid ones otherwise)."""
+    if name not in NAMES:
+        import difflib
+
+        hint = difflib.get_close_matches(name, NAMES, n=1)
+        raise ValueError(f"unknown strategy {name!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                         f"known: {', '.join(NAMES)}")
+    return importlib.import_module(f"{__name__}.{name}").STRATEGY
+
+
+__all__ = ["NAMES", "Signals", "Strategy", "get", "no_signals"]
