@@ -13,13 +13,22 @@ from numba import njit
 
 @njit(cache=True)
 def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Simple moving average over the last n values (NaN for the first n-1)."""
+    """Simple moving average over the last n values (NaN for the first n-1).
+
+    The running sum is rebuilt from scratch every n bars, so rounding cannot accumulate over
+    millions of bars (still O(n) overall, and still a function of the window's prefix only).
+    """
     out = np.full(x.shape[0], np.nan)
     s = 0.0
     for t in range(x.shape[0]):
-        s += x[t]
-        if t >= n:
-            s -= x[t - n]
+        if t >= n and t % n == 0:
+            s = 0.0
+            for k in range(t - n + 1, t + 1):
+                s += x[k]
+        else:
+            s += x[t]
+            if t >= n:
+                s -= x[t - n]
         if t >= n - 1:
             out[t] = s / n
     return out
@@ -45,32 +54,57 @@ def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Population standard deviation over the last n values (NaN for the first n-1)."""
+    """Population standard deviation over the last n values (NaN for the first n-1).
+
+    Sums are taken around a shift (the first value of the current block) and rebuilt every n
+    bars, so a flat window gives exactly 0 rather than rounding noise from a trend before it.
+    """
     out = np.full(x.shape[0], np.nan)
     s = 0.0
     s2 = 0.0
+    c = x[0] if x.shape[0] > 0 else 0.0
     for t in range(x.shape[0]):
-        s += x[t]
-        s2 += x[t] * x[t]
-        if t >= n:
-            s -= x[t - n]
-            s2 -= x[t - n] * x[t - n]
+        if t >= n and t % n == 0:
+            c = x[t]
+            s = 0.0
+            s2 = 0.0
+            for k in range(t - n + 1, t + 1):
+                d = x[k] - c
+                s += d
+                s2 += d * d
+        else:
+            d = x[t] - c
+            s += d
+            s2 += d * d
+            if t >= n:
+                d = x[t - n] - c
+                s -= d
+                s2 -= d * d
         if t >= n - 1:
-            var = s2 / n - (s / n) ** 2
-            out[t] = np.sqrt(var) if var > 0.0 else 0.0
+            m = s / n
+            var = s2 / n - m * m
+            # below this, the variance is rounding noise of the shifted sums: call it flat
+            out[t] = np.sqrt(var) if var > 1e-12 * (m * m + c * c + 1e-300) else 0.0
     return out
 
 
 @njit(cache=True)
 def rolling_max_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Maximum of the last n values including t (NaN for the first n-1)."""
-    out = np.full(x.shape[0], np.nan)
-    for t in range(n - 1, x.shape[0]):
-        m = x[t - n + 1]
-        for k in range(t - n + 2, t + 1):
-            if x[k] > m:
-                m = x[k]
-        out[t] = m
+    """Maximum of the last n values including t (NaN for the first n-1); O(n) monotonic deque."""
+    m = x.shape[0]
+    out = np.full(m, np.nan)
+    dq = np.empty(m, np.int64)  # indices of candidate maxima, values decreasing
+    head = 0
+    tail = 0
+    for t in range(m):
+        while tail > head and x[dq[tail - 1]] <= x[t]:
+            tail -= 1
+        dq[tail] = t
+        tail += 1
+        if dq[head] <= t - n:
+            head += 1
+        if t >= n - 1:
+            out[t] = x[dq[head]]
     return out
 
 

@@ -38,8 +38,11 @@ class Strategy:
     name: str
     params: type
     grid: dict[str, tuple[Any, ...]]
-    signals: Callable[[Bars, Any], Signals]
+    signals: Callable[..., Any]
     intraday: bool = False
+    #: "single": signals(bars, p) -> Signals; "pair": signals(y, x, p) -> PairSignals;
+    #: "basket": signals(closes, bench, p) -> RotationSignals (target weights)
+    kind: str = "single"
 
     def make_params(self, **values: Any) -> Any:
         """Params from keyword values, with a 'did you mean' hint for a wrong name."""

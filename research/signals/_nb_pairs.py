@@ -1,0 +1,195 @@
+"""Numba kernels behind research/signals/pairs.py: numpy in, numpy out, causal, no state.
+
+Every kernel is causal: output[t] depends on inputs[0..t] only. Warm-up values are NaN (False for
+boolean outputs). A non-finite input poisons exactly the windows that contain it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# A window whose variance (in squared log units) is below this is numerically flat: its statistics
+# are rounding noise, so slopes, correlations and z-scores there are NaN. 1e-14 is a standard
+# deviation of 1e-7 in log price (0.00001 %), far below any traded spread or price move.
+MIN_VAR = 1e-14
+
+
+@njit(cache=True)
+def rolling_moments_nb(y: np.ndarray, x: np.ndarray, n: int):
+    """Means, variances and covariance of y and x over the last n bars (population, 1/n).
+
+    Running sums, O(n) overall. To keep them exact enough on long series, the sums are rebuilt
+    from scratch every n bars around a fresh centre (the current values): that bounds the rounding
+    drift of add-and-subtract and keeps the sums of squares small. The rebuild schedule depends on t
+    only, so a prefix of the data gives bit-identical outputs. Returns (my, mx, vy, vx, cxy).
+    """
+    m = y.shape[0]
+    my = np.full(m, np.nan)
+    mx = np.full(m, np.nan)
+    vy = np.full(m, np.nan)
+    vx = np.full(m, np.nan)
+    cxy = np.full(m, np.nan)
+    cy = 0.0
+    cx = 0.0
+    sy = 0.0
+    sx = 0.0
+    syy = 0.0
+    sxx = 0.0
+    sxy = 0.0
+    bad = 0
+    for t in range(m):
+        lo = t - n + 1
+        if t % n == 0:
+            if np.isfinite(y[t]) and np.isfinite(x[t]):
+                cy = y[t]
+                cx = x[t]
+            sy = 0.0
+            sx = 0.0
+            syy = 0.0
+            sxx = 0.0
+            sxy = 0.0
+            bad = 0
+            for s in range(max(lo, 0), t + 1):
+                if np.isfinite(y[s]) and np.isfinite(x[s]):
+                    b = y[s] - cy
+                    a = x[s] - cx
+                    sy += b
+                    sx += a
+                    syy += b * b
+                    sxx += a * a
+                    sxy += a * b
+                else:
+                    bad += 1
+        else:
+            if np.isfinite(y[t]) and np.isfinite(x[t]):
+                b = y[t] - cy
+                a = x[t] - cx
+                sy += b
+                sx += a
+                syy += b * b
+                sxx += a * a
+                sxy += a * b
+            else:
+                bad += 1
+            if lo >= 1:
+                s = lo - 1
+                if np.isfinite(y[s]) and np.isfinite(x[s]):
+                    b = y[s] - cy
+                    a = x[s] - cx
+                    sy -= b
+                    sx -= a
+                    syy -= b * b
+                    sxx -= a * a
+                    sxy -= a * b
+                else:
+                    bad -= 1
+        if lo >= 0 and bad == 0:
+            ay = sy / n
+            ax = sx / n
+            my[t] = ay + cy
+            mx[t] = ax + cx
+            vy[t] = max(syy / n - ay * ay, 0.0)
+            vx[t] = max(sxx / n - ax * ax, 0.0)
+            cxy[t] = sxy / n - ax * ay
+    return my, mx, vy, vx, cxy
+
+
+@njit(cache=True)
+def rolling_ols_nb(y: np.ndarray, x: np.ndarray, n: int):
+    """Rolling OLS y = alpha + beta * x over the last n bars, and the correlation of y and x.
+
+    NaN in warm-up, where the window holds a non-finite value, or where x (for alpha, beta) or
+    either series (for corr) is numerically flat. Returns (alpha, beta, corr).
+    """
+    my, mx, vy, vx, cxy = rolling_moments_nb(y, x, n)
+    m = y.shape[0]
+    alpha = np.full(m, np.nan)
+    beta = np.full(m, np.nan)
+    corr = np.full(m, np.nan)
+    for t in range(m):
+        if vx[t] > MIN_VAR:
+            beta[t] = cxy[t] / vx[t]
+            alpha[t] = my[t] - beta[t] * mx[t]
+            if vy[t] > MIN_VAR:
+                corr[t] = min(max(cxy[t] / np.sqrt(vx[t] * vy[t]), -1.0), 1.0)
+    return alpha, beta, corr
+
+
+@njit(cache=True)
+def pair_spread_nb(ly: np.ndarray, lx: np.ndarray, n: int):
+    """Hedge ratio, out-of-sample spread and its rolling z-score (see pairs.py for the definition).
+
+    spread[t] = ly[t] - beta[t-1] * lx[t] - alpha[t-1]: bar t is scored by the fit over bars
+    t-n..t-1, which does not contain it. z[t] = (spread[t] - mean) / std over spread[t-n+1..t].
+    Returns (beta, corr, spread, z); beta[t] and corr[t] are the fit over bars t-n+1..t.
+    """
+    alpha, beta, corr = rolling_ols_nb(ly, lx, n)
+    m = ly.shape[0]
+    spread = np.full(m, np.nan)
+    for t in range(1, m):
+        spread[t] = ly[t] - beta[t - 1] * lx[t] - alpha[t - 1]
+    ms, _, vs, _, _ = rolling_moments_nb(spread, spread, n)
+    z = np.full(m, np.nan)
+    for t in range(m):
+        if vs[t] > MIN_VAR:
+            z[t] = (spread[t] - ms[t]) / np.sqrt(vs[t])
+    return beta, corr, spread, z
+
+
+@njit(cache=True)
+def pair_signals_nb(z: np.ndarray, corr: np.ndarray, entry_z: float, exit_z: float, stop_z: float,
+                    max_hold: int, min_corr: float, allow_short: bool):
+    """The pairs trade plan as a state machine over z (see pairs.py); decisions at each bar's close.
+
+    Returns (long_entry, long_exit, short_entry, short_exit) as bool arrays.
+    """
+    m = z.shape[0]
+    le = np.zeros(m, np.bool_)
+    lx = np.zeros(m, np.bool_)
+    se = np.zeros(m, np.bool_)
+    sx = np.zeros(m, np.bool_)
+    pos = 0  # the position decided so far, held from the next open
+    held = 0  # bars held, the first bar after the entry decision counts as 1 (as in exits.py)
+    lock = 0  # +1: long entries locked after a failed long (stop / time stop); -1 for shorts
+    for t in range(m):
+        zt = z[t]
+        ok = np.isfinite(zt)
+        if lock == 1 and ok and zt >= -exit_z:
+            lock = 0
+        elif lock == -1 and ok and zt <= exit_z:
+            lock = 0
+        if pos == 1:
+            held += 1
+            if ok and zt <= -stop_z:
+                lx[t] = True
+                lock = 1
+            elif ok and zt >= -exit_z:
+                lx[t] = True
+            elif max_hold > 0 and held >= max_hold:
+                lx[t] = True
+                lock = 1
+            if lx[t]:
+                pos = 0
+        elif pos == -1:
+            held += 1
+            if ok and zt >= stop_z:
+                sx[t] = True
+                lock = -1
+            elif ok and zt <= exit_z:
+                sx[t] = True
+            elif max_hold > 0 and held >= max_hold:
+                sx[t] = True
+                lock = -1
+            if sx[t]:
+                pos = 0
+        if pos == 0 and ok and corr[t] >= min_corr:
+            if -stop_z < zt <= -entry_z and lock != 1:
+                le[t] = True
+                pos = 1
+                held = 0
+            elif allow_short and stop_z > zt >= entry_z and lock != -1:
+                se[t] = True
+                pos = -1
+                held = 0
+    return le, lx, se, sx
