@@ -35,7 +35,7 @@ from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from requests.adapters import HTTPAdapter
 from requests.exceptions import RequestException
 
-from ..calendar import US_PER_MIN, Sessions, check_window, day_index, nyse, session_index, session_stamp
+from ..calendar import NY, US_PER_MIN, Sessions, check_window, day_index, nyse, session_index, session_stamp
 from ..schema import Adjustment, BarMeta, Feed, LakeError, check_symbol, check_timeframe
 from ..store import Lake, WriteResult
 
@@ -204,11 +204,13 @@ def session_hours(frame: pd.DataFrame, sessions: Sessions) -> pd.DataFrame:
     keys = opens + (ts - opens) // (60 * US_PER_MIN) * (60 * US_PER_MIN)
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], len(ts)] - 1
-    col = {c: frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")}
+    names = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+    col = {c: frame[c].to_numpy(dtype=np.float64) for c in names}
     has = np.isfinite(col["vwap"])
     pv = np.add.reduceat(np.where(has, col["vwap"] * col["volume"], 0.0), starts)
     weight = np.add.reduceat(np.where(has, col["volume"], 0.0), starts)
     counted = np.add.reduceat(np.isfinite(col["trade_count"]).astype(np.int64), starts)
+    trades = np.add.reduceat(np.nan_to_num(col["trade_count"]), starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = np.where(weight > 0, pv / weight, np.nan)
     return pd.DataFrame(
@@ -220,7 +222,7 @@ def session_hours(frame: pd.DataFrame, sessions: Sessions) -> pd.DataFrame:
             "close": col["close"][ends],
             "volume": np.add.reduceat(col["volume"], starts),
             "vwap": vwap,
-            "trade_count": np.where(counted > 0, np.add.reduceat(np.nan_to_num(col["trade_count"]), starts), np.nan),
+            "trade_count": np.where(counted > 0, trades, np.nan),
         }
     )
 
@@ -249,9 +251,11 @@ def _explain(exc: APIError, secrets: tuple[str, ...]) -> LakeError:
         hint = "; use --feed iex or an --end at least 15 minutes ago"
         return LakeError(f"Alpaca refused the request (403): {message}{hint}")
     if status in (401, 403):
-        return LakeError(f"Alpaca rejected the API keys ({status}): {message}; check the key id and secret (paper and live keys differ)")
+        hint = "; check the key id and secret (paper and live keys differ)"
+        return LakeError(f"Alpaca rejected the API keys ({status}): {message}{hint}")
     if status == 429:
-        return LakeError(f"Alpaca kept answering 429 (rate limit) after its retries: {message}; lower requests_per_minute")
+        hint = "; lower requests_per_minute"
+        return LakeError(f"Alpaca kept answering 429 (rate limit) after its retries: {message}{hint}")
     return LakeError(f"Alpaca error ({status}): {message}")
 
 
@@ -259,30 +263,53 @@ def _utc(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1e6, tz=timezone.utc)
 
 
-def _fetch(client, symbols, timeframe, first, last, sessions, feed, adjustment, url, secrets) -> dict[str, list]:
-    """All bars (every page) of one planned request, as alpaca-py's raw {symbol: [bar dicts]}."""
-    minutes = FETCH_MINUTES[timeframe]
-    start_us = sessions.day_us[first] if minutes == 0 else sessions.open_us[first]
-    unit = TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
-    request = StockBarsRequest(
-        symbol_or_symbols=symbols,
-        timeframe=unit,
-        start=_utc(int(start_us)),
-        end=_utc(int(sessions.close_us[last]) - 1_000_000),  # Alpaca's end is inclusive, whole seconds
-        feed=feed,
-        adjustment=adjustment,
-    )
+@dataclass(frozen=True)
+class _Fetcher:
+    """What every request of one ingest shares; ``fetch`` runs one planned request."""
+
+    client: StockHistoricalDataClient
+    timeframe: str
+    feed: DataFeed
+    adjustment: AlpacaAdjustment
+    url: str | None
+    secrets: tuple[str, str]
+
+    def fetch(self, symbols: list[str], first: int, last: int, sessions: Sessions) -> dict[str, list]:
+        """All bars (every page) of ``symbols`` over sessions first..last, as {symbol: [bar dicts]}."""
+        minutes = FETCH_MINUTES[self.timeframe]
+        start_us = sessions.day_us[first] if minutes == 0 else sessions.open_us[first]
+        unit = TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
+        request = StockBarsRequest(
+            symbol_or_symbols=symbols,
+            timeframe=unit,
+            start=_utc(int(start_us)),
+            end=_utc(int(sessions.close_us[last]) - 1_000_000),  # Alpaca's end is inclusive, whole seconds
+            feed=self.feed,
+            adjustment=self.adjustment,
+        )
+        try:
+            return self.client.get_stock_bars(request) or {}
+        except APIError as exc:
+            raise _explain(exc, self.secrets) from None
+        except RequestException as exc:
+            where = self.url or "data.alpaca.markets"
+            raise LakeError(f"could not reach Alpaca at {where}: {type(exc).__name__}") from None
+
+
+def _session_date(x: object) -> pd.Timestamp:
+    """A date argument as a naive calendar date (aware times are read in New York)."""
     try:
-        return client.get_stock_bars(request) or {}
-    except APIError as exc:
-        raise _explain(exc, secrets) from None
-    except RequestException as exc:
-        raise LakeError(f"could not reach Alpaca at {url or 'data.alpaca.markets'}: {type(exc).__name__}") from None
+        t = pd.Timestamp(x)
+    except (ValueError, TypeError):
+        raise LakeError(f"invalid date {x!r}: expected YYYY-MM-DD") from None
+    if t.tzinfo is not None:
+        t = t.tz_convert(NY).tz_localize(None)
+    return t.normalize()
 
 
 def _wanted_sessions(sessions: Sessions, start: object, end: object, sip: bool) -> np.ndarray:
     """Indices of the sessions in [start, end] (dates) that have closed, late enough for the feed."""
-    lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    lo, hi = _session_date(start), _session_date(end)
     check_window(lo, hi)
     a, b = sessions.dates.searchsorted(lo), sessions.dates.searchsorted(hi, side="right")
     now_us = pd.Timestamp.now(tz="UTC").value // 1000 - (_SIP_DELAY_US if sip else 0)
@@ -317,7 +344,8 @@ def ingest_alpaca(
     if feed not in _FEEDS:
         raise LakeError(f"unknown feed {feed!r}: use iex or sip")
     if adjustment not in {a.value for a in Adjustment}:
-        raise LakeError(f"unknown adjustment {adjustment!r}: use one of {', '.join(a.value for a in Adjustment)}")
+        valid = ", ".join(a.value for a in Adjustment)
+        raise LakeError(f"unknown adjustment {adjustment!r}: use one of {valid}")
     lake_feed, alpaca_feed = _FEEDS[feed]
     meta = BarMeta(source=SOURCE, feed=lake_feed, adjustment=Adjustment(adjustment))
     sessions = nyse()
@@ -339,19 +367,22 @@ def ingest_alpaca(
 
     client, adapter = make_client(api_key, secret_key, url, requests_per_minute, retry_wait_seconds)
     secrets = (api_key, secret_key)
+    fetcher = _Fetcher(client, timeframe, alpaca_feed, AlpacaAdjustment(adjustment), url, secrets)
+    what = f"{timeframe} from Alpaca"
     try:
         for batch, first, last in plan:
-            raw = _fetch(client, batch, timeframe, first, last, sessions, alpaca_feed, AlpacaAdjustment(adjustment), url, secrets)
+            raw = fetcher.fetch(batch, first, last, sessions)
             result.sessions_requested += len(batch) * (last - first + 1)
             for sym in batch:
                 frame, dropped = to_lake_bars(raw.get(sym) or [], timeframe, sessions)
                 result.rows_outside_session += dropped
+                n = 0
                 if len(frame):
-                    written = lake.write_bars(sym, timeframe, frame, meta, quarantine=quarantine, what=f"{sym} {timeframe} from Alpaca")
+                    written = lake.write_bars(
+                        sym, timeframe, frame, meta, quarantine=quarantine, what=f"{sym} {what}"
+                    )
                     result.merge(written)
                     n = written.rows_in - written.rows_quarantined
-                else:
-                    n = 0
                 if progress is not None:
                     progress(sym, n)
     finally:

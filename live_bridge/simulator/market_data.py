@@ -1,0 +1,344 @@
+"""Alpaca's market-data v2 bars endpoint (``GET /v2/stocks/bars``), served from in-memory frames.
+
+What the simulator copies from Alpaca, because clients depend on it:
+
+* ``start`` and ``end`` are both inclusive; a bare date means that New York calendar day;
+* the ``limit`` (default 1000, at most 10000) counts bars across all symbols of a page, and
+  results run by symbol (sorted), then time, so a page can end in the middle of one symbol;
+* ``next_page_token`` is opaque (base64 of the next bar's symbol and time) and null on the last page;
+* symbols without bars in the window are absent from ``bars`` (not empty lists);
+* bars coarser than the stored ones are aggregated on *clock*-aligned buckets (an hourly bar
+  starts at 09:00, a daily bar at 00:00 New York), as Alpaca's are;
+* on the free ("basic") plan, SIP data newer than 15 minutes is refused with 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import JSONResponse
+
+from .server import SimulatorState, alpaca_error, create_app
+
+NY = "America/New_York"
+US_PER_MIN = 60_000_000
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+PLANS = ("basic", "algo_trader_plus")
+FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")
+ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
+SIP_DELAY = pd.Timedelta(minutes=15)
+_COLS = ("ts", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+_TF_RE = re.compile(r"^(\d{1,2})?(Min|T|Hour|H|Day|D)$")
+_SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,20}$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class BadRequest(ValueError):
+    """A request Alpaca would answer with 400; the text is the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeframe:
+    """A bar length: ``minutes`` > 0 for intraday bars, 0 for one New York calendar day."""
+
+    minutes: int
+
+    @property
+    def name(self) -> str:
+        if self.minutes == 0:
+            return "1Day"
+        return f"{self.minutes // 60}Hour" if self.minutes % 60 == 0 else f"{self.minutes}Min"
+
+
+def parse_timeframe(text: str) -> Timeframe:
+    """Read Alpaca's spellings: ``5Min``/``5T``, ``1Hour``/``1H``, ``1Day``/``1D`` (no weeks or months)."""
+    m = _TF_RE.match(text.strip())
+    if not m:
+        raise BadRequest(f"invalid timeframe: {text}")
+    amount, unit = int(m.group(1) or 1), m.group(2)
+    if unit in ("Min", "T") and 1 <= amount <= 59:
+        return Timeframe(amount)
+    if unit in ("Hour", "H") and 1 <= amount <= 23:
+        return Timeframe(amount * 60)
+    if unit in ("Day", "D") and amount == 1:
+        return Timeframe(0)
+    raise BadRequest(f"invalid timeframe: {text}")
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A bar frame as sorted numpy columns (ts as int64 UTC microseconds, NaN for missing)."""
+    ts = pd.DatetimeIndex(pd.to_datetime(frame["ts"], utc=True)).as_unit("us").asi8
+    order = np.argsort(ts, kind="stable")
+    out = {"ts": ts[order]}
+    for c in _COLS[1:]:
+        vals = frame[c] if c in frame else pd.Series(np.nan, index=frame.index)
+        out[c] = pd.to_numeric(vals, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)[order]
+    return out
+
+
+def aggregate(cols: dict[str, np.ndarray], tf: Timeframe) -> dict[str, np.ndarray]:
+    """Roll finer bars up into clock-aligned ``tf`` bars (Alpaca's bucketing, not the session grid)."""
+    ts = cols["ts"]
+    if len(ts) == 0:
+        return {k: v[:0] for k, v in cols.items()}
+    if tf.minutes == 0:
+        local = pd.DatetimeIndex(ts.astype("datetime64[us]"), tz="UTC").tz_convert(NY)
+        keys = local.normalize().tz_convert("UTC").as_unit("us").asi8
+    else:
+        width = tf.minutes * US_PER_MIN
+        keys = ts // width * width
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(ts)] - 1
+    vol = np.add.reduceat(cols["volume"], starts)
+    has_vwap = np.isfinite(cols["vwap"])
+    pv = np.add.reduceat(np.where(has_vwap, cols["vwap"] * cols["volume"], 0.0), starts)
+    pv_vol = np.add.reduceat(np.where(has_vwap, cols["volume"], 0.0), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = np.where(pv_vol > 0, pv / pv_vol, np.nan)
+    return {
+        "ts": keys[starts],
+        "open": cols["open"][starts],
+        "high": np.maximum.reduceat(cols["high"], starts),
+        "low": np.minimum.reduceat(cols["low"], starts),
+        "close": cols["close"][ends],
+        "volume": vol,
+        "vwap": vwap,
+        "trade_count": np.add.reduceat(np.nan_to_num(cols["trade_count"]), starts),
+    }
+
+
+class BarStore:
+    """Bars by (symbol, timeframe) in memory; coarser timeframes are aggregated on demand.
+
+    Frames have the lake's columns: ts (UTC), open, high, low, close, volume, vwap, trade_count.
+    """
+
+    def __init__(self, frames: Mapping[tuple[str, str], pd.DataFrame] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._raw: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self._derived: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        for (symbol, timeframe), frame in (frames or {}).items():
+            self.put(symbol, timeframe, frame)
+
+    def put(self, symbol: str, timeframe: str, frame: pd.DataFrame) -> None:
+        """Store (or replace) the bars of one symbol and timeframe."""
+        key = (symbol.upper(), parse_timeframe(timeframe).minutes)
+        cols = _columns(frame)
+        with self._lock:
+            self._raw[key] = cols
+            self._derived = {k: v for k, v in self._derived.items() if k[0] != key[0]}
+
+    def bars(self, symbol: str, tf: Timeframe) -> dict[str, np.ndarray] | None:
+        """The symbol's bars at ``tf``: stored, or rolled up from the coarsest stored one dividing it."""
+        key = (symbol, tf.minutes)
+        with self._lock:
+            if key in self._raw:
+                return self._raw[key]
+            if key in self._derived:
+                return self._derived[key]
+            held = [m for (s, m) in self._raw if s == symbol and m > 0]
+            finer = [m for m in held if tf.minutes == 0 or tf.minutes % m == 0]
+            if not finer:
+                return None
+            source = self._raw[(symbol, max(finer))]
+        out = aggregate(source, tf)
+        with self._lock:
+            self._derived[key] = out
+        return out
+
+
+# ------------------------------------------------------------------------------------- paging
+def encode_token(symbol: str, ts_us: int) -> str:
+    return base64.urlsafe_b64encode(f"{symbol}|{ts_us}".encode()).decode()
+
+
+def decode_token(token: str) -> tuple[str, int]:
+    try:
+        symbol, ts = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+        return symbol, int(ts)
+    except Exception:  # noqa: BLE001 - any malformed token is the client's error
+        raise BadRequest("invalid page_token") from None
+
+
+def page(
+    store: BarStore,
+    symbols: list[str],
+    tf: Timeframe,
+    start_us: int,
+    end_us: int,
+    limit: int,
+    token: str | None = None,
+    descending: bool = False,
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
+    """One page: up to ``limit`` bars over all symbols (sorted, then by time), and the next token."""
+    after = decode_token(token) if token else None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    left = limit
+    for symbol in sorted(set(symbols)):
+        if after and symbol < after[0]:
+            continue
+        cols = store.bars(symbol, tf)
+        if cols is None:
+            continue
+        ts = cols["ts"]
+        lo, hi = np.searchsorted(ts, start_us, "left"), np.searchsorted(ts, end_us, "right")
+        if after and symbol == after[0]:
+            if descending:
+                hi = min(hi, np.searchsorted(ts, after[1], "right"))
+            else:
+                lo = max(lo, np.searchsorted(ts, after[1], "left"))
+        if hi <= lo:
+            continue
+        idx = np.arange(lo, hi)[::-1] if descending else np.arange(lo, hi)
+        if left == 0:  # the page is full and this symbol has a bar: it starts the next page
+            return out, encode_token(symbol, int(ts[idx[0]]))
+        take, rest = idx[:left], idx[left:]
+        out[symbol] = {c: v[take] for c, v in cols.items()}
+        left -= len(take)
+        if len(rest):
+            return out, encode_token(symbol, int(ts[rest[0]]))
+    return out, None
+
+
+def bars_json(cols: dict[str, np.ndarray]) -> list[dict]:
+    """Bars in Alpaca's wire shape: t (RFC 3339, Z), o, h, l, c, v, n, vw."""
+    t = [s + "Z" for s in np.datetime_as_string(cols["ts"].astype("datetime64[us]").astype("datetime64[s]"))]
+    vol = cols["volume"]
+    v = vol.astype(np.int64).tolist() if np.all(vol == np.floor(vol)) else vol.tolist()
+    n = [None if np.isnan(x) else int(x) for x in cols["trade_count"].tolist()]
+    vw = [None if np.isnan(x) else x for x in cols["vwap"].tolist()]
+    o, h, low, c = (cols[k].tolist() for k in ("open", "high", "low", "close"))
+    return [
+        {"t": a, "o": b, "h": d, "l": e, "c": f, "v": g, "n": i, "vw": j}
+        for a, b, d, e, f, g, i, j in zip(t, o, h, low, c, v, n, vw)
+    ]
+
+
+# ------------------------------------------------------------------------------------- parsing
+def parse_time(text: str, *, end: bool) -> int:
+    """RFC 3339 or YYYY-MM-DD as UTC microseconds; a date covers its whole New York day."""
+    text = text.strip().replace(" ", "+")  # an unescaped '+' in a query string arrives as ' '
+    try:
+        if _DATE_RE.match(text):
+            day = pd.Timestamp(text).tz_localize(NY)
+            t = day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1) if end else day
+        else:
+            t = pd.Timestamp(text)
+            if t.tzinfo is None:
+                raise ValueError
+    except ValueError:
+        raise BadRequest(f"invalid {'end' if end else 'start'}: {text}") from None
+    return int(t.tz_convert("UTC").value // 1000)
+
+
+def _parse_limit(text: str | None) -> int:
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
+    return int(text)
+
+
+def _parse_symbols(text: str | None) -> list[str]:
+    symbols = [s.strip().upper() for s in (text or "").split(",") if s.strip()]
+    if not symbols:
+        raise BadRequest("missing symbols")
+    for s in symbols:
+        if not _SYMBOL_RE.match(s):
+            raise BadRequest(f"invalid symbol: {s}")
+    return symbols
+
+
+# ------------------------------------------------------------------------------------- routes
+def market_data_router(
+    store: BarStore,
+    *,
+    plan: str = "basic",
+    max_page_size: int = MAX_LIMIT,
+    now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
+) -> APIRouter:
+    """The ``/v2/stocks/bars`` route over ``store``; ``max_page_size`` caps pages below ``limit``.
+
+    ``plan`` is "basic" (free: IEX by default, no SIP newer than 15 minutes) or
+    "algo_trader_plus" (SIP by default, no delay). ``now`` is injectable so tests can pin the clock.
+    """
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS}")
+    router = APIRouter()
+
+    @router.get("/v2/stocks/bars")
+    def get_bars(
+        symbols: str | None = Query(None),
+        timeframe: str | None = Query(None),
+        start: str | None = Query(None),
+        end: str | None = Query(None),
+        limit: str | None = Query(None),
+        page_token: str | None = Query(None),
+        feed: str | None = Query(None),
+        adjustment: str | None = Query(None),
+        sort: str | None = Query(None),
+        asof: str | None = Query(None),
+        currency: str | None = Query(None),
+    ) -> JSONResponse:
+        # Every parameter is read as text and checked here, so errors are Alpaca's 400
+        # {"message": ...} rather than FastAPI's 422 validation document.
+        try:
+            syms = _parse_symbols(symbols)
+            if not timeframe:
+                raise BadRequest("missing timeframe")
+            tf = parse_timeframe(timeframe)
+            n = min(_parse_limit(limit), max_page_size)
+            clock = now()
+            the_feed = feed or ("sip" if plan == "algo_trader_plus" else "iex")
+            if the_feed not in FEEDS:
+                raise BadRequest(f"invalid feed: {feed}")
+            if adjustment and any(a.strip() not in ADJUSTMENTS for a in adjustment.split(",")):
+                raise BadRequest(f"invalid adjustment: {adjustment}")
+            if (sort or "asc") not in ("asc", "desc"):
+                raise BadRequest(f"invalid sort: {sort}")
+            today = clock.tz_convert(NY).normalize()
+            lo = parse_time(start, end=False) if start else int(today.tz_convert("UTC").value // 1000)
+            hi = parse_time(end, end=True) if end else int(clock.value // 1000)
+            if hi < lo:
+                raise BadRequest("end should not be before start")
+        except BadRequest as exc:
+            return alpaca_error(400, str(exc))
+        if plan == "basic" and the_feed == "sip" and (end is None or hi > (clock - SIP_DELAY).value // 1000):
+            return alpaca_error(403, "subscription does not permit querying recent SIP data")
+        try:
+            found, token = page(store, syms, tf, lo, hi, n, page_token, descending=(sort == "desc"))
+        except BadRequest as exc:
+            return alpaca_error(400, str(exc))
+        return JSONResponse({"bars": {s: bars_json(c) for s, c in found.items()}, "next_page_token": token})
+
+    return router
+
+
+def market_data_app(
+    frames: Mapping[tuple[str, str], pd.DataFrame] | BarStore | None = None,
+    *,
+    api_key: str = "sim-key",
+    secret_key: str = "sim-secret",
+    plan: str = "basic",
+    max_page_size: int = MAX_LIMIT,
+    requests_per_minute: int | None = None,
+    now: Callable[[], pd.Timestamp] | None = None,
+) -> FastAPI:
+    """A ready app serving the bars endpoint over ``frames`` ({(symbol, timeframe): DataFrame}).
+
+    ``app.state.sim`` holds the faults and the request log; ``app.state.bars`` the BarStore.
+    """
+    store = frames if isinstance(frames, BarStore) else BarStore(frames)
+    state = SimulatorState(api_key=api_key, secret_key=secret_key, requests_per_minute=requests_per_minute)
+    kwargs = {"now": now} if now is not None else {}
+    app = create_app(state, [market_data_router(store, plan=plan, max_page_size=max_page_size, **kwargs)])
+    app.state.bars = store
+    return app
