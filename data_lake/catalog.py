@@ -8,6 +8,7 @@ Reconnect (or call ``connect`` again) to see later writes. Views:
 * ``bars``: symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count, source,
   feed, adjustment, ingested_at, year
 * ``quarantine``: the rows refused by ``--quarantine`` ingests, with row and reason
+* one view per derived table (tables.py), e.g. ``regimes``: the union of its keys' files
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    files = [str(path) for *_, path in lake.files()]  # one manifest read: a consistent snapshot
+    manifest = lake.manifest()  # one manifest read: a consistent snapshot
+    files = [str(path) for *_, path in lake.files(manifest=manifest)]
     if files:
         listing = "[" + ", ".join(_sql_str(f) for f in files) + "]"
         con.execute(
@@ -67,6 +69,11 @@ def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
         )
     else:
         con.execute(f"CREATE VIEW quarantine AS {_QUARANTINE_EMPTY}")
+    for name, keys in sorted(manifest.tables.items()):  # names are lowercase identifiers (tables.py)
+        listing = "[" + ", ".join(_sql_str(str(lake.root / rel)) for _, rel in sorted(keys.items())) + "]"
+        view = '"' + name.replace('"', '""') + '"'
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({listing}, "
+                    "union_by_name = true, hive_partitioning = false)")
     return con
 
 

@@ -7,6 +7,9 @@ new uniquely named files, then swaps ``_manifest.json`` atomically (temp, fsync,
 takes the manifest once and reads exactly those files: a snapshot, old or new, never a mix, and a
 multi-partition write becomes visible all at once. Superseded files are kept for a grace period
 (so snapshots taken before the swap stay readable), then deleted by a later write.
+
+Derived tables (tables.py) follow the same rule under ``tables``: name -> key -> file. A manifest
+without that section (written before tables existed) reads as holding no tables.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Manifest:
     partitions: dict[str, str] = field(default_factory=dict)  # key -> path relative to the lake root
     retired: dict[str, float] = field(default_factory=dict)  # relative path -> unix time retired
     generation: int = 0
+    tables: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> key -> relative path
 
     @staticmethod
     def key(timeframe: str, symbol: str, year: int) -> str:
@@ -43,13 +47,16 @@ class Manifest:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported manifest format {data.get('format')!r}")
-        return cls(dict(data["partitions"]), dict(data["retired"]), int(data["generation"]))
+        tables = {name: dict(keys) for name, keys in data.get("tables", {}).items()}
+        return cls(dict(data["partitions"]), dict(data["retired"]), int(data["generation"]), tables)
 
     def save(self, root: Path) -> None:
         """Swap the manifest atomically (the commit point of every write)."""
         self.generation += 1
         body = {"format": FORMAT_VERSION, "generation": self.generation,
                 "partitions": dict(sorted(self.partitions.items())), "retired": self.retired}
+        if self.tables:  # absent when empty: manifests of lakes without tables stay as they were
+            body["tables"] = {name: dict(sorted(keys.items())) for name, keys in sorted(self.tables.items())}
         atomic_write_bytes(json.dumps(body, indent=1).encode(), root / MANIFEST)
 
     def replace(self, key: str, new_path: str | None) -> None:
@@ -59,6 +66,17 @@ class Manifest:
             self.retired[old] = time.time()
         if new_path is not None:
             self.partitions[key] = new_path
+
+    def replace_table(self, name: str, key: str, new_path: str | None) -> None:
+        """Point a table's key at a new file (None removes it); the old file is retired."""
+        keys = self.tables.setdefault(name, {})
+        old = keys.pop(key, None)
+        if old is not None:
+            self.retired[old] = time.time()
+        if new_path is not None:
+            keys[key] = new_path
+        if not keys:
+            del self.tables[name]
 
     def collect(self, root: Path, grace_seconds: float) -> int:
         """Delete retired files older than the grace period; return how many went."""
@@ -72,4 +90,5 @@ class Manifest:
 
     def known(self) -> set[str]:
         """Every file the manifest refers to, current or retired."""
-        return set(self.partitions.values()) | set(self.retired)
+        tables = {rel for keys in self.tables.values() for rel in keys.values()}
+        return set(self.partitions.values()) | tables | set(self.retired)

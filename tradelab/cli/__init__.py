@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest, lake
+from . import ingest, lake, regimes
 
 app = typer.Typer(
     name="tradelab",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(lake.app, name="lake")
+app.command("regimes")(regimes.regimes)
 
 
 def main() -> None:
