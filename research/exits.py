@@ -12,6 +12,9 @@ Fill convention (the only one in tradelab):
 * Time stop: after N bars held (the entry bar counts as 1), exit at the next open.
 * Flat at session end (intraday): at the close of the bar before the session's last bar, any
   position is closed (filled at the last bar's open) and no entry is taken in the last two bars.
+  "Last bar" comes from the calendar (Bars.bars_left). Known limit: if a feed has no bars for a
+  session's final minutes (IEX, thin names), the exit decision never comes that session and the
+  position is closed at the next open (tests/research pins this as a strict xfail).
 * Signals on the same bar to enter long and short cancel out. A long position with a short entry
   signal reverses (and vice versa) when shorts are allowed.
 
@@ -192,6 +195,8 @@ def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
 
 def simulate_exits(bars: Bars, signals: Signals, rules: ExitRules) -> Path:
     """Apply the fill convention and exit rules to one strategy's signals on one symbol's bars."""
+    if rules.flat_at_close and len(bars) > 1 and not bars.bars_left.any():
+        raise ValueError("flat_at_close applies to intraday bars; these look like 1Day bars (one bar per session)")
     r = simulate_exits_nb(
         bars.open, bars.high, bars.low, bars.close, bars.bars_left,
         signals.long_entry, signals.long_exit, signals.short_entry, signals.short_exit,

@@ -18,6 +18,8 @@ def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
     The running sum is rebuilt from scratch every n bars, so rounding cannot accumulate over
     millions of bars (still O(n) overall, and still a function of the window's prefix only).
     """
+    if n < 1:
+        raise ValueError("window must be >= 1")
     out = np.full(x.shape[0], np.nan)
     s = 0.0
     for t in range(x.shape[0]):
@@ -37,6 +39,8 @@ def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
 @njit(cache=True)
 def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
     """Exponential moving average, alpha = 2/(n+1), seeded with the SMA of the first n values."""
+    if n < 1:
+        raise ValueError("window must be >= 1")
     out = np.full(x.shape[0], np.nan)
     if x.shape[0] < n:
         return out
@@ -59,6 +63,8 @@ def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
     Sums are taken around a shift (the first value of the current block) and rebuilt every n
     bars, so a flat window gives exactly 0 rather than rounding noise from a trend before it.
     """
+    if n < 1:
+        raise ValueError("window must be >= 1")
     out = np.full(x.shape[0], np.nan)
     s = 0.0
     s2 = 0.0
@@ -83,14 +89,16 @@ def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
         if t >= n - 1:
             m = s / n
             var = s2 / n - m * m
-            # below this, the variance is rounding noise of the shifted sums: call it flat
-            out[t] = np.sqrt(var) if var > 1e-12 * (m * m + c * c + 1e-300) else 0.0
+            # rounding noise of the shifted sums is about n * eps * mean(d^2): below that, flat
+            out[t] = np.sqrt(var) if var > 8.0 * n * 2.220446049250313e-16 * (s2 / n) else 0.0
     return out
 
 
 @njit(cache=True)
 def rolling_max_nb(x: np.ndarray, n: int) -> np.ndarray:
     """Maximum of the last n values including t (NaN for the first n-1); O(n) monotonic deque."""
+    if n < 1:
+        raise ValueError("window must be >= 1")
     m = x.shape[0]
     out = np.full(m, np.nan)
     dq = np.empty(m, np.int64)  # indices of candidate maxima, values decreasing
@@ -117,6 +125,8 @@ def rolling_min_nb(x: np.ndarray, n: int) -> np.ndarray:
 @njit(cache=True)
 def shift_nb(x: np.ndarray, k: int) -> np.ndarray:
     """x delayed by k bars (NaN for the first k)."""
+    if k < 0:
+        raise ValueError("shift must be >= 0 (a negative shift reads the future)")
     out = np.full(x.shape[0], np.nan)
     for t in range(k, x.shape[0]):
         out[t] = x[t - k]
@@ -134,8 +144,18 @@ def crossed_above_nb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _rsi_value(gain: float, loss: float) -> float:
+    """RSI from average gain and loss; 50 when prices did not move at all."""
+    if loss == 0.0:
+        return 50.0 if gain == 0.0 else 100.0
+    return 100.0 - 100.0 / (1.0 + gain / loss)
+
+
+@njit(cache=True)
 def rsi_nb(close: np.ndarray, n: int) -> np.ndarray:
     """Wilder's RSI(n): first value at t = n (SMA seed of gains/losses), then Wilder smoothing."""
+    if n < 1:
+        raise ValueError("window must be >= 1")
     out = np.full(close.shape[0], np.nan)
     if close.shape[0] <= n:
         return out
@@ -149,12 +169,12 @@ def rsi_nb(close: np.ndarray, n: int) -> np.ndarray:
             loss -= d
     gain /= n
     loss /= n
-    out[n] = 100.0 if loss == 0.0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    out[n] = _rsi_value(gain, loss)
     for t in range(n + 1, close.shape[0]):
         d = close[t] - close[t - 1]
         gain = (gain * (n - 1) + (d if d > 0 else 0.0)) / n
         loss = (loss * (n - 1) + (-d if d < 0 else 0.0)) / n
-        out[t] = 100.0 if loss == 0.0 else 100.0 - 100.0 / (1.0 + gain / loss)
+        out[t] = _rsi_value(gain, loss)
     return out
 
 
@@ -179,6 +199,8 @@ def session_vwap_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume
 @njit(cache=True)
 def rolling_zscore_nb(x: np.ndarray, n: int) -> np.ndarray:
     """(x - rolling mean) / rolling std over the last n values (NaN in warm-up or zero std)."""
+    if n < 1:
+        raise ValueError("window must be >= 1")
     m = rolling_mean_nb(x, n)
     s = rolling_std_nb(x, n)
     out = np.full(x.shape[0], np.nan)

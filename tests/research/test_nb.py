@@ -50,3 +50,30 @@ def test_prefix_invariance(kernel):
     full = kernel(X, 30)
     for t in range(1, len(X), 97):
         np.testing.assert_array_equal(kernel(X[:t], 30), full[:t])
+
+
+def test_bad_windows_raise_instead_of_reading_out_of_bounds():
+    with pytest.raises(ValueError, match="window"):
+        nb.rolling_max_nb(X, 0)
+    with pytest.raises(ValueError, match="future"):
+        nb.shift_nb(X, -1)
+
+
+def test_rsi_of_flat_prices_is_50():
+    assert (nb.rsi_nb(np.full(30, 10.0), 14)[14:] == 50.0).all()
+
+
+def test_small_real_spread_at_a_large_level_is_not_called_flat():
+    v = 1e7 + np.random.default_rng(3).normal(0, 2.2, 500)
+    np.testing.assert_allclose(nb.rolling_std_nb(v, 50)[49:], pd.Series(v).rolling(50).std(ddof=0)[49:], rtol=1e-6)
+
+
+def test_flat_at_close_on_daily_bars_is_refused():
+    from research.bars import Bars
+    from research.exits import ExitRules, simulate_exits
+    from research.signals import no_signals
+
+    n = 5
+    bars = Bars(*(np.ones(n) for _ in range(5)), np.arange(n), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    with pytest.raises(ValueError, match="intraday"):
+        simulate_exits(bars, no_signals(n), ExitRules(flat_at_close=True))
