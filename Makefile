@@ -28,6 +28,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/lake.py
+	$(BIN)/python bench/signals.py
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache
