@@ -6,21 +6,27 @@ the session's open and close) never depends on the minute draws:
 1. A daily plan: two persistent Markov chains (trend: up / down / range, volatility: calm /
    volatile), a fat-tailed overnight gap, and the session's open-to-close log return. Trending
    days drift, ranging days revert to a slowly moving anchor, volatile days have 2.5x the sigma.
-2. Minute bars: a Brownian bridge from the session's open to its planned close, with U-shaped
-   volatility and volume profiles, wicks, a VWAP inside each bar and a trade count.
+   ``synthetic_regimes`` returns these labels, the ground truth for a regime detector.
+2. Minute bars (one numba kernel): a Brownian bridge from the session's open to its planned
+   close, with U-shaped volatility and volume profiles, wicks, a VWAP inside each bar and a trade
+   count, priced in cents.
 
-Each (symbol, seed) pair owns its own PCG64 stream (seeded from ``seed`` and the CRC-32 of the
-symbol, never Python's salted ``hash``), so the same inputs give bit-identical bars everywhere.
+Each (symbol, seed) pair owns its own PCG64 streams (seeded from ``seed`` and the CRC-32 of the
+symbol, never Python's salted ``hash``): the same (symbol, seed, days, end) give bit-identical bars
+on a given numpy / numba build. The first session of the window is where the series starts, so
+another ``days`` or ``end`` gives another series.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from numba import njit
+from numpy.random import PCG64, Generator
 
 from ..calendar import Sessions, nyse
 from ..schema import TIMEFRAMES, Adjustment, BarMeta, Feed, LakeError, check_symbol, check_timeframe
@@ -39,6 +45,9 @@ RANGE_K = 0.35  # share of the distance to the anchor a ranging day closes
 ANCHOR_ALPHA = 0.05  # how fast the range anchor follows the close (EMA weight per day)
 PULL_K = 0.004  # faint daily pull to the start price, so long runs stay in a sane price band
 GAP_K = 0.5  # overnight gap sigma as a share of the day's sigma (Student t, 3 dof)
+# Wick sizes are standard exponential draws; a 4096-quantile table indexed by 12 random bits is
+# as good for a wick and much cheaper than a log per bar.
+EXP_TABLE = -np.log((np.arange(4096) + 0.5) / 4096)
 
 
 def synthetic_meta() -> BarMeta:
@@ -82,9 +91,10 @@ def synthetic_arrays(
     rows, vol_prof, volu_prof = _profiles(n_min)
     ts, o, h, low, c, v, vwap, tc = minute_bars_nb(
         sessions.open_us, n_min, rows, vol_prof, volu_prof, plan["x_open"], plan["ret"],
-        plan["sigma_in"], plan["vol_per_min"], plan["trade_size"], z, bits,
+        plan["sigma_in"], plan["vol_per_min"], plan["trade_size"], z, bits, EXP_TABLE,
     )
-    out = {"ts": ts, "open": o, "high": h, "low": low, "close": c, "volume": v, "vwap": vwap, "trade_count": tc}
+    out = {"ts": ts, "open": o, "high": h, "low": low, "close": c, "volume": v, "vwap": vwap,
+           "trade_count": tc}
     return out if timeframe == "1Min" else _aggregate(out, sessions, n_min, TIMEFRAMES[timeframe])
 
 
@@ -102,7 +112,7 @@ def synthetic_regimes(symbol: str, days: int, seed: int, *, end: str = "2025-12-
 
 
 # ---------------------------------------------------------------- daily plan
-def _setup(symbol: str, days: int, seed: int, end: str) -> tuple[Sessions, np.random.Generator, np.random.Generator]:
+def _setup(symbol: str, days: int, seed: int, end: str) -> tuple[Sessions, Generator, Generator]:
     """The sessions to cover and two independent streams (daily, minute) for (symbol, seed)."""
     symbol = check_symbol(symbol)
     if days < 1:
@@ -114,14 +124,16 @@ def _setup(symbol: str, days: int, seed: int, end: str) -> tuple[Sessions, np.ra
         raise LakeError(f"only {len(sessions)} NYSE sessions end by {end}; asked for {days}")
     sessions = sessions.slice(sessions.dates[-days], None)
     daily, minute = np.random.SeedSequence([seed, zlib.crc32(symbol.encode())]).spawn(2)
-    return sessions, np.random.Generator(np.random.PCG64(daily)), np.random.Generator(np.random.PCG64(minute))
+    return sessions, Generator(PCG64(daily)), Generator(PCG64(minute))
 
 
-def _daily_plan(sessions: Sessions, rng: np.random.Generator, start_price: float | None) -> dict[str, np.ndarray]:
+def _daily_plan(sessions: Sessions, rng: Generator, start_price: float | None) -> dict[str, np.ndarray]:
     """Regimes, sigmas, gaps and open/close log prices of every session (all draws fixed order)."""
     n = len(sessions)
     # Per-symbol character, drawn even when start_price is given so the other draws do not move.
-    price_draw, base_sigma, adv = rng.uniform([math.log(20), 0.008, math.log(3e5)], [math.log(400), 0.016, math.log(2e7)])
+    # Start price 20-400, daily sigma 0.8-1.6% when calm, 0.3-20M shares a day.
+    low, high = [math.log(20), 0.008, math.log(3e5)], [math.log(400), 0.016, math.log(2e7)]
+    price_draw, base_sigma, adv = rng.uniform(low, high)
     if start_price is not None and not start_price > 0:
         raise LakeError(f"start_price must be positive, got {start_price}")
     x0 = math.log(start_price if start_price is not None else round(math.exp(price_draw), 2))
@@ -134,7 +146,8 @@ def _daily_plan(sessions: Sessions, rng: np.random.Generator, start_price: float
     sigma_in = sigma * np.sqrt(sessions.minutes() / 390.0)  # a half day moves less
     gap = GAP_K * sigma / math.sqrt(3.0) * np.clip(t3, -15.0, 15.0)
     x_open, ret = daily_path_nb(trend, sigma, sigma_in, eps, gap, x0, DRIFT_K, RANGE_K, ANCHOR_ALPHA, PULL_K)
-    # Busy days trade more; volume per minute before the intraday profile.
+    # Volume per minute before the intraday profile; volatile days trade more. 1.32 is the mean of
+    # the kernel's per-bar multiplier (1 + 0.4|z|), so ``adv`` stays the average daily volume.
     vol_per_min = math.exp(adv) / 390.0 / 1.32 * np.exp(0.25 * vnoise) * np.where(vol == 1, 1.8, 1.0)
     return {
         "trend": trend, "vol": vol, "x_open": x_open, "ret": ret, "sigma_in": sigma_in,
@@ -186,16 +199,21 @@ def _u_shape(k: np.ndarray, n: int, head: float, tail: float, tau_head: float, t
     return 1.0 + head * np.exp(-k / tau_head) + tail * np.exp(-(n - 1 - k) / tau_tail)
 
 
+@lru_cache(maxsize=16)
+def _profile(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma weights (squares sum to 1) and volume weights of a session of ``n`` minutes."""
+    k = np.arange(n, dtype=np.float64)
+    w = _u_shape(k, n, 1.6, 0.6, 20.0, 15.0)  # the open is wilder than the close
+    return w / np.sqrt(np.sum(w * w)), _u_shape(k, n, 3.0, 2.5, 25.0, 20.0) / 1.5
+
+
 def _profiles(n_min: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per session a row into two tables: sigma weights (squares sum to 1) and volume weights."""
+    """Per session a row into the two profile tables, one row per distinct session length."""
     lengths, rows = np.unique(n_min, return_inverse=True)
-    width = int(lengths.max())
-    vol_prof, volu_prof = np.zeros((len(lengths), width)), np.zeros((len(lengths), width))
+    shape = (len(lengths), int(lengths.max()))
+    vol_prof, volu_prof = np.zeros(shape), np.zeros(shape)
     for i, n in enumerate(lengths.tolist()):
-        k = np.arange(n, dtype=np.float64)
-        w = _u_shape(k, n, 1.6, 0.6, 20.0, 15.0)  # the open is wilder than the close
-        vol_prof[i, :n] = w / np.sqrt(np.sum(w * w))
-        volu_prof[i, :n] = _u_shape(k, n, 3.0, 2.5, 25.0, 20.0) / 1.5
+        vol_prof[i, :n], volu_prof[i, :n] = _profile(n)
     return rows.astype(np.int64), vol_prof, volu_prof
 
 
@@ -205,13 +223,18 @@ def _cents(x: float) -> float:
 
 
 @njit(cache=True)
-def minute_bars_nb(open_us, n_min, rows, vol_prof, volu_prof, x_open, ret, sigma, vol_per_min, trade_size, z, bits):
-    """Minute OHLCV bars: per session a bridge from the open to the planned close, priced in cents."""
+def minute_bars_nb(open_us, n_min, rows, vol_prof, volu_prof, x_open, ret, sigma, vol_per_min, trade_size,
+                   z, bits, exp_table):
+    """Minute OHLCV bars: per session a bridge from the open to the planned close, priced in cents.
+
+    ``z`` (one normal per bar) drives the path; ``bits`` (64 random bits per bar) the wicks, the
+    volume noise and the vwap. Bars of session ``d`` start at ``open_us[d]``, one a minute.
+    """
     total = n_min.sum()
     ts = np.empty(total, np.int64)
     o, h, lo, c = np.empty(total), np.empty(total), np.empty(total), np.empty(total)
     v, vwap, tc = np.empty(total), np.empty(total), np.empty(total, np.int64)
-    m21, m22, scale21, scale22 = np.uint64(0x1FFFFF), np.uint64(0x3FFFFF), 2.0**-21, 2.0**-22
+    m12, m20, scale20 = np.uint64(0xFFF), np.uint64(0xFFFFF), 2.0**-20
     pos = 0
     for d in range(len(n_min)):
         n, row, s = n_min[d], rows[d], sigma[d]
@@ -226,28 +249,35 @@ def minute_bars_nb(open_us, n_min, rows, vol_prof, volu_prof, x_open, ret, sigma
             sk = s * vol_prof[row, k]
             w += sk * z[i]
             var += vol_prof[row, k] * vol_prof[row, k]
-            b = bits[i]
-            u1 = (float(b >> np.uint64(43)) + 0.5) * scale21
-            u2 = (float((b >> np.uint64(22)) & m21) + 0.5) * scale21
-            u3 = (float(b & m22) + 0.5) * scale22
+            b = bits[i]  # 64 random bits: 12 + 12 for the wicks, 20 for volume, 20 for the vwap
+            e_hi, e_lo = exp_table[b >> np.uint64(52)], exp_table[(b >> np.uint64(40)) & m12]
+            u_vol = (float((b >> np.uint64(20)) & m20) + 0.5) * scale20
+            u_vwap = (float(b & m20) + 0.5) * scale20
             close = _cents(math.exp(x_open[d] + w + var * corr))
             top, bot = max(prev, close), min(prev, close)
             # Wicks: exponential excursions past the body, rounded outward so the body stays inside.
-            hi = max(_cents(top * (1.0 + 0.6 * sk * -math.log(u1))), top)
-            low = min(_cents(bot * (1.0 - 0.6 * sk * -math.log(u2))), bot)
+            hi = max(_cents(top * (1.0 + 0.6 * sk * e_hi)), top)
+            low = min(_cents(bot * (1.0 - 0.6 * sk * e_lo)), bot)
             ts[i] = open_us[d] + k * 60_000_000
             o[i], h[i], lo[i], c[i] = prev, hi, low, close
-            vwap[i] = min(hi, max(low, 0.25 * (prev + hi + low + close) + 0.15 * (hi - low) * (u2 - u1)))
-            vol = math.floor(vol_per_min[d] * volu_prof[row, k] * (0.6 + 0.8 * u3) * (1.0 + 0.4 * abs(z[i])) + 0.5)
-            v[i] = max(vol, 1.0)
+            typical = 0.25 * (prev + hi + low + close) + 0.3 * (hi - low) * (u_vwap - 0.5)
+            vwap[i] = min(hi, max(low, typical))
+            # Volume follows the U profile and rises with the size of the move (|z|).
+            vol = vol_per_min[d] * volu_prof[row, k] * (0.6 + 0.8 * u_vol) * (1.0 + 0.4 * abs(z[i]))
+            v[i] = max(math.floor(vol + 0.5), 1.0)
             tc[i] = max(int(v[i] / trade_size[d] + 0.5), 1)
             prev = close
         pos += n
     return ts, o, h, lo, c, v, vwap, tc
 
 
-def _aggregate(bars: dict[str, np.ndarray], sessions: Sessions, n_min: np.ndarray, minutes: int) -> dict[str, np.ndarray]:
-    """Roll contiguous minute bars up to ``minutes`` bars on the session grid (0 = one per session)."""
+def _aggregate(bars: dict[str, np.ndarray], sessions: Sessions, n_min: np.ndarray,
+               minutes: int) -> dict[str, np.ndarray]:
+    """Roll contiguous minute bars up to ``minutes`` bars on the session grid (0 = one per session).
+
+    Private and minimal on purpose: the generator's minutes have no holes, so a bar's group is
+    just its minute-of-session divided by ``minutes``. ``data_lake/resample.py`` is the general tool.
+    """
     session_start = np.concatenate([[0], np.cumsum(n_min)[:-1]])
     if minutes == 0:
         starts = session_start
