@@ -12,9 +12,9 @@ Quick use (also in JupyterLab)::
 from .catalog import connect, info, query
 from .quality import DataQualityError, QualityReport, check_bars
 from .schema import TIMEFRAMES, Adjustment, BarMeta, Feed, LakeError
-from .store import Lake, WriteResult
+from .store import Batch, Lake, WriteResult
 
 __all__ = [
-    "TIMEFRAMES", "Adjustment", "BarMeta", "DataQualityError", "Feed", "Lake", "LakeError",
+    "TIMEFRAMES", "Adjustment", "BarMeta", "Batch", "DataQualityError", "Feed", "Lake", "LakeError",
     "QualityReport", "WriteResult", "check_bars", "connect", "info", "query",
 ]

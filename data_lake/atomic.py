@@ -33,13 +33,13 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def atomic_write_table(table: pa.Table, path: Path) -> None:
+def atomic_write_table(table: pa.Table, path: Path, **options: object) -> None:
     """Write a Parquet file atomically (temp file, fsync, rename, fsync folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, **PARQUET_OPTIONS)
+            pq.write_table(table, fh, **{**PARQUET_OPTIONS, **options})
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

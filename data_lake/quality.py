@@ -91,6 +91,7 @@ def check_bars(frame: pd.DataFrame, timeframe: str) -> QualityReport:
     if "trade_count" in frame:
         tc = frame["trade_count"].to_numpy(dtype=np.float64, na_value=np.nan)
         flag(tc < 0, "negative trade_count")
+        flag(np.isfinite(tc) & (tc % 1 != 0), "trade_count is not a whole number")
 
     ts_col = frame["ts"]
     nat = ts_col.isna().to_numpy()

@@ -117,3 +117,19 @@ def test_invalid_symbol_and_timeframe_are_named(lake: Lake):
         lake.write_bars("../etc", "1Day", sample_bars("AAPL"), META)
     with pytest.raises(LakeError, match="unknown timeframe '2Day'"):
         lake.read_bars("AAPL", "2Day")
+
+
+def test_write_many_is_one_commit_and_one_bad_batch_refuses_all(lake: Lake):
+    from data_lake import Batch
+
+    good = [Batch(s, "1Min", minute_bars(["2024-03-04"], seed=i), META) for i, s in enumerate(("AAA", "BBB"))]
+    bad_frame = minute_bars(["2024-03-04"], seed=9)
+    bad_frame.loc[7, "open"] = np.nan
+    before = tree_digest(lake.root) if lake.root.exists() else {}
+    with pytest.raises(DataQualityError, match="CCC 1Min: refused.*row 8: open is NaN"):
+        lake.write_many([*good, Batch("CCC", "1Min", bad_frame, META)])
+    assert (tree_digest(lake.root) if lake.root.exists() else {}) == before
+    result = lake.write_many(good)
+    assert result.rows_written == 780 and lake.manifest().generation == 1
+    with pytest.raises(LakeError, match="two batches for AAA 1Min"):
+        lake.write_many([good[0], good[0]])

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from data_lake import Adjustment, LakeError, WriteResult
+from data_lake.store import Batch
 from data_lake.schema import check_timeframe, parse_symbols
 
 from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, progress, user_errors
@@ -47,13 +48,9 @@ def sample(
     """Ingest the real daily bars shipped by bokeh_sampledata (2000-2013, public domain)."""
     from data_lake.sources.sample import sample_bars, sample_meta
 
-    store, adj, total = open_lake(lake), _adjustment(adjustment), WriteResult()
-    syms = parse_symbols(symbols)
-    with progress() as bar:
-        task = bar.add_task("sample", total=len(syms))
-        for sym in syms:
-            total.merge(store.write_bars(sym, "1Day", sample_bars(sym, adj), sample_meta(adj)))
-            bar.advance(task)
+    store, adj = open_lake(lake), _adjustment(adjustment)
+    batches = [Batch(sym, "1Day", sample_bars(sym, adj), sample_meta(adj)) for sym in parse_symbols(symbols)]
+    total = store.write_many(batches)  # one commit: all symbols land together or none
     _report(total, f"sample -> {store.root}")
 
 
@@ -70,15 +67,15 @@ def synthetic(
     """Ingest seeded synthetic minute bars on real NYSE sessions (labelled synthetic)."""
     from data_lake.sources.synthetic import synthetic_bars, synthetic_meta
 
-    store, total = open_lake(lake), WriteResult()
-    syms = parse_symbols(symbols)
+    store, syms = open_lake(lake), parse_symbols(symbols)
     check_timeframe(timeframe)
+    batches = []
     with progress() as bar:
-        task = bar.add_task("synthetic", total=len(syms))
+        task = bar.add_task("generate", total=len(syms))
         for sym in syms:
-            frame = synthetic_bars(sym, days, seed, end=end, timeframe=timeframe)
-            total.merge(store.write_bars(sym, timeframe, frame, synthetic_meta()))
+            batches.append(Batch(sym, timeframe, synthetic_bars(sym, days, seed, end=end, timeframe=timeframe), synthetic_meta()))
             bar.advance(task)
+    total = store.write_many(batches)  # one commit: all symbols land together or none
     _report(total, f"synthetic -> {store.root}")
 
 
