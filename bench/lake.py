@@ -167,10 +167,10 @@ def bench_aggregate(lake: Lake, n: int, repeat: int) -> list[Row]:
     con = connect(lake)
     sec, daily = timed(lambda: con.execute(DAILY_SQL).fetchnumpy(), repeat)
     con.close()
-    rows = [Row(f"aggregate: DuckDB daily OHLCV+vwap per symbol ({len(daily['day']):,} groups)", n, sec,
-                ">= 10M rows/s", n / sec >= 1e7)]
-    sec, _ = timed(lambda: pandas_daily(lake), max(1, repeat // 2))
-    rows.append(Row("  peer: pandas read_parquet + groupby", n, sec))
+    # no target in the issue: the number to read is the ratio against the pandas peer
+    rows = [Row(f"aggregate: DuckDB daily OHLCV+vwap per symbol ({len(daily['day']):,} groups)", n, sec, "report")]
+    sec_pd, _ = timed(lambda: pandas_daily(lake), max(1, repeat // 2))
+    rows.append(Row(f"  peer: pandas read_parquet + groupby ({sec_pd / sec:.1f}x slower)", n, sec_pd))
     return rows
 
 
