@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tradelab ingest sample
 	$(BIN)/tradelab lake info
-	$(BIN)/tradelab lake query "select symbol, count(*) as bars, min(ts)::date as first, max(ts)::date as last from bars where timeframe='1Day' group by symbol order by symbol"
+	$(BIN)/tradelab lake query "select symbol, count(*) as bars, strftime(min(ts), '%Y-%m-%d') as first, strftime(max(ts), '%Y-%m-%d') as last from bars where timeframe='1Day' group by symbol order by symbol"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
