@@ -94,6 +94,21 @@ def main(argv: list[str] | None = None) -> None:
         sec = timed(lambda: s.signals(bars, p), args.repeat)
         entries = int(sig.long_entry.sum() + sig.short_entry.sum())
         rows.append((label, "1Min" if s.intraday else "daily-style", len(bars), sec, entries))
+    # the multi-asset strategies: a pair on two daily-style series; rotation over 10 assets
+    other = daily_bars(args.bars, 3)
+    pairs = get("pairs")
+    pp = pairs.make_params()
+    sig = pairs.signals(daily, other, pp)
+    rows.append(("pairs (y, x)", "daily-style", len(daily), timed(lambda: pairs.signals(daily, other, pp), args.repeat),
+                 int(sig.long_entry.sum() + sig.short_entry.sum())))
+    rot = get("rotation")
+    n_assets = 10
+    closes = np.column_stack([daily_bars(args.bars // n_assets, 10 + i).close for i in range(n_assets)])
+    bench_close = daily_bars(args.bars // n_assets, 99).close
+    rp = rot.make_params(short=True)
+    rsig = rot.signals(closes, bench_close, rp)
+    rows.append((f"rotation ({n_assets} assets, bar-asset cells)", "daily-style", closes.size,
+                 timed(lambda: rot.signals(closes, bench_close, rp), args.repeat), int(rsig.rebalance.sum())))
     sig = get("vwap_reversion").signals(minute, get("vwap_reversion").make_params(short=True))
     rules = ExitRules(stop_loss=0.005, take_profit=0.01, trailing_stop=0.01, flat_at_close=True)
     n_trades = len(simulate_exits(minute, sig, rules).trades.entry_bar)
