@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_lake import Lake
+from data_lake import Batch, Lake
 from data_lake.calendar import US_PER_MIN, nyse
 from data_lake.sources.sample import SYMBOLS, sample_bars, sample_meta
 
@@ -54,4 +54,12 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lk = Lake(tmp_path_factory.mktemp("sample") / "lake")
     for sym in SYMBOLS:
         lk.write_bars(sym, "1Day", sample_bars(sym), sample_meta())
+    return lk
+
+
+@pytest.fixture()
+def sample_lake_rw(tmp_path: Path) -> Lake:
+    """A fresh lake with the sample daily bars, for tests that write (sweeps, regimes)."""
+    lk = Lake(tmp_path / "lake")
+    lk.write_many([Batch(sym, "1Day", sample_bars(sym), sample_meta()) for sym in SYMBOLS])
     return lk

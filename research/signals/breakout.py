@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..bars import Bars
 from ..nb import rolling_max_nb, rolling_mean_nb, rolling_min_nb, shift_nb
@@ -69,6 +70,24 @@ def signals(bars: Bars, p: Breakout) -> Signals:
         return Signals(le, lx, se, sx)
     none = np.zeros(len(bars), dtype=np.bool_)
     return Signals(le, lx, none, none.copy())
+
+
+def params_to_array(p: Breakout) -> np.ndarray:
+    """The params as the float64 row ``signals_nb`` reads: n, k, m, exit_n, short (0/1)."""
+    return np.array([p.n, p.k, p.m, p.exit_n, p.short], dtype=np.float64)
+
+
+@njit(cache=True)
+def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_left, p):
+    """``signals`` for the sweep's fused kernel: p = ``params_to_array(params)``; same output."""
+    n, m, exit_n = np.int64(p[0]), np.int64(p[2]), np.int64(p[3])
+    vol_ok = volume >= p[1] * shift_nb(rolling_mean_nb(volume, m), 1)
+    le = (close > shift_nb(rolling_max_nb(high, n), 1)) & vol_ok
+    lx = close < shift_nb(rolling_min_nb(low, exit_n), 1)
+    if p[4] != 0.0:
+        se = (close < shift_nb(rolling_min_nb(low, n), 1)) & vol_ok
+        return le, lx, se, close > shift_nb(rolling_max_nb(high, exit_n), 1)
+    return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
 
 
 STRATEGY = Strategy("breakout", Breakout, GRID, signals)

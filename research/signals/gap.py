@@ -156,4 +156,18 @@ def signals(bars: Bars, p: Gap) -> Signals:
                            p.mode == "fill", p.short))
 
 
+def params_to_array(p: Gap) -> np.ndarray:
+    """The params as the float64 row ``signals_nb`` reads: fill (mode "fill" 1, "go" 0), min_gap,
+    confirm_minutes, fade_after, exit_minute, fill_target, short (0/1)."""
+    return np.array([p.mode == "fill", p.min_gap, p.confirm_minutes, p.fade_after, p.exit_minute,
+                     p.fill_target, p.short], dtype=np.float64)
+
+
+@njit(cache=True)
+def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_left, p):
+    """``signals`` for the sweep's fused kernel: p = ``params_to_array(params)``; same output."""
+    return gap_nb(open_, high, low, close, session, bar_in_session, p[1], np.int64(p[2]), np.int64(p[3]),
+                  np.int64(p[4]), p[5], p[0] != 0.0, p[6] != 0.0)
+
+
 STRATEGY = Strategy("gap", Gap, GRID, signals, intraday=True)

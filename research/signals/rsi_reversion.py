@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..bars import Bars
 from ..nb import crossed_above_nb, rsi_nb
@@ -67,6 +68,23 @@ def signals(bars: Bars, p: RsiReversion) -> Signals:
         return Signals(le, lx, se, sx)
     none = np.zeros(len(bars), dtype=np.bool_)
     return Signals(le, lx, none, none.copy())
+
+
+def params_to_array(p: RsiReversion) -> np.ndarray:
+    """The params as the float64 row ``signals_nb`` reads: n, lower, upper, exit_level, short (0/1)."""
+    return np.array([p.n, p.lower, p.upper, p.exit_level, p.short], dtype=np.float64)
+
+
+@njit(cache=True)
+def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_left, p):
+    """``signals`` for the sweep's fused kernel: p = ``params_to_array(params)``; same output."""
+    n = close.shape[0]
+    r = rsi_nb(close, np.int64(p[0]))
+    le = crossed_above_nb(np.full(n, p[1]), r)
+    lx = r > p[3]
+    if p[4] != 0.0:
+        return le, lx, crossed_above_nb(r, np.full(n, p[2])), r < p[3]
+    return le, lx, np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
 
 
 STRATEGY = Strategy("rsi_reversion", RsiReversion, GRID, signals)

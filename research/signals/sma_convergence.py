@@ -112,4 +112,23 @@ def signals(bars: Bars, p: SmaConvergence) -> Signals:
     return Signals(le, lx, none, none.copy())
 
 
+def params_to_array(p: SmaConvergence) -> np.ndarray:
+    """The params as the float64 row ``signals_nb`` reads (field order; short as 0/1)."""
+    return np.array([p.fast, p.slow, p.converge_pct, p.converge_bars, p.slope_bars, p.touch_tol,
+                     p.pullback_window, p.short], dtype=np.float64)
+
+
+@njit(cache=True)
+def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_left, p):
+    """``signals`` for the sweep's fused kernel: p = ``params_to_array(params)``; same output."""
+    f = rolling_mean_nb(close, np.int64(p[0]))
+    s = rolling_mean_nb(close, np.int64(p[1]))
+    cb, sb, pw = np.int64(p[3]), np.int64(p[4]), np.int64(p[6])
+    le, lx = sma_convergence_nb(high, low, close, f, s, p[2], cb, sb, p[5], pw, 1)
+    if p[7] != 0.0:
+        se, sx = sma_convergence_nb(high, low, close, f, s, p[2], cb, sb, p[5], pw, -1)
+        return le, lx, se, sx
+    return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
+
+
 STRATEGY = Strategy("sma_convergence", SmaConvergence, GRID, signals)

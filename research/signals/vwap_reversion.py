@@ -127,4 +127,26 @@ def signals(bars: Bars, p: VwapReversion) -> Signals:
     return Signals(le, lx, none, none.copy())
 
 
+def params_to_array(p: VwapReversion) -> np.ndarray:
+    """The params as the float64 row ``signals_nb`` reads: window, entry_z, exit_z, vol_k,
+    warmup_bars, scale ("std" 1, "rms" 0), short (0/1)."""
+    return np.array([p.window, p.entry_z, p.exit_z, p.vol_k, p.warmup_bars, p.scale == "std", p.short],
+                    dtype=np.float64)
+
+
+@njit(cache=True)
+def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_left, p):
+    """``signals`` for the sweep's fused kernel: p = ``params_to_array(params)``; same output."""
+    window = np.int64(p[0])
+    vwap = session_vwap_nb(high, low, close, volume, session)
+    z = session_dev_zscore_nb(close, vwap, session, window, p[5] != 0.0)
+    vm = session_mean_before_nb(volume, session, window)
+    ok = (bar_in_session >= np.int64(p[4])) & (volume >= p[3] * vm)
+    le = ok & (z <= -p[1])
+    lx = z >= -p[2]
+    if p[6] != 0.0:
+        return le, lx, ok & (z >= p[1]), z <= p[2]
+    return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
+
+
 STRATEGY = Strategy("vwap_reversion", VwapReversion, GRID, signals, intraday=True)

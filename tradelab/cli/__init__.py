@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest, lake, regimes
+from . import ingest, lake, regimes, sweep
 
 app = typer.Typer(
     name="tradelab",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(lake.app, name="lake")
 app.command("regimes")(regimes.regimes)
+app.command("sweep")(sweep.sweep)
 
 
 def main() -> None:

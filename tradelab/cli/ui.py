@@ -64,10 +64,19 @@ def print_frame(frame: pd.DataFrame, title: str | None = None, fmt: str = "table
             table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
         for row in frame.itertuples(index=False):
             # Text(), not str: cell values are data, never rich markup
-            table.add_row(*(Text("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)) for v in row))
+            table.add_row(*(Text(_cell(v)) for v in row))
         out.print(table)
     else:
         raise LakeError(f"unknown --format {fmt!r}: use table, csv or json")
+
+
+def _cell(v: object) -> str:
+    """A table cell: blanks for missing values, 4 decimals for floats (whole floats as integers)."""
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.0f}" if v.is_integer() and abs(v) < 1e15 else f"{v:.4f}"
+    return str(v)
 
 
 def progress() -> Progress:

@@ -1,0 +1,308 @@
+"""The sweep engine: one strategy over a grid of params x exit rules, metrics only.
+
+Per combination the engine runs the strategy's signals, ``research.exits.simulate_exits_nb`` (the
+one fill convention) and ``research.metrics`` accounting, and keeps only the metrics: memory is the
+result array plus a few bar-length arrays per thread, never bars x combinations.
+
+Three paths, the same numbers (``path=`` picks one; "auto" takes the first the strategy supports):
+
+* "shared": the strategy module also defines ``indicator_keys(params) -> keys``,
+  ``indicator_nb(open, ..., bars_left, key) -> float64[n]`` and ``signals_from_nb(table, rows, p)``.
+  Each distinct indicator series of a chunk of params is computed once (in parallel) into a table,
+  and the fused kernel derives each params' signals from its rows (sma_cross: a crossing test of
+  two precomputed averages instead of two running sums per combination).
+* "fused": the module defines ``signals_nb(open, high, low, close, volume, session,
+  bar_in_session, bars_left, p)`` and ``params_to_array(params) -> float64[:]``. One
+  ``@njit(parallel=True)`` kernel, prange over tasks = (params, block of rules), calls
+  ``signals_nb`` as a first-class function, then ``simulate_exits_nb`` and the metrics kernels.
+* "signals": any single-symbol strategy: ``signals(bars, params)`` in Python per params, in
+  chunks, then a parallel kernel over (signals x rules).
+
+Hooks take float64 / int64 C arrays and must return C-contiguous arrays (bool for signals) equal
+to what ``signals(bars, params)`` gives. The kernels that call them are compiled for explicit
+first-class function types, so a second process loads them from numba's on-disk cache (a function
+passed as a dispatcher would be recompiled in every process).
+
+Combinations are ``itertools.product(params, rules)`` (params-major): combo c is
+``(params[c // len(rules)], rules[c % len(rules)])``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import itertools
+import logging
+from dataclasses import dataclass, fields
+from typing import Any, Iterable
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+
+from ..bars import Bars
+from ..exits import ExitRules, simulate_exits_nb
+from ..metrics import METRICS, N_ACC, account_nb, cell_counts, check_regimes, check_windows, finalize_nb, init_acc_nb
+from ..signals import get
+
+log = logging.getLogger(__name__)
+
+_F1 = types.Array(types.float64, 1, "C")
+_I1 = types.Array(types.int64, 1, "C")
+_B1 = types.Array(types.boolean, 1, "C")
+#: The type every ``signals_nb`` is called with (first-class function type of the fused kernel).
+SIGNALS_SIG = types.UniTuple(_B1, 4)(_F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1, _F1)
+SIGNALS_BYTES = 64 * 2**20  # signals held at once by the signals path
+TABLE_BYTES = 128 * 2**20  # indicator table of one chunk of the shared path
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Trading costs as fractions: fees of the traded notional, slippage of the fill price."""
+
+    fees: float = 0.001
+    slippage: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("fees", "slippage"):
+            v = getattr(self, name)
+            if not (0.0 <= v < 1.0):
+                raise ValueError(f"Costs.{name} must be a fraction in [0, 1), got {v}")
+
+
+class ParamList(list):
+    """The valid params of a grid, in grid order; ``dropped`` counts the combinations rejected."""
+
+    dropped: int = 0
+
+
+def valid_params(strategy: str, grid: dict[str, Iterable[Any]]) -> ParamList:
+    """Params for the cartesian product of ``grid`` (dict order), minus the ones the params type rejects.
+
+    Unknown names raise ValueError (with a 'did you mean' hint); combinations the params class
+    refuses (e.g. sma_cross fast >= slow) are skipped and counted in ``.dropped`` (and logged).
+    """
+    strat = get(strategy)
+    names = list(grid)
+    known = [f.name for f in fields(strat.params)]
+    for k in names:
+        if k not in known:
+            hint = difflib.get_close_matches(k, known, n=1)
+            raise ValueError(f"{strategy} has no parameter {k!r} (has: {', '.join(known)})"
+                             f"{f'; did you mean {hint[0]!r}?' if hint else ''}")
+    out = ParamList()
+    for values in itertools.product(*(tuple(grid[k]) for k in names)):
+        try:
+            out.append(strat.params(**dict(zip(names, values))))
+        except (ValueError, TypeError):
+            out.dropped += 1
+    if out.dropped:
+        log.info("%s grid: %d of %d combinations dropped as invalid params", strategy, out.dropped,
+                 out.dropped + len(out))
+    return out
+
+
+def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], costs: Costs, *,
+             windows: np.ndarray | None = None, regimes: np.ndarray | None = None, n_regimes: int = 0,
+             periods_per_year: float = 252.0, path: str = "auto") -> np.ndarray:
+    """METRICS per (combo, window, regime slot): float64 [n_combos, n_windows, n_regimes + 1, len(METRICS)].
+
+    ``windows``: int64 [n_windows, 2] bar ranges [a, b) (default: all bars). ``regimes``: int64
+    code per bar (-1 unknown) with ``n_regimes`` codes; the last regime slot is "all bars".
+    ``path``: "auto", "shared", "fused" or "signals" (see the module docstring).
+    """
+    strat = get(strategy)
+    if strat.kind != "single":
+        raise ValueError(f"{strategy} is a {strat.kind} strategy; run_grid sweeps single-symbol strategies")
+    if not isinstance(bars, Bars):
+        raise ValueError(f"bars must be research.bars.Bars, got {type(bars).__name__}")
+    n = len(bars)
+    if n == 0:
+        raise ValueError("no bars to sweep")
+    params, rules = list(params), list(rules)
+    if not params or not rules:
+        raise ValueError(f"nothing to sweep: {len(params)} params x {len(rules)} rules")
+    bad = [p for p in params if not isinstance(p, strat.params)]
+    if bad:
+        raise ValueError(f"params must be {strat.params.__name__} instances (see valid_params), got {bad[0]!r}")
+    if not all(isinstance(r, ExitRules) for r in rules):
+        raise ValueError("rules must be research.exits.ExitRules instances")
+    if not isinstance(costs, Costs):
+        raise ValueError(f"costs must be Costs, got {type(costs).__name__}")
+    if any(r.flat_at_close for r in rules) and n > 1 and not bars.bars_left.any():
+        raise ValueError("flat_at_close applies to intraday bars; these look like 1Day bars (one bar per session)")
+    if not periods_per_year > 0:
+        raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
+    win = check_windows(windows, n)
+    reg = check_regimes(regimes, n_regimes, n)
+    mode, hooks = _pick_path(strat, path)
+    f = tuple(np.require(a, np.float64, ("C", "W")) for a in bars[:5])
+    i = tuple(np.require(a, np.int64, ("C", "W")) for a in bars[5:])
+    rule_arrays = _rule_arrays(rules)
+    out = np.empty((len(params) * len(rules), len(win), n_regimes + 1, len(METRICS)))
+    common = (float(costs.fees), float(costs.slippage), win, reg, int(n_regimes),
+              cell_counts(win, reg, n_regimes), float(periods_per_year))
+    with numba.parallel_chunksize(1):  # tasks are handed out one at a time: the cores are shared
+        if mode == "shared":
+            _run_shared(hooks, f, i, params, rule_arrays, common, out)
+        elif mode == "fused":
+            p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params], dtype=np.float64)
+            _kernel("fused")(hooks["signals_nb"], *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
+                             *common, out)
+        else:
+            _run_signals(strat, bars, f, i, params, rule_arrays, common, out)
+    return out
+
+
+_HOOKS = {"shared": ("params_to_array", "indicator_keys", "indicator_nb", "signals_from_nb"),
+          "fused": ("params_to_array", "signals_nb"), "signals": ()}
+
+
+def _pick_path(strat, path: str) -> tuple[str, dict]:
+    """The engine path and the strategy module's hooks it uses."""
+    if path not in ("auto", *_HOOKS):
+        raise ValueError(f"path must be 'auto', 'shared', 'fused' or 'signals', got {path!r}")
+    module = importlib.import_module(strat.signals.__module__)
+    for mode, names in _HOOKS.items():
+        hooks = {k: getattr(module, k, None) for k in names}
+        if path in ("auto", mode) and all(hooks.values()):
+            return mode, hooks
+        if path == mode:
+            missing = [k for k, v in hooks.items() if v is None]
+            raise ValueError(f"{strat.name} has no {', '.join(missing)}: path {path!r} is not available")
+    raise AssertionError("unreachable: the signals path needs no hooks")
+
+
+def _rule_arrays(rules: list[ExitRules]) -> tuple[np.ndarray, ...]:
+    col = lambda name, dt: np.ascontiguousarray([getattr(r, name) for r in rules], dtype=dt)  # noqa: E731
+    return (col("stop_loss", np.float64), col("take_profit", np.float64), col("trailing_stop", np.float64),
+            col("time_stop", np.int64), col("flat_at_close", np.bool_), col("allow_short", np.bool_))
+
+
+def _tasks(n_params: int, n_rules: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(params row, first rule, end rule) per task: the rules split into blocks when params are few."""
+    blocks = min(n_rules, max(1, -(-4 * numba.get_num_threads() // n_params)))
+    edges = np.linspace(0, n_rules, blocks + 1).round().astype(np.int64)
+    pi = np.repeat(np.arange(n_params, dtype=np.int64), blocks)
+    return pi, np.tile(edges[:-1], n_params), np.tile(edges[1:], n_params)
+
+
+def _run_shared(hooks: dict, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
+                out: np.ndarray) -> None:
+    """Chunks of params whose distinct indicator series fit TABLE_BYTES: table, then the kernel."""
+    n, n_rules = f[0].shape[0], rule_arrays[0].shape[0]
+    keys = [tuple(tuple(map(float, k)) for k in hooks["indicator_keys"](p)) for p in params]
+    max_rows = max(len(keys[0]), TABLE_BYTES // (8 * n))
+    a = 0
+    while a < len(params):
+        rows: dict[tuple, int] = {}
+        b = a
+        while b < len(params) and len(rows.keys() | set(keys[b])) <= max_rows:
+            for k in keys[b]:
+                rows.setdefault(k, len(rows))
+            b += 1
+        table = np.empty((len(rows), n))
+        _kernel("indicators")(hooks["indicator_nb"], *f, *i, np.array(list(rows), np.float64), table)
+        idx = np.array([[rows[k] for k in keys[m]] for m in range(a, b)], np.int64)
+        p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params[a:b]], dtype=np.float64)
+        _kernel("shared")(hooks["signals_from_nb"], table, idx, p, *f[:4], i[2], *rule_arrays,
+                          *_tasks(b - a, n_rules), *common, out, a * n_rules)
+        a = b
+
+
+def _run_signals(strat, bars: Bars, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
+                 out: np.ndarray) -> None:
+    """signals() per params in Python, a chunk at a time, then the parallel (signals x rules) kernel."""
+    n, n_rules = len(bars), rule_arrays[0].shape[0]
+    chunk = max(1, SIGNALS_BYTES // (4 * n))
+    for a in range(0, len(params), chunk):
+        part = params[a:a + chunk]
+        sig = np.empty((4, len(part), n), np.bool_)
+        for k, p in enumerate(part):
+            s = strat.signals(bars, p)
+            for m in range(4):
+                if s[m].shape != (n,):
+                    raise ValueError(f"{strat.name}.signals returned {s[m].shape} for {n} bars")
+                sig[m, k] = s[m]
+        sweep_signals_nb(*f[:4], i[2], sig[0], sig[1], sig[2], sig[3], *rule_arrays,
+                         *_tasks(len(part), n_rules), *common, out, a * n_rules)
+
+
+# ---------------------------------------------------------------- kernels
+@njit(cache=True)
+def rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, r0, r1,  # noqa: E741
+                   fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+    """Simulate one set of signals under rules r0..r1-1 and write their metrics to out[row0 + r]."""
+    acc = np.empty((win.shape[0], n_reg + 1, N_ACC))
+    none = np.empty(0)
+    for r in range(r0, r1):
+        path = simulate_exits_nb(o, h, l, c, left, le, lx, se, sx, stop[r], take[r], trail[r], tstop[r],
+                                 flat[r], short[r])
+        init_acc_nb(acc)
+        account_nb(c, path[2], path[3], path[4], path[5], path[6], fees, slip, win, reg, n_reg, acc,
+                   none, none, none)
+        finalize_nb(acc, counts, ppy, out[row0 + r])
+
+
+def _fused_sweep(signals_nb, o, h, l, c, v, sess, bis, left, p, stop, take, trail, tstop, flat, short,  # noqa: E741
+                 task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out):
+    """The fused kernel: prange over tasks = (params row, block of rules)."""
+    n_rules = stop.shape[0]
+    for t in prange(task_p.shape[0]):
+        k = task_p[t]
+        le, lx, se, sx = signals_nb(o, h, l, c, v, sess, bis, left, p[k])
+        rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, task_r0[t],
+                       task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out, k * n_rules)
+
+
+def _indicator_table(indicator_nb, o, h, l, c, v, sess, bis, left, keys, table):  # noqa: E741
+    """The shared path's table: one indicator series per key row, in parallel."""
+    for r in prange(keys.shape[0]):
+        table[r] = indicator_nb(o, h, l, c, v, sess, bis, left, keys[r])
+
+
+def _shared_sweep(signals_from_nb, table, rows, p, o, h, l, c, left, stop, take, trail, tstop, flat,  # noqa: E741
+                  short, task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+    """The shared path's kernel: like the fused one, with signals from rows of the indicator table."""
+    n_rules = stop.shape[0]
+    for t in prange(task_p.shape[0]):
+        k = task_p[t]
+        le, lx, se, sx = signals_from_nb(table, rows[k], p[k])
+        rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, task_r0[t],
+                       task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out, row0 + k * n_rules)
+
+
+_F2 = types.Array(types.float64, 2, "C")
+_I2 = types.Array(types.int64, 2, "C")
+_F4 = types.Array(types.float64, 4, "C")
+_BARS = (_F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1)
+_RULES = (_F1, _F1, _F1, _I1, _B1, _B1)
+_REST = (_I1, _I1, _I1, types.float64, types.float64, _I2, _I1, types.int64, _I2, types.float64, _F4)
+INDICATOR_SIG = _F1(*_BARS, _F1)
+SIGNALS_FROM_SIG = types.UniTuple(_B1, 4)(_F2, _I1, _F1)
+_KERNELS = {
+    "fused": (_fused_sweep, types.void(types.FunctionType(SIGNALS_SIG), *_BARS, _F2, *_RULES, *_REST)),
+    "indicators": (_indicator_table, types.void(types.FunctionType(INDICATOR_SIG), *_BARS, _F2, _F2)),
+    "shared": (_shared_sweep, types.void(types.FunctionType(SIGNALS_FROM_SIG), _F2, _I2, _F2, _F1, _F1, _F1, _F1,
+                                         _I1, *_RULES, *_REST, types.int64)),
+}
+
+
+@functools.cache
+def _kernel(name: str):
+    """A hook-calling kernel, compiled (or loaded from the on-disk cache) on first use, not at import."""
+    fn, sig = _KERNELS[name]
+    return njit(sig, parallel=True, cache=True)(fn)
+
+
+@njit(parallel=True, cache=True)
+def sweep_signals_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short,  # noqa: E741
+                     task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+    """The signals path's kernel: prange over (row of precomputed signals, block of rules) tasks."""
+    n_rules = stop.shape[0]
+    for t in prange(task_p.shape[0]):
+        k = task_p[t]
+        rules_block_nb(o, h, l, c, left, le[k], lx[k], se[k], sx[k], stop, take, trail, tstop, flat, short,
+                       task_r0[t], task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out,
+                       row0 + k * n_rules)

@@ -1,0 +1,139 @@
+"""``tradelab sweep``: a parameter sweep from the lake, with progress, a top-N table and a heatmap."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_lake import LakeError
+from data_lake.schema import check_timeframe, parse_symbols
+
+from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, print_frame, progress, user_errors
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise LakeError(f"{name} {text!r}: expected comma-separated numbers (fractions, e.g. 0.02)") from None
+
+
+def _memory(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?)?\s*", text, re.I)
+    if not m:
+        raise LakeError(f"--max-memory {text!r}: expected e.g. 512M or 2G")
+    unit = (m.group(2) or "M")[0].upper()
+    return int(float(m.group(1)) * {"K": 2**10, "M": 2**20, "G": 2**30}[unit])
+
+
+@user_errors
+def sweep(
+    strategy: Annotated[str, typer.Option(help="Strategy name, e.g. sma_cross.")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (inclusive) or name=a,b,c; repeat.")],
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe.")] = "1Day",
+    fees: Annotated[float, typer.Option(help="Fees as a fraction of traded notional.")] = 0.001,
+    slippage: Annotated[float, typer.Option(help="Slippage as a fraction of the fill price.")] = 0.0,
+    stop_loss: Annotated[str, typer.Option(help="Stop-loss fractions to sweep, e.g. 0,0.02.")] = "0",
+    take_profit: Annotated[str, typer.Option(help="Take-profit fractions to sweep.")] = "0",
+    trailing_stop: Annotated[str, typer.Option(help="Trailing-stop fractions to sweep.")] = "0",
+    time_stop: Annotated[str, typer.Option(help="Time stops in bars to sweep (0 = off).")] = "0",
+    short: Annotated[bool, typer.Option(help="Allow shorts (the reference convention is long-only).")] = False,
+    by_regime: Annotated[bool, typer.Option("--by-regime", help="Metrics per regime label.")] = False,
+    benchmark: Annotated[str | None, typer.Option(help="Regime benchmark (default: each symbol itself).")] = None,
+    walk_forward: Annotated[str | None, typer.Option(help="train:test, e.g. 2y:6m.")] = None,
+    anchored: Annotated[bool, typer.Option(help="Anchored (expanding) walk-forward training windows.")] = False,
+    objective: Annotated[str, typer.Option(help="sharpe, sortino, calmar, total_return or expectancy.")] = "sharpe",
+    min_trades: Annotated[int, typer.Option(help="Minimum trades for a row to be eligible as best.")] = 5,
+    top_n: Annotated[int, typer.Option("--top", help="Rows in the top table.")] = 10,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write all rows to FILE.parquet or FILE.csv.")] = None,
+    heatmap: Annotated[str | None, typer.Option(help="Two params for the heatmap, e.g. fast,slow (default: first two).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Heatmap HTML path; -<SYMBOL> is added (default runs/sweep-<id>-<SYMBOL>.html).")] = None,
+    max_memory: Annotated[str, typer.Option(help="Memory budget that sizes the chunks, e.g. 2G.")] = "2G",
+    resume: Annotated[bool, typer.Option(help="Continue a killed sweep (skips finished chunks).")] = False,
+    workers: Annotated[int, typer.Option(help="Run on a local Dask cluster of N workers (0 = in process).")] = 0,
+    scheduler: Annotated[str | None, typer.Option(help="Run on a Dask scheduler, e.g. tcp://host:8786.")] = None,
+    start: Annotated[str | None, typer.Option(help="First date of the bars used.")] = None,
+    end: Annotated[str | None, typer.Option(help="End date (exclusive) of the bars used.")] = None,
+    lake: LakeOpt = DEFAULT_LAKE,
+) -> None:
+    """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table."""
+    from research.exits import ExitRules
+    from research.sweep.plan import SweepSpec, parse_grid_arg
+    from research.sweep.report import best, check_objective, heatmap_html, top
+    from research.sweep.runner import run_sweep
+
+    if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
+        raise LakeError(f"--out {out_file}: use a .parquet or .csv file")
+    try:
+        check_objective(objective)
+        grid_items = tuple(parse_grid_arg(g) for g in grid)
+        rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, trailing_stop=tr, time_stop=int(ts), allow_short=short,
+                                flat_at_close=False)
+                      for sl, tp, tr, ts in itertools.product(_floats(stop_loss, "--stop-loss"), _floats(take_profit, "--take-profit"),
+                                                              _floats(trailing_stop, "--trailing-stop"), _floats(time_stop, "--time-stop")))
+        spec = SweepSpec(strategy=strategy, symbols=tuple(parse_symbols(symbols)), timeframe=check_timeframe(timeframe),
+                         grid=grid_items, rules=rules, fees=fees, slippage=slippage, by_regime=by_regime,
+                         benchmark=benchmark.upper() if benchmark else None, walk_forward=walk_forward,
+                         anchored=anchored, start=start, end=end, params_fixed=(("short", short),) if _has_short(strategy) else ())
+        store = open_lake(lake)
+        client = _dask_client(workers, scheduler)
+        try:
+            with progress() as bar:
+                task = bar.add_task(f"sweep {strategy}", total=None)
+                results = run_sweep(store, spec, max_memory=_memory(max_memory), resume=resume, client=client,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+        finally:
+            if client is not None:
+                client.close()
+    except ValueError as exc:
+        raise LakeError(str(exc)) from None
+    sid = results["sweep_id"].iloc[0]
+    names = [n for n, _ in grid_items]
+    out.print(f"sweep {sid}: {results['combo'].nunique():,} combinations x {len(spec.symbols)} symbols, "
+              f"{len(results):,} rows in the lake's sweeps table", highlight=False)
+    shown = [*names, "regime", "split", objective, "total_return", "max_drawdown", "trades"]
+    print_frame(top(results, objective, top_n, min_trades=min_trades)[["symbol", *dict.fromkeys(shown)]],
+                title=f"top {top_n} by {objective} (full period, all regimes, >= {min_trades} trades)")
+    if by_regime:
+        print_frame(best(results, objective, min_trades)[["symbol", "regime", *names, objective, "trades"]],
+                    title=f"best params per regime by {objective}")
+    if heatmap or len(names) >= 2:
+        x, y = heatmap.split(",", 1) if heatmap else names[:2]
+        for sym in spec.symbols:  # one page per symbol: symbols are not averaged together
+            path = plot.with_name(f"{plot.stem}-{sym}{plot.suffix}") if plot else Path("runs") / f"sweep-{sid}-{sym}.html"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            heatmap_html(results[results["symbol"] == sym], x.strip(), y.strip(), objective, str(path),
+                         title=f"{sym} {strategy}: {objective} over {x} x {y} (full period, by regime)")
+            out.print(f"heatmap -> {path}", highlight=False)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        results.to_parquet(out_file, index=False) if out_file.suffix == ".parquet" else results.to_csv(out_file, index=False)
+        out.print(f"rows -> {out_file}", highlight=False)
+
+
+def _has_short(strategy: str) -> bool:
+    from dataclasses import fields
+
+    from research.signals import get
+
+    try:
+        return "short" in {f.name for f in fields(get(strategy).params)}
+    except ValueError as exc:
+        raise LakeError(str(exc)) from None
+
+
+def _dask_client(workers: int, scheduler: str | None):
+    """A Dask client for a scheduler address or a LocalCluster of N workers (None = in process)."""
+    if not workers and not scheduler:
+        return None
+    from distributed import Client
+
+    if scheduler:
+        return Client(scheduler)
+    # the client owns this LocalCluster and shuts it down on close()
+    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
