@@ -13,17 +13,19 @@ slippage moves each fill against the trader, fees are charged on the traded noti
   An open position is valued at the last close (no exit costs).
   (These equal a cash + position * close ledger that credits short-sale proceeds, e.g. vectorbt's.)
 
-Per-bar return r_t = eq_t / eq_{t-1} - 1 with eq_{-1} = 1.0 (so r_0 = 0: nothing fills at bar 0).
+Per-bar return r_t = eq_t / eq_{t-1} - 1, computed as (eq_t - eq_{t-1}) / eq_{t-1}, with
+eq_{-1} = 1.0 (so r_0 = 0: nothing fills at bar 0).
 
 Cells. Metrics are computed per WINDOW (bar range [a, b)) x REGIME (code per bar, -1 = unknown;
 slots 0..n_regimes-1 plus a last slot "all bars of the window"). A cell's bars are the window's
 bars of that regime; n is their number. Returns are attributed to the bar they end on, so a
 window's first return r_a runs from close a-1 to close a. A cell's compounded equity is
-L_t = prod(1 + r_s) over its bars s <= t, starting from L = 1 (for the "all" slot this is
-eq_t / eq_{a-1}, computed from the equity itself). Trades are attributed to the cell of their
-ENTRY bar (whatever window or regime they exit in). A trade's return is exit value / entry cost
-- 1, fees and slippage included (entry cost = the equity committed; an open trade's exit value is
-its value at the last close); its PnL is exit value - entry cost (equity units).
+L_t = prod(1 + r_s) = exp(sum log1p(r_s)) over its bars s <= t, starting from L = 1 (for the
+"all" slot this is eq_t / eq_{a-1}, computed from the equity itself). Trades are attributed to
+the cell of their ENTRY bar (whatever window or regime they exit in). A trade's return is
+(exit value / entry cost) - 1, fees and slippage included: the entry cost is the equity the trade
+committed, an open trade's exit value its value at the series' last close. Its PnL is exit value
+minus entry cost (equity units).
 
 Formulas (ppy = periods per year; std uses ddof = 1):
 
@@ -41,8 +43,8 @@ Formulas (ppy = periods per year; std uses ddof = 1):
 
 NaN where undefined: every metric but ``trades`` when n = 0; sharpe and sortino when n < 2;
 any ratio whose denominator is 0 (sharpe: std = 0; sortino: no negative return; calmar: no
-drawdown; win_rate and expectancy: no trade; profit_factor: no losing trade). cagr is NaN if
-equity went negative (possible with shorts). Everything is computed from running sums (n, sum r,
+drawdown; win_rate and expectancy: no trade; profit_factor: no losing trade; vectorbt says inf
+in some of these). cagr is NaN if equity went negative (possible with shorts). Everything is computed from running sums (n, sum r,
 sum r^2, sum min(r,0)^2, the compounded level, its running peak and drawdown, bars in position,
 and trade count / wins / gross profit / gross loss / sum of returns), so no equity is stored.
 """

@@ -120,6 +120,9 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     n = len(bars)
     if n == 0:
         raise ValueError("no bars to sweep")
+    lengths = {k: len(a) for k, a in zip(Bars._fields, bars)}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"bars columns differ in length: {lengths}")
     params, rules = list(params), list(rules)
     if not params or not rules:
         raise ValueError(f"nothing to sweep: {len(params)} params x {len(rules)} rules")
@@ -143,15 +146,20 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     out = np.empty((len(params) * len(rules), len(win), n_regimes + 1, len(METRICS)))
     common = (float(costs.fees), float(costs.slippage), win, reg, int(n_regimes),
               cell_counts(win, reg, n_regimes), float(periods_per_year))
-    with numba.parallel_chunksize(1):  # tasks are handed out one at a time: the cores are shared
-        if mode == "shared":
-            _run_shared(hooks, f, i, params, rule_arrays, common, out)
-        elif mode == "fused":
-            p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params], dtype=np.float64)
-            _kernel("fused")(hooks["signals_nb"], *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
-                             *common, out)
-        else:
-            _run_signals(strat, bars, f, i, params, rule_arrays, common, out)
+    try:
+        with numba.parallel_chunksize(1):  # tasks are handed out one at a time: the cores are shared
+            if mode == "shared":
+                _run_shared(hooks, f, i, params, rule_arrays, common, out)
+            elif mode == "fused":
+                p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params], dtype=np.float64)
+                _kernel("fused")(hooks["signals_nb"], *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
+                                 *common, out)
+            else:
+                _run_signals(strat, bars, f, i, params, rule_arrays, common, out)
+    except SystemError as e:  # an exception inside a first-class hook comes back wrapped in this
+        if e.__cause__ is None:
+            raise
+        raise ValueError(f"{strategy}: a {mode}-path hook raised {e.__cause__!r}") from e.__cause__
     return out
 
 
@@ -193,12 +201,12 @@ def _run_shared(hooks: dict, f: tuple, i: tuple, params: list, rule_arrays: tupl
     """Chunks of params whose distinct indicator series fit TABLE_BYTES: table, then the kernel."""
     n, n_rules = f[0].shape[0], rule_arrays[0].shape[0]
     keys = [tuple(tuple(map(float, k)) for k in hooks["indicator_keys"](p)) for p in params]
-    max_rows = max(len(keys[0]), TABLE_BYTES // (8 * n))
+    max_rows = TABLE_BYTES // (8 * n)  # (a chunk holds at least one params, whatever its keys)
     a = 0
     while a < len(params):
         rows: dict[tuple, int] = {}
         b = a
-        while b < len(params) and len(rows.keys() | set(keys[b])) <= max_rows:
+        while b < len(params) and (b == a or len(rows) + len(set(keys[b]) - rows.keys()) <= max_rows):
             for k in keys[b]:
                 rows.setdefault(k, len(rows))
             b += 1
