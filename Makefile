@@ -29,6 +29,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/lake.py
 	$(BIN)/python bench/signals.py
+	$(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache
