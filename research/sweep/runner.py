@@ -27,6 +27,8 @@ from .engine import Costs, run_grid
 from .plan import SweepSpec, bars_hash, chunk_size, sweep_id
 
 TABLE = "sweeps"
+#: The window params are chosen on for use from now on: the last train-length window (walk-forward).
+DEPLOY = "deploy"
 MINUTES_PER_YEAR = 252 * 390
 
 
@@ -59,9 +61,14 @@ def load_symbol(lake: Lake, spec: SweepSpec, symbol: str) -> SymbolData:
     n = len(bars)
     windows, names = [(0, n)], ["full"]
     if spec.walk_forward:
-        for s in wf_splits(arrays["ts"], spec.walk_forward, anchored=spec.anchored):
+        parts = wf_splits(arrays["ts"], spec.walk_forward, anchored=spec.anchored)
+        for s in parts:
             windows += [s.train, s.test]
             names += [f"train-{s.index:02d}", f"test-{s.index:02d}"]
+        if parts:  # what goes live is chosen the same way, on the most recent train-length window
+            length = parts[-1].train[1] - parts[-1].train[0]
+            windows.append((0 if spec.anchored else max(n - length, 0), n))
+            names.append(DEPLOY)
     codes, regime_names = None, []
     if spec.by_regime:
         regimes = load_regimes(lake, spec.benchmark or symbol)

@@ -50,10 +50,12 @@ def sweep(
     objective: Annotated[str, typer.Option(help="sharpe, sortino, calmar, total_return or expectancy.")] = "sharpe",
     min_trades: Annotated[int, typer.Option(help="Minimum trades for a row to be eligible as best.")] = 5,
     top_n: Annotated[int, typer.Option("--top", help="Rows in the top table.")] = 10,
+    guards: Annotated[bool, typer.Option(help="Choose params per regime with deflated Sharpe, PBO and stability.")] = True,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write all rows to FILE.parquet or FILE.csv.")] = None,
     heatmap: Annotated[str | None, typer.Option(help="Two params for the heatmap, e.g. fast,slow (default: first two).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Heatmap HTML path; -<SYMBOL> is added (default runs/sweep-<id>-<SYMBOL>.html).")] = None,
     max_memory: Annotated[str, typer.Option(help="Memory budget that sizes the chunks, e.g. 2G.")] = "2G",
+    chunk: Annotated[int | None, typer.Option(help="Combinations per chunk (default: sized from --max-memory).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed sweep (skips finished chunks).")] = False,
     workers: Annotated[int, typer.Option(help="Run on a local Dask cluster of N workers (0 = in process).")] = 0,
     scheduler: Annotated[str | None, typer.Option(help="Run on a Dask scheduler, e.g. tcp://host:8786.")] = None,
@@ -85,7 +87,9 @@ def sweep(
         try:
             with progress() as bar:
                 task = bar.add_task(f"sweep {strategy}", total=None)
-                results = run_sweep(store, spec, max_memory=_memory(max_memory), resume=resume, client=client,
+                if chunk is not None and chunk < 1:
+                    raise ValueError(f"--chunk {chunk}: must be >= 1")
+                results = run_sweep(store, spec, max_memory=_memory(max_memory), resume=resume, client=client, chunk=chunk,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
         finally:
             if client is not None:
@@ -99,9 +103,11 @@ def sweep(
     shown = [*names, "regime", "split", objective, "total_return", "max_drawdown", "trades"]
     print_frame(top(results, objective, top_n, min_trades=min_trades)[["symbol", *dict.fromkeys(shown)]],
                 title=f"top {top_n} by {objective} (full period, all regimes, >= {min_trades} trades)")
-    if by_regime:
+    if by_regime and not guards:
         print_frame(best(results, objective, min_trades)[["symbol", "regime", *names, objective, "trades"]],
                     title=f"best params per regime by {objective}")
+    if guards:
+        _print_choices(store, spec, results, objective, min_trades, names)
     if heatmap or len(names) >= 2:
         x, y = heatmap.split(",", 1) if heatmap else names[:2]
         for sym in spec.symbols:  # one page per symbol: symbols are not averaged together
@@ -114,6 +120,23 @@ def sweep(
         out_file.parent.mkdir(parents=True, exist_ok=True)
         results.to_parquet(out_file, index=False) if out_file.suffix == ".parquet" else results.to_csv(out_file, index=False)
         out.print(f"rows -> {out_file}", highlight=False)
+
+
+def _print_choices(store, spec, results, objective: str, min_trades: int, names: list[str]) -> None:
+    """The params chosen per (symbol, regime), their out-of-sample record and the overfitting guards."""
+    from research.sweep.select import choices_frame, choose
+
+    with progress() as bar:
+        bar.add_task("guards: deflated Sharpe, PBO, stability", total=None)
+        frame = choices_frame(choose(store, spec, results, objective, min_trades))
+    window = "deploy window (the last train-length window)" if spec.walk_forward else "full period"
+    cols = ["symbol", "regime", *names, f"is_{objective}", "is_trades"]
+    if spec.walk_forward:
+        cols += ["oos_sharpe", "oos_total_return", "oos_trades"]
+    cols += ["n_trials", "deflated_sharpe", "pbo", "stability"]
+    print_frame(frame[[c for c in cols if c in frame]],
+                title=f"chosen per regime on the {window} by {objective} (>= {min_trades} trades); "
+                      "blank = nothing eligible (flat)")
 
 
 def _has_short(strategy: str) -> bool:
