@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lab bench clean
+.PHONY: demo test install lab bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tradelab needs Python 3.11, got " + sys.version.split()[0]'
@@ -19,9 +19,17 @@ demo: $(STAMP)
 	$(BIN)/tradelab ingest sample
 	$(BIN)/tradelab lake info
 	$(BIN)/tradelab lake query "select symbol, count(*) as bars, strftime(min(ts), '%Y-%m-%d') as first, strftime(max(ts), '%Y-%m-%d') as last from bars where timeframe='1Day' group by symbol order by symbol"
+	$(BIN)/tradelab nightly
+	$(BIN)/tradelab params show
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The report tests open pages in headless Chromium; CI starts from a clean Debian machine.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=; [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

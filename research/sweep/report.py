@@ -9,8 +9,13 @@ bridge applies when today's label is R.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # plotly is imported lazily: the CLI's other commands should not pay for it
+    import plotly.graph_objects as go
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "expectancy")
 
@@ -62,7 +67,15 @@ def walk_forward(results: pd.DataFrame, objective: str, min_trades: int = 1, reg
 
 def heatmap_html(results: pd.DataFrame, x: str, y: str, objective: str, path: str, split: str = "full",
                  title: str | None = None) -> str:
-    """A plotly heatmap of the objective over params x and y, one panel per regime.
+    """Write ``heatmap_figure`` as a standalone HTML page (plotly.js inlined) and return its path."""
+    fig = heatmap_figure(results, x, y, objective, split=split, title=title)
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
+
+
+def heatmap_figure(results: pd.DataFrame, x: str, y: str, objective: str, split: str = "full",
+                   title: str | None = None) -> go.Figure:
+    """A plotly heatmap Figure of the objective over params x and y, one panel per regime.
 
     Pass one symbol's rows: other params (and exit rules) are reduced by their max, so each cell
     shows the best the other dimensions can do at that (x, y). The colour scale is centred on 0
@@ -91,5 +104,4 @@ def heatmap_html(results: pd.DataFrame, x: str, y: str, objective: str, path: st
     fig.update_layout(title=title or f"{objective} over {x} x {y} ({split})", height=300 * n_rows + 100,
                       coloraxis={"colorscale": "RdYlGn", "cmid": 0.0, "cmin": -bound, "cmax": bound,
                                  "colorbar": {"title": objective}})
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
-    return path
+    return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest, lake, regimes, sweep
+from . import ingest, jobs, lake, params, regimes, sweep
 
 app = typer.Typer(
     name="tradelab",
@@ -15,8 +15,11 @@ app = typer.Typer(
 )
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(lake.app, name="lake")
+app.add_typer(params.app, name="params")
 app.command("regimes")(regimes.regimes)
 app.command("sweep")(sweep.sweep)
+app.command("nightly")(jobs.nightly)
+app.command("weekend")(jobs.weekend)
 
 
 def main() -> None:

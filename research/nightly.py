@@ -1,0 +1,192 @@
+"""The nightly optimization as plain functions; the notebooks call them and show what they return.
+
+One night = refresh the regime labels, then per strategy a per-regime walk-forward sweep on the
+lookback window (``research.sweep``), the choice and its guards per (symbol, regime)
+(``research.sweep.select``), candidate entries, and the promotion gate against the params in
+force (``research.promotion``). The result is a typed ``ParamsFile`` candidate with provenance;
+installing it as ``params/current.json`` is the job runner's last step (``tradelab nightly``), so a
+run that fails anywhere, or that the gate rejects, leaves the params in force untouched.
+
+Sweeps are resumed, not redone: a sweep's id hashes its spec and the exact bars, so a rerun on
+the same data reuses the chunks already in the lake's ``sweeps`` table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from data_lake import Lake
+
+from .exits import ExitRules
+from .params import DataWindow, Entry, ExitRulesModel, Metrics, ParamsFile, RunInfo, SelectionInfo, code_version
+from .params import load as load_params
+from .promotion import GateThresholds, decide
+from .regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
+from .signals import get
+from .sweep.plan import SweepSpec
+from .sweep.runner import load_symbol, run_sweep
+from .sweep.select import Choice, choose
+from .walkforward import parse_span
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    """What one night optimizes. ``grids`` overrides a strategy's default grid (``STRATEGY.grid``)."""
+
+    symbols: tuple[str, ...]
+    strategies: tuple[str, ...] = ("sma_cross",)
+    grids: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
+    timeframe: str = "1Day"
+    lookback: str | None = "10y"
+    end: str | None = None
+    walk_forward: str = "2y:6m"
+    objective: str = "sharpe"
+    min_trades: int = 5
+    by_regime: bool = True
+    benchmark: str | None = None  # None: each symbol's own regimes
+    fees: float = 0.001
+    slippage: float = 0.0005
+    stop_loss: tuple[float, ...] = (0.01, 0.02)  # a stop on every position (traders' default 1-2%)
+    take_profit: tuple[float, ...] = (0.0,)
+    gate: GateThresholds = GateThresholds()
+
+    def __post_init__(self) -> None:
+        if not self.symbols or not self.strategies:
+            raise ValueError("nightly needs at least one symbol and one strategy")
+        for s in self.strategies:
+            strat = get(s)
+            if strat.kind != "single":
+                raise ValueError(f"{s} is a {strat.kind} strategy: the sweeps run single-symbol strategies")
+        for s, grid in self.grids.items():
+            if s not in self.strategies:
+                raise ValueError(f"grids has an entry for {s!r}, which is not among the strategies")
+            known = {f.name for f in fields(get(s).params)}
+            for name in grid:
+                if name not in known:
+                    raise ValueError(f"grids.{s}.{name}: {s} has no parameter {name!r} (has: {', '.join(sorted(known))})")
+
+    def spec(self, strategy: str, start: str | None, end: str | None) -> SweepSpec:
+        """The sweep of one strategy: its grid x the exit rules, long-only, per regime, walk-forward."""
+        grid = self.grids.get(strategy) or get(strategy).grid
+        rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, allow_short=False)
+                      for sl in self.stop_loss for tp in self.take_profit)
+        fixed = (("short", False),) if "short" in {f.name for f in fields(get(strategy).params)} else ()
+        return SweepSpec(strategy=strategy, symbols=self.symbols, timeframe=self.timeframe,
+                         grid=tuple((k, tuple(v)) for k, v in grid.items()), rules=rules, fees=self.fees,
+                         slippage=self.slippage, by_regime=self.by_regime, benchmark=self.benchmark,
+                         walk_forward=self.walk_forward, start=start, end=end, params_fixed=fixed)
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """One strategy's sweep rows and the choices made from them."""
+
+    strategy: str
+    spec: SweepSpec
+    results: pd.DataFrame
+    choices: tuple[Choice, ...]
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    """Everything one night computed: sweeps, the candidate params file, the file it replaces."""
+
+    runs: tuple[StrategyRun, ...]
+    params: ParamsFile
+    previous: ParamsFile | None
+    regimes: Mapping[str, pd.DataFrame]
+
+
+def window(lake: Lake, cfg: NightlyConfig) -> tuple[str | None, str | None]:
+    """[start, end) dates of the bars used: ``lookback`` back from ``end`` (default: the last bar)."""
+    if cfg.end:
+        end = pd.Timestamp(cfg.end)
+    else:
+        last = max(int(lake.load_arrays(s, cfg.timeframe)["ts"][-1]) for s in cfg.symbols)
+        end = pd.Timestamp(last, unit="us", tz="UTC").tz_convert("America/New_York").tz_localize(None).normalize() \
+            + pd.Timedelta(days=1)
+    if not cfg.lookback:
+        return None, end.strftime("%Y-%m-%d")
+    span = parse_span(cfg.lookback)
+    if span.is_bars:
+        raise ValueError(f"lookback {cfg.lookback!r}: use a calendar length (y, m, w, d)")
+    months, days = span.months_days()
+    start = end - pd.DateOffset(months=months, days=days)
+    return start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
+
+
+def refresh_regimes(lake: Lake, cfg: NightlyConfig, params: RegimeParams = RegimeParams()) -> dict[str, pd.DataFrame]:
+    """Recompute and store the regime labels of the benchmark (or of every symbol) from its 1Day bars."""
+    out = {}
+    for sym in ([cfg.benchmark] if cfg.benchmark else cfg.symbols):
+        arr = lake.load_arrays(sym, "1Day")
+        if len(arr["ts"]) < 2:
+            raise ValueError(f"regimes need {sym} 1Day bars in the lake (ingest them first)")
+        save_regimes(lake, sym, regimes_from_daily(arr["ts"], arr["open"], arr["high"], arr["low"], arr["close"],
+                                                   params), params)
+        out[sym] = load_regimes(lake, sym)
+    return out
+
+
+def sweep_and_choose(lake: Lake, cfg: NightlyConfig, strategy: str, *, client: object | None = None,
+                     progress: Progress | None = None) -> StrategyRun:
+    """Sweep one strategy (resuming any stored chunks) and choose per (symbol, regime) with guards."""
+    spec = cfg.spec(strategy, *window(lake, cfg))
+    step = (lambda done, total: progress(f"sweep {strategy}", done, total)) if progress else None
+    results = run_sweep(lake, spec, resume=True, client=client, progress=step)
+    return StrategyRun(strategy, spec, results, tuple(choose(lake, spec, results, cfg.objective, cfg.min_trades)))
+
+
+def candidate(run: StrategyRun, c: Choice) -> Entry:
+    """The params-file entry proposed by one choice (flat when nothing was eligible)."""
+    params = c.params or asdict(get(run.strategy).make_params(**dict(run.spec.params_fixed)))
+    rules = ExitRules(**c.rules) if c.rules else run.spec.rules[0]
+    return Entry(strategy=run.strategy, symbol=c.symbol, regime=c.regime,
+                 status="active" if c.combo is not None else "flat", params=params,
+                 exit_rules=ExitRulesModel.from_rules(rules), in_sample=Metrics.from_mapping(c.in_sample),
+                 out_of_sample=Metrics.from_mapping(c.out_of_sample) if c.out_of_sample is not None else None,
+                 oos_trades=c.oos_trades, n_trials=c.n_trials, deflated_sharpe=_num(c.deflated_sharpe),
+                 pbo=_num(c.pbo), stability=_num(c.stability))
+
+
+def nightly(lake: Lake, cfg: NightlyConfig, *, params_dir: str | Path, run: RunInfo, client: object | None = None,
+            progress: Progress | None = None, now: datetime | None = None) -> NightlyResult:
+    """Regimes, sweeps, choices, gate: the candidate params file (not installed; see the module doc)."""
+    regimes = refresh_regimes(lake, cfg) if cfg.by_regime else {}
+    runs = tuple(sweep_and_choose(lake, cfg, s, client=client, progress=progress) for s in cfg.strategies)
+    wanted = (lambda regime: regime != "all") if cfg.by_regime else (lambda regime: regime == "all")
+    candidates = [candidate(r, c) for r in runs for c in r.choices if wanted(c.regime)]
+    current = Path(params_dir) / "current.json"
+    previous = load_params(current) if current.exists() else None
+    entries, verdict = decide(candidates, previous, cfg.gate)
+    params = ParamsFile(schema_version=1, created_at=now or datetime.now(timezone.utc), code_version=code_version(),
+                        run=run, data=_provenance(lake, runs[0].spec), gate=cfg.gate, verdict=verdict, entries=entries,
+                        selection=SelectionInfo(objective=cfg.objective, walk_forward=cfg.walk_forward,
+                                                min_trades=cfg.min_trades,
+                                                sweep_ids=tuple(sorted({str(r.results["sweep_id"].iloc[0]) for r in runs}))))
+    return NightlyResult(runs, params, previous, regimes)
+
+
+def _provenance(lake: Lake, spec: SweepSpec) -> DataWindow:
+    """The data window actually used and a hash of each symbol's exact bars."""
+    first, last, hashes = [], [], {}
+    for sym in spec.symbols:
+        data = load_symbol(lake, spec, sym)
+        hashes[sym] = data.data_hash
+        stamps = pd.to_datetime(data.ts[[0, -1]], unit="us", utc=True).tz_convert("America/New_York")
+        first.append(stamps[0].date())
+        last.append(stamps[1].date())
+    return DataWindow(timeframe=spec.timeframe, start=min(first), end=max(last), symbols=spec.symbols,
+                      bars_hash=hashes, benchmark=spec.benchmark)
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)

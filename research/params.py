@@ -1,0 +1,466 @@
+"""The params file: the one typed, validated, versioned artefact research writes and the live bridge reads.
+
+``params/current.json`` holds the params in force; ``params/history/`` keeps every file ever
+installed and every rejected candidate, named ``<created_at UTC>-<sha256[:12]>-<promoted|rejected>.json``.
+A file carries its provenance (run, data window and bar hashes, code version, selection rule),
+the gate thresholds it was judged by, the verdict, and one entry per (strategy, symbol, regime).
+
+Validation is strict on purpose: a hand edit with a typo must fail loudly, naming the field
+(``entries.0.params.fast``), rather than trade on a default. Params are checked against the
+strategy's own params dataclass, so a file cannot name a parameter the code does not have.
+All writes are atomic (``data_lake.atomic``): a reader sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import subprocess
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from data_lake.atomic import atomic_write_bytes, writer_lock
+from data_lake.schema import TIMEFRAMES
+
+from .exits import ExitRules
+from .metrics import METRICS
+from .promotion import EntryVerdict, GateThresholds, Key, Verdict, key_text
+from .regimes import LABELS, WARMUP
+from .signals import NAMES, get
+
+SCHEMA_VERSION = 1
+REGIMES = (*LABELS, WARMUP, "all")
+OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "expectancy")
+Regime = Literal[REGIMES]  # type: ignore[valid-type]  # the labels, "warmup" and "all"
+Timeframe = Literal[tuple(TIMEFRAMES)]  # type: ignore[valid-type]
+CURRENT, HISTORY = "current.json", "history"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "params" / "schema.json"
+NOT_EVALUATED = EntryVerdict(passed=False, reasons=("not evaluated by the gate",))
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python; NaN / inf -> None (JSON has no NaN; missing is null)."""
+    if hasattr(v, "item") and type(v).__module__ == "numpy":
+        v = v.item()
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _scalar(v: Any) -> Any:
+    if not isinstance(v := _plain(v), (bool, int, float, str)):
+        raise ValueError(f"a param must be a number, true/false or a string, got {v!r}")
+    return v
+
+
+Figure = Annotated[float | None, BeforeValidator(_plain)]
+ParamValue = Annotated[bool | int | float | str, BeforeValidator(_scalar)]
+Probability = Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, BeforeValidator(_plain)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Metrics(_Model):
+    """The 11 ``research.metrics.METRICS`` of one cell; null where undefined (never NaN)."""
+
+    total_return: Figure
+    cagr: Figure
+    sharpe: Figure
+    sortino: Figure
+    max_drawdown: Figure
+    calmar: Figure
+    win_rate: Figure
+    profit_factor: Figure
+    expectancy: Figure
+    trades: Figure
+    exposure: Figure
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Metrics:
+        """Metrics from a dict or a sweep row (a pandas Series works): the METRICS names, NaN -> None."""
+        return cls(**{k: values.get(k) for k in METRICS})
+
+
+assert tuple(Metrics.model_fields) == METRICS, "Metrics must mirror research.metrics.METRICS"
+
+
+class ExitRulesModel(_Model):
+    """``research.exits.ExitRules`` as stored: fractions of the entry price and bar counts (0 = off)."""
+
+    stop_loss: float = Field(0.0, ge=0.0, lt=1.0)
+    take_profit: float = Field(0.0, ge=0.0, lt=1.0)
+    trailing_stop: float = Field(0.0, ge=0.0, lt=1.0)
+    time_stop: int = Field(0, ge=0)
+    flat_at_close: bool = False
+    allow_short: bool = True
+
+    def to_rules(self) -> ExitRules:
+        """The ExitRules the simulation and the live bridge use."""
+        return ExitRules(**self.model_dump())
+
+    @classmethod
+    def from_rules(cls, rules: ExitRules) -> ExitRulesModel:
+        """The stored form of an ExitRules."""
+        return cls(**asdict(rules))
+
+
+class RunInfo(_Model):
+    """Which job wrote the file, from which notebook, with its outputs in run_dir."""
+
+    job: Literal["nightly", "weekend", "manual"]
+    notebook: str
+    run_dir: str
+
+
+class DataWindow(_Model):
+    """The bars the params were chosen on: timeframe, dates (inclusive), symbols and their bar hashes."""
+
+    timeframe: Timeframe
+    start: date
+    end: date
+    symbols: tuple[str, ...] = Field(min_length=1)
+    bars_hash: dict[str, str]
+    benchmark: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataWindow:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"symbols repeat: {', '.join(self.symbols)}")
+        if set(self.bars_hash) != set(self.symbols):
+            missing, extra = set(self.symbols) - set(self.bars_hash), set(self.bars_hash) - set(self.symbols)
+            raise ValueError(f"bars_hash needs one entry per symbol (missing: {', '.join(sorted(missing)) or '-'};"
+                             f" not a symbol: {', '.join(sorted(extra)) or '-'})")
+        return self
+
+
+class SelectionInfo(_Model):
+    """How the params were chosen from the sweeps."""
+
+    objective: Literal[OBJECTIVES]  # type: ignore[valid-type]
+    walk_forward: str | None = None
+    min_trades: int = Field(ge=0)
+    sweep_ids: tuple[str, ...] = ()
+
+
+_TYPE_OK = {
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    bool: lambda v: isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+
+
+def _error(loc: tuple[str | int, ...], msg: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("params_file", "{msg}", {"msg": msg}), loc=loc, input=value)
+
+
+class Entry(_Model):
+    """What to trade for one (strategy, symbol, regime), with the evidence and the gate's verdict.
+
+    status "flat" = no position in that regime. source "kept" = carried over from the previous
+    current file because the new candidate failed the gate. A candidate is built with the default
+    gate (not evaluated); ``research.promotion.decide`` sets it. In a file, an active entry must
+    have passed its gate: the live bridge only ever trades gated params.
+    """
+
+    strategy: str = Field(json_schema_extra={"enum": list(NAMES)})
+    symbol: str = Field(min_length=1)
+    regime: Regime
+    status: Literal["active", "flat"]
+    params: dict[str, ParamValue]
+    exit_rules: ExitRulesModel
+    in_sample: Metrics
+    out_of_sample: Metrics | None
+    oos_trades: int = Field(ge=0)
+    n_trials: int = Field(ge=0)
+    deflated_sharpe: Probability
+    pbo: Probability
+    stability: Probability
+    gate: EntryVerdict = NOT_EVALUATED
+    source: Literal["candidate", "kept"] = "candidate"
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        get(v)  # ValueError naming the known strategies, with a "did you mean"
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _fit_strategy(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "strategy" not in info.data:
+            return params  # the strategy is invalid and already reported
+        strategy = get(info.data["strategy"])
+        hints = typing.get_type_hints(strategy.params)
+        errors = []
+        for k, v in params.items():
+            if k not in hints:
+                try:
+                    strategy.make_params(**{k: v})  # its message has the "did you mean"
+                except (TypeError, ValueError) as exc:
+                    errors.append(_error((k,), str(exc), v))
+            elif hints[k] in _TYPE_OK and not _TYPE_OK[hints[k]](v):
+                errors.append(_error((k,), f"expected {hints[k].__name__}, got {v!r}", v))
+        if not errors:
+            try:
+                strategy.make_params(**params)
+            except (TypeError, ValueError) as exc:  # e.g. fast >= slow: names the fields itself
+                errors.append(_error((), str(exc), params))
+        if errors:
+            raise ValidationError.from_exception_data("params", errors)
+        return params
+
+    @property
+    def key(self) -> Key:
+        """(strategy, symbol, regime): unique within a file."""
+        return (self.strategy, self.symbol, self.regime)
+
+    def make_params(self) -> Any:
+        """The strategy's params dataclass (defaults for any field the file leaves out)."""
+        return get(self.strategy).make_params(**self.params)
+
+
+class ParamsFile(_Model):
+    """One params file: provenance, gate thresholds, verdict and entries (schema version 1)."""
+
+    schema_version: Literal[1]
+    created_at: AwareDatetime
+    code_version: str
+    run: RunInfo
+    data: DataWindow
+    selection: SelectionInfo
+    gate: GateThresholds
+    verdict: Verdict
+    entries: tuple[Entry, ...]
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, v: Any) -> Any:
+        if v.utcoffset() != timedelta(0):
+            raise ValueError("must be in UTC (Z or +00:00)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamsFile:
+        seen: dict[Key, int] = {}
+        errors = []
+        for i, e in enumerate(self.entries):
+            if e.status == "active" and not e.gate.passed:
+                errors.append(_error(("entries", i, "status"), "active, but its gate did not pass: "
+                                     + "; ".join(e.gate.reasons), e.status))
+            if e.key in seen:
+                errors.append(_error(("entries", i), f"duplicate entry {key_text(e.key)} "
+                                     f"(already entries.{seen[e.key]})", list(e.key)))
+            seen.setdefault(e.key, i)
+        if errors:
+            raise ValidationError.from_exception_data("ParamsFile", errors)
+        return self
+
+    def lookup(self, strategy: str, symbol: str, regime: str) -> Entry | None:
+        """The entry for this key, or None (no entry = do not trade)."""
+        return next((e for e in self.entries if e.key == (strategy, symbol, regime)), None)
+
+    def sha256(self) -> str:
+        """sha256 (hex) of the canonical bytes (``dumps``): the file's identity."""
+        return hashlib.sha256(dumps(self)).hexdigest()
+
+
+# -- reading and writing ------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON; write null for a missing value")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate key {dupes[0]!r} in a JSON object")
+    return dict(pairs)
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """One line per error: the dotted path of the field, the problem and, for type errors, the value."""
+    lines = []
+    for e in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        if isinstance(got, (str, int, float, bool)) and e["type"] != "params_file" and repr(got) not in msg:
+            msg += f" (got {got!r})"
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def loads(data: bytes | str, source: str = "<params>") -> ParamsFile:
+    """Parse and validate a params file's text; ValueError naming ``source``, each bad field and why."""
+    try:
+        json.loads(data, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    try:
+        # strict: a hand-written "10" is not silently taken for 10
+        return ParamsFile.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        lines = _describe(exc)
+        if len(lines) == 1:
+            raise ValueError(f"{source}: invalid field {lines[0]}") from None
+        raise ValueError(f"{source}: {len(lines)} invalid fields" + "".join(f"\n  {ln}" for ln in lines)) from None
+
+
+def load(path: str | Path) -> ParamsFile:
+    """Read and validate a params file (FileNotFoundError if absent; ValueError if invalid)."""
+    path = Path(path)
+    return loads(path.read_bytes(), str(path))
+
+
+def dumps(pf: ParamsFile) -> bytes:
+    """Canonical bytes: model field order, indent 2, trailing newline, null (never NaN) when missing."""
+    return pf.model_dump_json(indent=2).encode() + b"\n"
+
+
+def write_candidate(pf: ParamsFile, path: str | Path) -> Path:
+    """Write a params file atomically anywhere (e.g. the run folder); return its path."""
+    path = Path(path)
+    atomic_write_bytes(dumps(pf), path)
+    return path
+
+
+def history_name(pf: ParamsFile) -> str:
+    """``20240502T220501Z-1a2b3c4d5e6f-promoted.json``: sortable by time, unique by content."""
+    outcome = "promoted" if pf.verdict.promoted else "rejected"
+    return f"{pf.created_at:%Y%m%dT%H%M%SZ}-{pf.sha256()[:12]}-{outcome}.json"
+
+
+def install(pf: ParamsFile, params_dir: str | Path) -> Path:
+    """File ``pf`` in history and, only if promoted, make it ``current.json``; return the history path.
+
+    A rejected file never touches an existing current.json. With no file in force at all, a
+    rejected file (all of whose entries are flat: nothing could be kept) becomes current.json, so
+    "trade nothing" is stated explicitly instead of being a missing file. A promoted one must have been decided against
+    the file in force (``verdict.previous_sha256``): if current.json changed meanwhile (another
+    job), this raises instead of silently dropping that job's entries.
+    """
+    params_dir = Path(params_dir)
+    current, hist = params_dir / CURRENT, params_dir / HISTORY / history_name(pf)
+    data = dumps(pf)
+    with writer_lock(params_dir / HISTORY):  # lock file: params/history/.writer.lock
+        if pf.verdict.promoted and current.exists():
+            in_force = load(current).sha256()
+            if in_force != pf.verdict.previous_sha256:
+                raise ValueError(f"{current} changed since this file was decided (in force {in_force[:12]}, "
+                                 f"verdict.previous_sha256 {(pf.verdict.previous_sha256 or 'none')[:12]}): "
+                                 "run decide() again against the file in force")
+        first_flat = not current.exists() and all(e.status == "flat" for e in pf.entries)
+        atomic_write_bytes(data, hist)
+        if pf.verdict.promoted or first_flat:
+            atomic_write_bytes(data, current)
+    return hist
+
+
+# -- comparing, schema, provenance ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    """One difference between two params files (key fields are None for provenance rows)."""
+
+    change: Literal["added", "removed", "changed", "provenance"]
+    strategy: str | None
+    symbol: str | None
+    regime: str | None
+    fields: tuple[str, ...]
+    detail: str
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """'fast=10 slow=50': params as one short string."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _changes(a: Mapping[str, Any], b: Mapping[str, Any], unset: str = "(none)") -> list[str]:
+    return [f"{k} {a.get(k, unset)} -> {b.get(k, unset)}" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def diff(a: ParamsFile, b: ParamsFile) -> list[DiffRow]:
+    """What changed from a to b: provenance first, then entries added, removed or changed.
+
+    An entry counts as changed when what it trades changes: status, params or exit_rules (new
+    metrics for the same params are not a change).
+    """
+    skip = {"entries": True, "verdict": {"reasons"}}
+    pa, pb = _flat(a.model_dump(mode="json", exclude=skip)), _flat(b.model_dump(mode="json", exclude=skip))
+    rows = [DiffRow("provenance", None, None, None, (k,), f"{pa.get(k)} -> {pb.get(k)}")
+            for k in dict.fromkeys([*pa, *pb]) if pa.get(k) != pb.get(k)]
+    ea, eb = {e.key: e for e in a.entries}, {e.key: e for e in b.entries}
+    for key in [*ea, *(k for k in eb if k not in ea)]:
+        old, new = ea.get(key), eb.get(key)
+        if old is None or new is None:
+            e = new or old
+            rows.append(DiffRow("added" if old is None else "removed", *key, (),
+                                f"{e.status} {params_text(e.params)}".strip()))
+            continue
+        parts = {"status": _changes({"status": old.status}, {"status": new.status}),
+                 "params": _changes(old.params, new.params, "(default)"),  # absent = the strategy's default
+                 "exit_rules": _changes(old.exit_rules.model_dump(), new.exit_rules.model_dump())}
+        if any(parts.values()):
+            rows.append(DiffRow("changed", *key, tuple(k for k, v in parts.items() if v),
+                                "; ".join(c for v in parts.values() for c in v)))
+    return rows
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the params file, generated from the models (``params/schema.json``)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "tradelab-params-v1",
+            **ParamsFile.model_json_schema()}
+
+
+def schema_bytes() -> bytes:
+    """The schema file's exact bytes (indent 2, trailing newline)."""
+    return (json.dumps(json_schema(), indent=2) + "\n").encode()
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    """Write the JSON Schema atomically (default: the checked-in ``params/schema.json``)."""
+    path = Path(path)
+    atomic_write_bytes(schema_bytes(), path)
+    return path
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the project checkout, else ``tradelab <package version>``."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        try:
+            r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True,
+                               text=True, timeout=10, check=True)
+            if r.stdout.strip():
+                return r.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        return f"tradelab {importlib.metadata.version('tradelab')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,148 @@
+"""The promotion gate: which of tonight's chosen params may replace the ones in force.
+
+A sweep always finds a "best" combination; most of them are luck. A candidate entry (one
+strategy x symbol x regime) is promoted only if its out-of-sample record and its overfitting
+guards clear every threshold in ``GateThresholds``. A missing figure (no walk-forward, too few
+bars for PBO) fails its rule: the gate never passes on absent evidence.
+
+``decide`` turns the candidates into the entries of the next params file: passing candidates
+become active; a failing one keeps the previous file's active entry for its key (if that entry
+still clears today's thresholds on its own evidence), else it is written as explicitly flat, so
+the live bridge never has to guess. The file is promoted when at least one candidate passed;
+otherwise ``research.params.install`` files it in history as rejected and leaves
+``current.json`` untouched.
+
+The threshold and verdict models live here (the gate's vocabulary); ``research.params`` embeds
+them in the params file. This module needs no runtime import of ``research.params``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from .params import Entry, ParamsFile
+
+Key = tuple[str, str, str]  # (strategy, symbol, regime)
+
+
+class GateThresholds(BaseModel):
+    """What a candidate must show to be promoted (the Sharpe rule is strict, the others inclusive)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_oos_sharpe: float = Field(0.0, description="out-of-sample Sharpe must be strictly greater")
+    min_deflated_sharpe: float = Field(0.95, ge=0.0, le=1.0, description="deflated Sharpe (a probability) >=")
+    max_pbo: float = Field(0.5, ge=0.0, le=1.0, description="probability of backtest overfitting <=")
+    min_oos_trades: int = Field(10, ge=0, description="trades entered out of sample >=")
+    min_stability: float = Field(0.5, ge=0.0, le=1.0, description="neighbourhood stability >=")
+
+
+class EntryVerdict(BaseModel):
+    """The gate's answer for one entry: passed, or one reason per failed rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+
+class Verdict(BaseModel):
+    """The gate's answer for a whole params file, and the file it would replace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    promoted: bool
+    reasons: tuple[str, ...] = ()
+    previous_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+def _num(v: float) -> str:
+    """A figure as people read it: 0.81, 12, -0.0312 (4 significant digits, no float noise)."""
+    return f"{v:.4g}"
+
+
+def _missing(v: float | None) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def evaluate(candidate: Entry, thresholds: GateThresholds = GateThresholds()) -> EntryVerdict:
+    """Check one candidate against every rule; one specific reason per failed rule."""
+    t = thresholds
+    reasons: list[str] = []
+    if candidate.status == "flat":  # nothing to judge: the other rules would only say "missing"
+        return EntryVerdict(passed=False, reasons=("status flat: no combination had enough trades to choose",))
+    oos = candidate.out_of_sample
+    if oos is None:
+        reasons.append("oos_sharpe missing: no out-of-sample metrics (no walk-forward?)")
+    elif _missing(oos.sharpe):
+        reasons.append("oos_sharpe missing: undefined out of sample (too few bars or no variance)")
+    elif not oos.sharpe > t.min_oos_sharpe:
+        reasons.append(f"oos_sharpe {_num(oos.sharpe)} <= {_num(t.min_oos_sharpe)}")
+    dsr = candidate.deflated_sharpe
+    if _missing(dsr):
+        reasons.append("deflated_sharpe missing: not computed (no walk-forward or too few bars)")
+    elif dsr < t.min_deflated_sharpe:
+        reasons.append(f"deflated_sharpe {_num(dsr)} < {_num(t.min_deflated_sharpe)}")
+    if _missing(candidate.pbo):
+        reasons.append("pbo missing: not computed (too few bars or trials)")
+    elif candidate.pbo > t.max_pbo:
+        reasons.append(f"pbo {_num(candidate.pbo)} > {_num(t.max_pbo)}")
+    if candidate.oos_trades < t.min_oos_trades:
+        reasons.append(f"oos_trades {candidate.oos_trades} < {t.min_oos_trades}")
+    if _missing(candidate.stability):
+        reasons.append("stability missing: not computed (one-point grid or no neighbour values)")
+    elif candidate.stability < t.min_stability:
+        reasons.append(f"stability {_num(candidate.stability)} < {_num(t.min_stability)}")
+    return EntryVerdict(passed=not reasons, reasons=tuple(reasons))
+
+
+def key_text(key: Key) -> str:
+    """'sma_cross AAPL up_normal': how a key appears in reasons and tables."""
+    return " ".join(key)
+
+
+def decide(candidates: Sequence[Entry], previous: ParamsFile | None,
+           thresholds: GateThresholds = GateThresholds()) -> tuple[tuple[Entry, ...], Verdict]:
+    """The entries of the next params file and its verdict (see the module docstring).
+
+    Output order follows the candidates; every candidate key appears exactly once. Keys of the
+    previous file that are not among the candidates are dropped (the run defines the universe;
+    an absent key means "do not trade"), and a reason says so.
+    """
+    if not candidates:
+        raise ValueError("decide() needs at least one candidate entry")
+    keys = [c.key for c in candidates]
+    dupes = sorted({key_text(k) for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate candidate keys: {', '.join(dupes)}")
+    old = {e.key: e for e in previous.entries} if previous is not None else {}
+    entries: list[Entry] = []
+    notes: list[str] = []
+    for cand in candidates:
+        verdict = evaluate(cand, thresholds)
+        failed = "; ".join(verdict.reasons)
+        if verdict.passed:
+            entries.append(cand.model_copy(update={"status": "active", "gate": verdict, "source": "candidate"}))
+            continue
+        prev = old.get(cand.key)
+        prev_ok = prev is not None and prev.status == "active" and evaluate(prev, thresholds).passed
+        if prev_ok:
+            entries.append(prev.model_copy(update={"source": "kept"}))
+            notes.append(f"{key_text(cand.key)}: kept the previous entry; candidate failed: {failed}")
+        else:
+            entries.append(cand.model_copy(update={"status": "flat", "gate": verdict, "source": "candidate"}))
+            why = "" if prev is None else " (the previous entry is flat or fails today's gate)"
+            notes.append(f"{key_text(cand.key)}: flat{why}; candidate failed: {failed}")
+    for k in sorted(old.keys() - set(keys)):
+        notes.append(f"{key_text(k)}: in the previous file but not among the candidates: dropped")
+    passed = sum(e.source == "candidate" and e.status == "active" for e in entries)
+    head = (f"promoted: {passed} of {len(candidates)} candidates passed the gate" if passed
+            else f"rejected: none of {len(candidates)} candidates passed the gate")
+    verdict = Verdict(promoted=passed > 0, reasons=(head, *notes),
+                      previous_sha256=previous.sha256() if previous is not None else None)
+    return tuple(entries), verdict

@@ -1,0 +1,104 @@
+"""``tradelab nightly`` / ``tradelab weekend``: scheduled notebook jobs, one line per outcome for cron logs.
+
+Exit codes: 0 ok, 1 the notebook (or the post-success step) failed, 2 a bad config or option,
+3 another run of the same job holds the lock. Scheduling recipes are in SCHEDULING.md beside this file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_lake import LakeError
+
+from .ui import err, out, user_errors
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE",
+    help="TOML: \\[parameters], notebook, runs_dir, kernel, timeout_per_cell (default: the job's defaults).")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "-p", "--param", metavar="NAME=VALUE",
+    help="Notebook parameter, JSON if it parses (3, true, [1,2]) else text; repeat; beats the config.")]
+
+
+@user_errors
+def nightly(config: ConfigOpt = None, param: ParamOpt = None) -> None:
+    """Run the nightly optimize notebook into runs/<date>/nightly-<HHMMSS>/ (UTC)."""
+    run("nightly", config, param or [])
+
+
+@user_errors
+def weekend(config: ConfigOpt = None, param: ParamOpt = None) -> None:
+    """Run the weekend sweep notebook into runs/<date>/weekend-<HHMMSS>/ (UTC)."""
+    run("weekend", config, param or [])
+
+
+def run(job: str, config: Path | None, params: list[str]) -> None:
+    """Load the config, run the job and turn its outcome into a printed line and an exit code."""
+    from tradelab import jobs
+
+    t0 = time.monotonic()
+    installed: list[str] = []
+    try:
+        cfg = jobs.load_config(config, job)
+        overrides = _paths(job, cfg.parameters, jobs.parse_overrides(params))
+        hook = (lambda run_dir: installed.append(_install(run_dir, Path(overrides["params_dir"])))) if job == "nightly" else None
+        result = jobs.run_job(cfg, job, overrides=overrides, on_success=hook,
+                              progress_bar=sys.stderr.isatty())  # no tqdm noise in cron logs
+    except jobs.JobConfigError as exc:
+        raise LakeError(str(exc)) from None
+    except jobs.JobLocked as exc:
+        _error(str(exc))
+        raise typer.Exit(3) from None
+    except jobs.JobFailed as exc:
+        _error(f"{exc}; run folder {exc.result.run_dir}")
+        raise typer.Exit(1) from None
+    out.print(f"{job} ok in {time.monotonic() - t0:.1f}s: run folder {result.run_dir}",
+              highlight=False, soft_wrap=True)
+    for line in installed:
+        out.print(line, highlight=False, soft_wrap=True)
+    report = result.run_dir / "report.html"
+    if report.exists():
+        out.print(f"report -> {report}", highlight=False, soft_wrap=True)
+
+
+def _paths(job: str, configured: dict, overrides: dict) -> dict:
+    """Absolute lake / params paths (relative ones are from the current folder, like every command),
+    and the job's name, as notebook parameters: the notebook runs in notebooks/, the install step here."""
+    given = {**configured, **overrides}
+    out_ = dict(overrides)
+    out_["lake"] = str(Path(given.get("lake") or os.environ.get("TRADELAB_LAKE") or "lake").resolve())
+    if job == "nightly":
+        out_["params_dir"] = str(Path(given.get("params_dir") or "params").resolve())
+    out_["job"] = job
+    return out_
+
+
+def _install(run_dir: Path, params_dir: Path) -> str:
+    """The nightly's last step: file the candidate in history and, if promoted, make it current."""
+    from research.params import install, load
+
+    candidate = run_dir / "params.json"
+    if not candidate.exists():  # a custom notebook may not produce params (the default one always does)
+        return f"the notebook wrote no {candidate.name}: nothing to install; {params_dir / 'current.json'} unchanged"
+    pf = load(candidate)
+    hist = install(pf, params_dir)
+    current = params_dir / "current.json"
+    head = pf.verdict.reasons[0] if pf.verdict.reasons else ""
+    if pf.verdict.promoted:
+        return f"params PROMOTED ({head}) -> {current}; history {hist.name}"
+    if current.exists() and current.read_bytes() == hist.read_bytes():
+        return f"params REJECTED ({head}); nothing was in force, so {current} now says flat everywhere"
+    return f"params REJECTED ({head}); {current} unchanged; history {hist.name}"
+
+
+def _error(message: str) -> None:
+    # markup=False: the message quotes notebook source and exception text
+    err.print("error:", style="bold red", end=" ")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
