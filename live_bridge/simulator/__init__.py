@@ -32,3 +32,15 @@ __all__ = [
     "SimulatorState", "Timeframe", "aggregate", "alpaca_error", "create_app", "market_data_app",
     "market_data_router", "parse_timeframe", "serve",
 ]
+from .hub import Hub, Subscription
+from .streams import StreamControl, StreamStats, streams_app, streams_router
+
+__all__ += ["Hub", "StreamControl", "StreamStats", "Subscription", "streams_app", "streams_router"]
+from .broker import Broker
+from .clock import Bar, ReplayBarStore, ReplayClock
+from .ledger import Asset, BrokerConfig, Fill
+from .orders import Order, OrderError
+from .trading import broker_app, trading_router
+
+__all__ += ["Asset", "Bar", "Broker", "BrokerConfig", "Fill", "Order", "OrderError", "ReplayBarStore",
+            "ReplayClock", "broker_app", "trading_router"]

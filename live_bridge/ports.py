@@ -1,0 +1,207 @@
+"""The broker port: the whole broker surface the live runner needs, and the values that cross it.
+
+The runner, the risk manager and the state store speak only these types; the Alpaca adapter is the
+one module that imports alpaca-py and translates its models into them. Keeping the surface to a
+handful of methods keeps the test double small and makes the simulator and live Alpaca
+interchangeable.
+
+Conventions every implementation must keep:
+
+* timestamps are timezone-aware UTC ``datetime``; money and quantities are ``float`` (fractional
+  shares exist), quantities on orders and fills are positive and the side carries the sign;
+* a ``Position.qty`` is signed (short < 0);
+* ``Broker.submit`` is idempotent by ``client_order_id``: Alpaca answers 422 on a reused id (even
+  after a cancel), and the adapter then returns the existing order instead of raising, so a runner
+  that crashed between "sent" and "recorded" can resend the same intent safely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop"]
+TimeInForce = Literal["day", "gtc"]
+
+SIDES = ("buy", "sell")
+ORDER_TYPES = ("market", "limit", "stop")
+TIMES_IN_FORCE = ("day", "gtc")
+#: Alpaca order statuses after which an order never changes again. ``done_for_day`` is not one:
+#: a GTC order that is done for the day resumes at the next session.
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+NY = ZoneInfo("America/New_York")
+
+
+def session_day(ts: datetime) -> date:
+    """The New York calendar date of a UTC instant: the key of a trading day (daily P&L, halts)."""
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {ts!r} is naive; the live bridge only takes timezone-aware UTC times")
+    return ts.astimezone(NY).date()
+
+
+def sign(side: str) -> int:
+    """+1 for a buy, -1 for a sell: fills and orders carry positive qty, the side gives the sign."""
+    if side not in SIDES:
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    return 1 if side == "buy" else -1
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Account figures in dollars; ``last_equity`` is equity at the previous session's close."""
+
+    equity: float
+    cash: float
+    buying_power: float
+    last_equity: float
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The broker's net position in one symbol, all strategies together; ``qty`` < 0 is short."""
+
+    symbol: str
+    qty: float
+    avg_entry_price: float
+    market_value: float  # signed like qty (Alpaca reports shorts with a negative market value)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order the runner wants sent: what the strategy decided, before the broker sees it."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: float
+    type: OrderType = "market"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = "day"
+    strategy: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        # Fail at construction, not at the broker: a malformed order is a bug in the caller.
+        cid = self.client_order_id
+        sign(self.side)
+        if not self.qty > 0:
+            raise ValueError(f"{cid}: qty must be positive (the side gives the sign), got {self.qty}")
+        if self.type not in ORDER_TYPES:
+            raise ValueError(f"{cid}: type must be one of {ORDER_TYPES}, got {self.type!r}")
+        if self.time_in_force not in TIMES_IN_FORCE:
+            raise ValueError(f"{cid}: time_in_force must be 'day' or 'gtc', got {self.time_in_force!r}")
+        if (self.type == "limit") != (self.limit_price is not None):
+            raise ValueError(f"{cid}: limit_price is required by, and only by, a limit order")
+        if (self.type == "stop") != (self.stop_price is not None):
+            raise ValueError(f"{cid}: stop_price is required by, and only by, a stop order")
+        for price in (self.limit_price, self.stop_price):
+            if price is not None and not price > 0:
+                raise ValueError(f"{cid}: prices must be positive, got {price}")
+
+    @property
+    def signed_qty(self) -> float:
+        """qty with the side's sign: what the order does to the position if it fills."""
+        return sign(self.side) * self.qty
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAck:
+    """The broker's view of one order, as returned by submit, lookups and trade updates."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: float
+    filled_qty: float
+    filled_avg_price: float | None
+    status: str  # Alpaca's status string: new, accepted, partially_filled, filled, canceled, ...
+    type: OrderType
+    stop_price: float | None
+    limit_price: float | None
+    submitted_at: datetime
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the order can no longer fill or change."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def remaining_qty(self) -> float:
+        """Quantity still working at the broker (0 for a terminal order)."""
+        return 0.0 if self.is_terminal else max(self.qty - self.filled_qty, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``execution_id`` is unique per execution: trade updates can repeat it."""
+
+    execution_id: str
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: float  # this execution's quantity, not the order's cumulative filled qty
+    price: float
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    """The broker's clock: the one source of "is the market open" (holidays and half days included)."""
+
+    timestamp: datetime
+    is_open: bool
+    next_open: datetime
+    next_close: datetime
+
+    @property
+    def session(self) -> date:
+        """The New York date of ``timestamp``."""
+        return session_day(self.timestamp)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Everything the runner asks of a broker. Implementations: the Alpaca adapter and test doubles."""
+
+    def account(self) -> Account:
+        """Current account figures."""
+        ...
+
+    def positions(self) -> dict[str, Position]:
+        """Open positions by symbol (net of all strategies)."""
+        ...
+
+    def submit(self, intent: OrderIntent) -> OrderAck:
+        """Send an order. Idempotent by client_order_id: a duplicate returns the existing order."""
+        ...
+
+    def order_by_client_id(self, client_order_id: str) -> OrderAck | None:
+        """The order sent under this client_order_id, or None if the broker never accepted one."""
+        ...
+
+    def open_orders(self) -> list[OrderAck]:
+        """Orders that can still fill."""
+        ...
+
+    def cancel(self, order_id: str) -> None:
+        """Request cancellation of one order by broker id (a no-op if already terminal)."""
+        ...
+
+    def close_all(self) -> list[OrderAck]:
+        """Cancel every open order and close every position; returns the closing orders.
+
+        The closing orders carry broker-assigned client_order_ids, so their fills cannot be
+        attributed to a strategy: prefer per-strategy ``flatten`` intents and keep this for the
+        kill switch.
+        """
+        ...
+
+    def clock(self) -> MarketClock:
+        """The broker's market clock."""
+        ...

@@ -1,0 +1,486 @@
+"""Pre-trade risk: the limits of STRATEGY_DEFAULTS.md, checked before every order leaves the process.
+
+``RiskManager.check`` is pure: it reads a proposal and a snapshot of the world (``RiskContext``)
+and returns a ``Verdict``; it sends, cancels and stores nothing. Every rejection names its rule
+(``Verdict.rule``) and says why in numbers, so a blocked order in the log explains itself.
+
+Orders that *reduce* the broker's position are always allowed: a risk system that can block a
+flatten turns a bad day into a worse one. An order reduces risk when it is opposite to the net
+position and no larger than it; an exit-kind intent (``exit``/``stop``/``target``/``flatten`` in
+its client order id) larger than the position is trimmed to it, never turned into a new position.
+
+``DayState`` carries the day's halts (2% day loss: flatten everything and stop until the next
+session; 1% strategy loss: that strategy stops for the day) and rolls over with the broker's clock.
+``size`` turns a stop distance into a quantity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from types import MappingProxyType
+
+from .ids import parse_client_order_id
+from .ports import Account, MarketClock, OrderAck, OrderIntent, Position, sign
+
+ACCOUNT = "*"  # the halt scope of the whole account (the others are strategy names)
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """The risk limits, as fractions of equity unless named otherwise (defaults: STRATEGY_DEFAULTS.md)."""
+
+    max_position_pct: float = 0.10  # one symbol's position value / equity
+    max_gross_exposure: float = 0.80  # sum of |position values| (pending entries included) / equity
+    daily_loss_halt: float = 0.02  # day loss / start-of-day equity: flatten all, halt until next session
+    strategy_daily_loss: float = 0.01  # a strategy's day P&L / start-of-day equity: strategy off
+    drawdown_halve: float = 0.08  # drawdown from peak equity at which sizes (and the cap) halve
+    require_stop: bool = True  # every entry carries a protective stop
+    default_stop_pct: float | None = 0.02  # the stop given to an entry without one; None: reject it
+    risk_per_trade: float = 0.0025  # equity risked between entry and stop (0.25-0.5% in the defaults)
+    max_orders_per_minute: int = 100  # Alpaca allows 200 requests/min; leave room for lookups
+    no_new_entries_minutes: float = 15.0  # before the close (the broker clock knows half days)
+    max_spread: float = 0.003  # (ask - bid) / mid, when the proposal carries a quote
+    max_positions_per_sector: int = 3  # needs RiskContext.sectors; skipped without it
+
+    def __post_init__(self) -> None:
+        for name in ("max_position_pct", "max_gross_exposure", "daily_loss_halt", "strategy_daily_loss",
+                     "drawdown_halve", "risk_per_trade", "max_spread"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"RiskLimits.{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.default_stop_pct is not None and not 0 < self.default_stop_pct < 1:
+            raise ValueError("RiskLimits.default_stop_pct must be in (0, 1) or None, "
+                             f"got {self.default_stop_pct}")
+        counts = min(self.max_orders_per_minute, self.max_positions_per_sector)
+        if counts < 1 or self.no_new_entries_minutes < 0:
+            raise ValueError("RiskLimits: max_orders_per_minute and max_positions_per_sector must be >= 1, "
+                             "no_new_entries_minutes >= 0")
+
+
+# --- pure helpers ---------------------------------------------------------------------------------
+
+def round_price(price: float, side: str) -> float:
+    """Round a limit or stop price to what Alpaca takes (>= $1: 2 decimals, < $1: 4), toward safety.
+
+    Buys round down and sells round up. For limits that means never paying more, or selling for
+    less, than the strategy asked. For stops it moves the trigger toward the market: a sell stop
+    under a long rounds up and a buy stop over a short rounds down, so the stop fires no later and
+    the loss is never larger than planned. Decimal on ``repr`` avoids binary noise (12.34 stays).
+    """
+    if not price > 0:
+        raise ValueError(f"price must be positive, got {price}")
+    d = Decimal(repr(float(price)))
+    step = Decimal("0.01") if d >= 1 else Decimal("0.0001")
+    return float(d.quantize(step, rounding=ROUND_FLOOR if sign(side) > 0 else ROUND_CEILING))
+
+
+def drawdown_factor(equity: float, peak_equity: float, limits: RiskLimits) -> float:
+    """0.5 once equity is ``drawdown_halve`` or more below its peak, else 1.0."""
+    if peak_equity <= 0:
+        return 1.0
+    return 0.5 if 1 - equity / peak_equity >= limits.drawdown_halve - _EPS else 1.0
+
+
+def size(equity: float, price: float, stop_distance: float, limits: RiskLimits,
+         drawdown_factor: float = 1.0, *, whole_shares: bool = True) -> float:
+    """Shares to buy or sell: risk ``risk_per_trade`` of equity to the stop, capped by the position cap.
+
+    ``stop_distance`` is dollars per share between entry and stop. The result is multiplied by
+    ``drawdown_factor`` (0.5 in drawdown) and rounded down: to whole shares, or to 1e-6 shares
+    when fractional (Alpaca: market/day buys only).
+    """
+    if not price > 0 or not stop_distance > 0:
+        raise ValueError(f"price and stop_distance must be positive, got {price} and {stop_distance}")
+    if equity <= 0:
+        return 0.0
+    by_risk = equity * limits.risk_per_trade / stop_distance
+    by_cap = equity * limits.max_position_pct / price
+    qty = min(by_risk, by_cap) * drawdown_factor
+    return float(math.floor(qty + _EPS)) if whole_shares else math.floor(qty * 1e6 + _EPS) / 1e6
+
+
+def orders_in_last_minute(sent_at: Sequence[datetime], now: datetime) -> int:
+    """How many of the send times fall in the minute before ``now``."""
+    start = now - timedelta(minutes=1)
+    return sum(1 for t in sent_at if start < t <= now)
+
+
+# --- the day's halts ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HaltEvent:
+    """A halt that has just tripped; ``scope`` is ACCOUNT (flatten everything) or a strategy name."""
+
+    scope: str
+    rule: str  # "daily_loss" | "strategy_loss"
+    message: str
+
+    @property
+    def flatten_all(self) -> bool:
+        """True when the runner must close every position and cancel every order."""
+        return self.scope == ACCOUNT
+
+
+@dataclass(frozen=True, slots=True)
+class DayState:
+    """One session's P&L per strategy and halts. Immutable: ``update`` and ``roll`` return new states.
+
+    ``start_equity`` is the broker's ``last_equity`` (equity at the previous close): the daily loss
+    limits are fractions of it. Persist ``halts()`` (``StateStore.record_halt``) so that a restart
+    in the same session stays halted: pass them back to ``begin``.
+    """
+
+    session: date
+    start_equity: float
+    strategy_pnl: Mapping[str, float] = field(default_factory=dict)
+    halted: str | None = None  # why the account is halted, if it is
+    disabled: Mapping[str, str] = field(default_factory=dict)  # strategy -> why it is off
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy_pnl", MappingProxyType(dict(self.strategy_pnl)))
+        object.__setattr__(self, "disabled", MappingProxyType(dict(self.disabled)))
+
+    @classmethod
+    def begin(cls, clock: MarketClock, account: Account, halts: Mapping[str, str] | None = None) -> DayState:
+        """The state at the start of the clock's session, with any halts already recorded for it."""
+        halts = dict(halts or {})
+        start = account.last_equity if account.last_equity > 0 else account.equity
+        return cls(clock.session, start, {}, halts.pop(ACCOUNT, None), halts)
+
+    def roll(self, clock: MarketClock, account: Account) -> DayState:
+        """Self while the clock is in this session; a fresh, unhalted state once it moves on."""
+        return self if clock.session == self.session else DayState.begin(clock, account)
+
+    def day_return(self, equity: float) -> float:
+        """Equity change since the start of the day, as a fraction of start-of-day equity."""
+        return equity / self.start_equity - 1 if self.start_equity > 0 else 0.0
+
+    def strategy_return(self, strategy: str) -> float:
+        """A strategy's P&L today as a fraction of start-of-day equity."""
+        return self.strategy_pnl.get(strategy, 0.0) / self.start_equity if self.start_equity > 0 else 0.0
+
+    def halts(self) -> dict[str, str]:
+        """The halts in force, scope -> reason (ACCOUNT for the whole account): what to persist."""
+        return ({ACCOUNT: self.halted} if self.halted else {}) | dict(self.disabled)
+
+    def update(self, equity: float, strategy_pnl: Mapping[str, float],
+               limits: RiskLimits) -> tuple[DayState, tuple[HaltEvent, ...]]:
+        """Take the latest equity and per-strategy P&L (dollars, realized + unrealized).
+
+        Returns the new state and the halts that tripped *now* (each fires once per session), so
+        the runner flattens on the event, not on every tick after it.
+        """
+        new = replace(self, strategy_pnl=strategy_pnl)
+        events: list[HaltEvent] = []
+        if new.halted is None and (msg := _day_loss_message(new, equity, limits)):
+            new = replace(new, halted=msg)
+            events.append(HaltEvent(ACCOUNT, "daily_loss", msg))
+        disabled = dict(new.disabled)
+        for strategy in sorted(strategy_pnl):
+            if strategy not in disabled and (msg := _strategy_loss_message(new, strategy, limits)):
+                disabled[strategy] = msg
+                events.append(HaltEvent(strategy, "strategy_loss", msg))
+        return replace(new, disabled=disabled), tuple(events)
+
+
+def _day_loss_message(day: DayState, equity: float, limits: RiskLimits) -> str | None:
+    loss = -day.day_return(equity)
+    if loss >= limits.daily_loss_halt - _EPS:
+        return (f"day loss {loss:.2%} >= {limits.daily_loss_halt:.2%} of start-of-day equity "
+                f"{day.start_equity:,.2f}: flatten all and halt until the next session")
+    return None
+
+
+def _strategy_loss_message(day: DayState, strategy: str, limits: RiskLimits) -> str | None:
+    loss = -day.strategy_return(strategy)
+    if loss >= limits.strategy_daily_loss - _EPS:
+        return (f"strategy {strategy} lost {loss:.2%} of capital today >= {limits.strategy_daily_loss:.2%}: "
+                "off for the rest of the session")
+    return None
+
+
+# --- the pre-trade check --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """An order intent with what the check needs beyond it: a reference price, a stop, a quote."""
+
+    intent: OrderIntent
+    price: float  # last trade or bar close: values the position and the exposure
+    stop_loss: float | None = None  # the protective stop an entry will carry (None: default stop)
+    bid: float | None = None
+    ask: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskContext:
+    """A snapshot of the world at decision time. ``recent_orders``: send times of every order."""
+
+    account: Account
+    positions: Mapping[str, Position]
+    open_orders: Sequence[OrderAck]
+    day: DayState
+    peak_equity: float
+    clock: MarketClock
+    recent_orders: Sequence[datetime] = ()
+    sectors: Mapping[str, str] = field(default_factory=dict)  # symbol -> sector, for the sector limit
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer of ``RiskManager.check``. When allowed, send ``verdict.order(intent)``, not the intent.
+
+    ``qty`` and the prices are the adjusted ones (rounded prices, whole shares, an exit trimmed to
+    the position). ``stop_loss`` is the protective stop to place once an entry fills.
+    ``cancel_first`` lists broker order ids to cancel before sending (Alpaca rejects an order facing
+    an opposite-side open order as a potential wash trade, and a sell beyond the shares held by
+    other open sells); on a rejected entry it names the orders that block it.
+    """
+
+    allowed: bool
+    rule: str | None
+    message: str
+    qty: float
+    limit_price: float | None
+    stop_price: float | None
+    stop_loss: float | None = None
+    reduces_risk: bool = False
+    cancel_first: tuple[str, ...] = ()
+
+    def order(self, intent: OrderIntent) -> OrderIntent:
+        """The intent with this verdict's adjusted quantity and prices."""
+        if not self.allowed:
+            raise ValueError(f"{intent.client_order_id} was rejected by rule {self.rule}: {self.message}")
+        return replace(intent, qty=self.qty, limit_price=self.limit_price, stop_price=self.stop_price)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What the entry rules read: the proposal, the context, and the adjusted order."""
+
+    p: Proposal
+    ctx: RiskContext
+    limits: RiskLimits
+    qty: float
+    stop_loss: float | None
+    others: tuple[OrderAck, ...]  # other open orders on the symbol
+
+    @property
+    def projected_qty(self) -> float:
+        """The symbol's position if this order and the pending entries on it all fill."""
+        pos = _pos_qty(self.ctx, self.p.intent.symbol)
+        pending = sum(sign(o.side) * o.remaining_qty for o in self.others if sign(o.side) * pos >= 0)
+        return pos + pending + sign(self.p.intent.side) * self.qty
+
+
+class RiskManager:
+    """Checks proposals against one ``RiskLimits``. Stateless: the state lives in the context."""
+
+    def __init__(self, limits: RiskLimits | None = None) -> None:
+        self.limits = limits or RiskLimits()
+
+    def check(self, proposal: Proposal, ctx: RiskContext) -> Verdict:
+        """Allow, adjust or reject one proposal; a rejection names the first rule it breaks."""
+        it = proposal.intent
+        if not proposal.price > 0:
+            raise ValueError(f"{it.client_order_id}: reference price must be positive, got {proposal.price}")
+        limit = round_price(it.limit_price, it.side) if it.limit_price is not None else None
+        stop = round_price(it.stop_price, it.side) if it.stop_price is not None else None
+        pos = _pos_qty(ctx, it.symbol)
+        others = tuple(o for o in ctx.open_orders if o.symbol == it.symbol and not o.is_terminal
+                       and o.client_order_id != it.client_order_id)  # a resend is not its own blocker
+        parsed = parse_client_order_id(it.client_order_id)
+        declared_exit = parsed is not None and parsed.is_exit
+        if pos * it.signed_qty < 0 and (it.qty <= abs(pos) + _EPS or declared_exit):
+            qty = min(it.qty, abs(pos))
+            note = f"reduces the {pos:g} {it.symbol} position: exempt from entry rules"
+            if qty < it.qty:
+                note += f"; qty {it.qty:g} trimmed to the position {qty:g}"
+            cancels = _exit_cancels(it, qty, pos, others)
+            return Verdict(True, None, note, qty, limit, stop, None, True, cancels)
+        if declared_exit:
+            msg = (f"{parsed.intent} order {it.side} {it.qty:g} {it.symbol} would not reduce the position "
+                   f"({pos:g}); refusing to open one")
+            return Verdict(False, "not_reducing", msg, it.qty, limit, stop)
+        return self._check_entry(proposal, ctx, limit, stop, others)
+
+    def _check_entry(self, p: Proposal, ctx: RiskContext, limit: float | None, stop: float | None,
+                     others: tuple[OrderAck, ...]) -> Verdict:
+        it, notes = p.intent, []
+        stop_loss = p.stop_loss
+        if stop_loss is None and self.limits.require_stop and self.limits.default_stop_pct is not None:
+            stop_loss = p.price * (1 - sign(it.side) * self.limits.default_stop_pct)
+            notes.append(f"default stop {self.limits.default_stop_pct:.2%}")
+        if stop_loss is not None and stop_loss > 0:
+            stop_loss = round_price(stop_loss, "sell" if it.side == "buy" else "buy")
+        fractional_ok = it.type == "market" and it.time_in_force == "day" and it.side == "buy"
+        qty = it.qty if fractional_ok else float(math.floor(it.qty + _EPS))
+        if qty != it.qty:
+            notes.append(f"qty {it.qty:g} -> {qty:g} whole shares")
+        e = _Entry(p, ctx, self.limits, qty, stop_loss, others)
+        for rule, test in _ENTRY_RULES:
+            if msg := test(e):
+                blockers = tuple(o.id for o in others if o.side != it.side) if rule == "wash_trade" else ()
+                return Verdict(False, rule, msg, it.qty, limit, stop, stop_loss, False, blockers)
+        return Verdict(True, None, "; ".join(["ok", *notes]), qty, limit, stop, stop_loss)
+
+
+def _pos_qty(ctx: RiskContext, symbol: str) -> float:
+    pos = ctx.positions.get(symbol)
+    return pos.qty if pos is not None else 0.0
+
+
+def _exit_cancels(it: OrderIntent, qty: float, pos: float, others: tuple[OrderAck, ...]) -> tuple[str, ...]:
+    # Alpaca: an opposite-side open order is a potential wash trade (422), and open sells hold the
+    # shares they may sell, so an exit beyond the unheld qty is refused (403): cancel those first.
+    opposite = [o.id for o in others if o.side != it.side]
+    same = [o for o in others if o.side == it.side]
+    held = sum(o.remaining_qty for o in same)
+    return tuple(opposite + ([o.id for o in same] if held + qty > abs(pos) + _EPS else []))
+
+
+def _daily_loss(e: _Entry) -> str | None:
+    day, clock = e.ctx.day, e.ctx.clock
+    if day.session != clock.session:
+        return f"day state is for {day.session} but the clock says {clock.session}: roll it first"
+    if day.halted:
+        return f"account halted: {day.halted}"
+    return _day_loss_message(day, e.ctx.account.equity, e.limits)
+
+
+def _strategy_loss(e: _Entry) -> str | None:
+    strategy = e.p.intent.strategy
+    if reason := e.ctx.day.disabled.get(strategy):
+        return f"strategy {strategy} is off: {reason}"
+    return _strategy_loss_message(e.ctx.day, strategy, e.limits)
+
+
+def _market_hours(e: _Entry) -> str | None:
+    c = e.ctx.clock
+    if not c.is_open:
+        return f"market closed at {c.timestamp:%Y-%m-%d %H:%M} UTC (opens {c.next_open:%Y-%m-%d %H:%M} UTC)"
+    return None
+
+
+def _entry_cutoff(e: _Entry) -> str | None:
+    c, minutes = e.ctx.clock, e.limits.no_new_entries_minutes
+    left = (c.next_close - c.timestamp).total_seconds() / 60
+    if left < minutes:
+        return (f"no new entries in the last {minutes:g} min: {left:.1f} min to the close "
+                f"at {c.next_close:%H:%M} UTC")
+    return None
+
+
+def _rate_limit(e: _Entry) -> str | None:
+    n, cap = orders_in_last_minute(e.ctx.recent_orders, e.ctx.clock.timestamp), e.limits.max_orders_per_minute
+    return f"{n} orders sent in the last minute >= limit {cap}" if n >= cap else None
+
+
+def _require_stop(e: _Entry) -> str | None:
+    it, stop = e.p.intent, e.stop_loss
+    if stop is None:
+        return "entry without a stop loss (require_stop is on and default_stop_pct is None)" \
+            if e.limits.require_stop else None
+    if not stop > 0:
+        return f"stop loss {stop:g} must be positive"
+    if sign(it.side) * (e.p.price - stop) <= 0:
+        where = "below" if it.side == "buy" else "above"
+        return f"stop loss {stop:g} is not {where} the {it.side} price {e.p.price:g}"
+    return None
+
+
+def _spread(e: _Entry) -> str | None:
+    bid, ask = e.p.bid, e.p.ask
+    if bid is None or ask is None:
+        return None
+    if not 0 < bid <= ask:
+        return f"crossed or empty quote: bid {bid:g} ask {ask:g}"
+    spread = (ask - bid) / ((ask + bid) / 2)
+    return f"spread {spread:.2%} > {e.limits.max_spread:.2%} (bid {bid:g} ask {ask:g})" \
+        if spread > e.limits.max_spread + _EPS else None
+
+
+def _wash_trade(e: _Entry) -> str | None:
+    it = e.p.intent
+    ids = [o.id for o in e.others if o.side != it.side]
+    if ids:
+        return f"opposite-side open orders on {it.symbol} must be cancelled first: {', '.join(ids)}"
+    return None
+
+
+def _fractional(e: _Entry) -> str | None:
+    it = e.p.intent
+    if e.qty <= 0:
+        return f"qty {it.qty:g} is 0 whole shares (only market/day buys may be fractional)"
+    return None
+
+
+def _equity(e: _Entry) -> float:
+    return e.ctx.account.equity
+
+
+def _position_cap(e: _Entry) -> str | None:
+    it, equity = e.p.intent, _equity(e)
+    factor = drawdown_factor(equity, e.ctx.peak_equity, e.limits)
+    cap = e.limits.max_position_pct * factor
+    share = abs(e.projected_qty) * e.p.price / equity if equity > 0 else math.inf
+    if share > cap + _EPS:
+        why = f" ({e.limits.max_position_pct:.2f} halved in drawdown)" if factor < 1 else ""
+        return f"{it.symbol} position {share:.2f} of equity > cap {cap:.2f}{why} after this order"
+    return None
+
+
+def _gross_exposure(e: _Entry) -> str | None:
+    it, ctx, equity = e.p.intent, e.ctx, _equity(e)
+    gross = abs(e.projected_qty) * e.p.price
+    gross += sum(abs(pos.market_value) for sym, pos in ctx.positions.items() if sym != it.symbol)
+    for o in ctx.open_orders:  # pending entries on other symbols count as if filled
+        pos = _pos_qty(ctx, o.symbol)
+        if o.symbol != it.symbol and not o.is_terminal and sign(o.side) * pos >= 0:
+            mark = abs(ctx.positions[o.symbol].market_value / pos) if pos else 0.0
+            ref = o.limit_price or o.stop_price or mark  # an open market order: value it at the mark
+            gross += o.remaining_qty * ref
+    ratio = gross / equity if equity > 0 else math.inf
+    if ratio > e.limits.max_gross_exposure + _EPS:
+        return f"gross exposure {ratio:.2f} > {e.limits.max_gross_exposure:.2f} after this order"
+    return None
+
+
+def _sector(e: _Entry) -> str | None:
+    it, ctx = e.p.intent, e.ctx
+    sector = ctx.sectors.get(it.symbol)
+    if sector is None or _pos_qty(ctx, it.symbol) != 0:
+        return None  # unknown sector, or adding to a position already counted
+    held = sorted(s for s, pos in ctx.positions.items() if pos.qty != 0 and ctx.sectors.get(s) == sector)
+    cap = e.limits.max_positions_per_sector
+    if len(held) >= cap:
+        return f"{len(held)} positions in sector {sector} already ({', '.join(held)}); limit {cap}"
+    return None
+
+
+def _buying_power(e: _Entry) -> str | None:
+    notional, bp = e.qty * e.p.price, e.ctx.account.buying_power
+    return f"order notional {notional:,.2f} > buying power {bp:,.2f}" if notional > bp + _EPS else None
+
+
+#: The entry rules in the order they are tried; the first that objects names the rejection.
+_ENTRY_RULES: tuple[tuple[str, Callable[[_Entry], str | None]], ...] = (
+    ("daily_loss", _daily_loss),
+    ("strategy_loss", _strategy_loss),
+    ("market_hours", _market_hours),
+    ("entry_cutoff", _entry_cutoff),
+    ("rate_limit", _rate_limit),
+    ("require_stop", _require_stop),
+    ("spread", _spread),
+    ("wash_trade", _wash_trade),
+    ("fractional", _fractional),
+    ("position_cap", _position_cap),
+    ("gross_exposure", _gross_exposure),
+    ("sector", _sector),
+    ("buying_power", _buying_power),
+)
+RULES = tuple(name for name, _ in _ENTRY_RULES) + ("not_reducing",)

@@ -1,0 +1,385 @@
+"""The live bridge's local memory: intents, orders, fills, positions and halts in one SQLite file.
+
+The broker is the truth about orders and money; this store is what lets a restarted runner know
+what *it* did: which intents it decided (and so which client order ids to look up before
+resending), which fills it has already counted, and what each strategy holds (the broker only
+knows the net per symbol).
+
+Durability: WAL journal, ``synchronous=FULL``, and every write in one ``BEGIN IMMEDIATE``
+transaction, so a ``kill -9`` at any instant leaves either all of a write or none of it (a fill
+and the position and daily P&L it moves land together). One writer: the store takes an exclusive
+``flock`` on ``<path>.lock`` and a second ``StateStore`` on the same file raises; the lock dies
+with the process, so a restart after a crash just opens the file.
+
+Fills are keyed by ``execution_id``: a trade update delivered twice is counted once. Positions
+and realized P&L are derived from fills (average cost) in arrival order, and ``integrity_check``
+replays every fill to prove the derived tables still match.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from .ids import parse_client_order_id
+from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, sign
+
+SCHEMA_VERSION = 1
+EXTERNAL = "external"  # the strategy of a fill whose order tradelab did not make (manual, close_all)
+_EPS = 1e-9
+_TERMINAL = tuple(sorted(TERMINAL_STATUSES))
+_EARLY = frozenset({"pending_new", "accepted", "new"})  # statuses an order never returns to
+_INTENT_COLS = ("client_order_id", "symbol", "side", "qty", "type", "limit_price", "stop_price",
+                "time_in_force", "strategy", "reason")  # OrderIntent's field order
+_ORDER_COLS = ("id", "client_order_id", "symbol", "side", "qty", "filled_qty", "filled_avg_price", "status",
+               "type", "stop_price", "limit_price", "submitted_at")  # OrderAck's field order
+_POSITION_SQL = "SELECT qty, avg_price, realized FROM positions WHERE strategy = ? AND symbol = ?"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+CREATE TABLE IF NOT EXISTS intents (
+    client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
+    type TEXT NOT NULL, limit_price REAL, stop_price REAL, time_in_force TEXT NOT NULL,
+    strategy TEXT NOT NULL, reason TEXT NOT NULL, decision_ref TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT NOT NULL, client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL,
+    qty REAL NOT NULL, filled_qty REAL NOT NULL, filled_avg_price REAL, status TEXT NOT NULL,
+    type TEXT NOT NULL, stop_price REAL, limit_price REAL, submitted_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS order_events (
+    client_order_id TEXT NOT NULL, status TEXT NOT NULL, filled_qty REAL NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    execution_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, client_order_id TEXT NOT NULL,
+    strategy TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
+    price REAL NOT NULL, timestamp TEXT NOT NULL, day TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS fills_by_order ON fills (client_order_id);
+CREATE TABLE IF NOT EXISTS positions (
+    strategy TEXT NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_price REAL NOT NULL,
+    realized REAL NOT NULL, PRIMARY KEY (strategy, symbol));
+CREATE TABLE IF NOT EXISTS daily_pnl (
+    day TEXT NOT NULL, strategy TEXT NOT NULL, realized REAL NOT NULL, fills INTEGER NOT NULL,
+    PRIMARY KEY (day, strategy));
+CREATE TABLE IF NOT EXISTS halts (
+    day TEXT NOT NULL, scope TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (day, scope));
+"""
+
+
+class StateError(RuntimeError):
+    """The store cannot be used as asked: locked by another writer, wrong schema, conflicting write."""
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyPosition:
+    """What one strategy holds in one symbol, from its fills (average cost)."""
+
+    strategy: str
+    symbol: str
+    qty: float  # signed
+    avg_price: float  # 0 when flat
+    realized_pnl: float  # since the first fill, all days
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    """The result of ``StateStore.integrity_check``: ok, or the list of what is wrong."""
+
+    ok: bool
+    problems: tuple[str, ...]
+
+
+def apply_fill(qty: float, avg: float, side: str, fill_qty: float,
+               price: float) -> tuple[float, float, float]:
+    """One fill on an average-cost position: (new qty, new average price, realized P&L of the fill)."""
+    signed = sign(side) * fill_qty
+    new = qty + signed
+    if abs(new) < _EPS:
+        new = 0.0
+    if qty == 0 or qty * signed > 0:  # opening or adding
+        return new, (abs(qty) * avg + fill_qty * price) / abs(new), 0.0
+    realized = min(abs(qty), fill_qty) * (price - avg) * (1 if qty > 0 else -1)
+    if new == 0:
+        return 0.0, 0.0, realized
+    return new, (avg if new * qty > 0 else price), realized  # reduced, or flipped at the fill price
+
+
+def _iso(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {ts!r} is naive; the state store only takes timezone-aware times")
+    return ts.astimezone(UTC).isoformat()
+
+
+class StateStore:
+    """The single-writer SQLite store of one live runner. Use as a context manager or call close()."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise StateError(f"{self.path} is open by another writer (lock {self.path}.lock)") from None
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: we BEGIN ourselves
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._tx() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+        version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if version != str(SCHEMA_VERSION):
+            self.close()
+            raise StateError(f"{self.path} has schema version {version}; this code reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the database and release the writer lock."""
+        if self._lock >= 0:
+            self._db.close()
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = -1
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: the transaction cannot fail half-way on a busy DB.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- intents and orders --------------------------------------------------------------------
+
+    def record_intent(self, intent: OrderIntent, decision_ref: str | None = None,
+                      at: datetime | None = None) -> bool:
+        """Store an intent before it is sent; False if this exact intent was already stored.
+
+        Raises StateError when the client_order_id is stored with different fields: ids are
+        deterministic, so that means two different decisions mapped to one id (a bug upstream).
+        ``decision_ref`` points into the decision log (why the strategy decided this).
+        """
+        values = astuple(intent)
+        with self._tx() as db:
+            row = db.execute(f"SELECT {', '.join(_INTENT_COLS)} FROM intents WHERE client_order_id = ?",
+                             (intent.client_order_id,)).fetchone()
+            if row is not None:
+                if tuple(row) != values:
+                    raise StateError(f"intent {intent.client_order_id} is stored as {tuple(row)}, "
+                                     f"now recorded as {values}")
+                return False
+            db.execute(f"INSERT INTO intents ({', '.join(_INTENT_COLS)}, decision_ref, created_at) "
+                       f"VALUES ({', '.join('?' * (len(_INTENT_COLS) + 2))})",
+                       (*values, decision_ref, _iso(at or datetime.now(UTC))))
+        return True
+
+    def record_order(self, ack: OrderAck) -> bool:
+        """Store the broker's view of an order; False if nothing changed.
+
+        A terminal status is sticky, an order never goes back to new, and ``filled_qty`` never goes
+        down: acks and trade updates can arrive out of order (a poll answered before a fill event),
+        and a stale one must not reopen an order or unfill it. Every change goes to ``order_events``.
+        """
+        now = _iso(datetime.now(UTC))
+        with self._tx() as db:
+            row = db.execute("SELECT status, filled_qty, filled_avg_price FROM orders "
+                             "WHERE client_order_id = ?", (ack.client_order_id,)).fetchone()
+            if row is None:
+                values = (*astuple(ack)[:-1], _iso(ack.submitted_at), now)
+                db.execute(f"INSERT INTO orders ({', '.join(_ORDER_COLS)}, updated_at) "
+                           f"VALUES ({', '.join('?' * (len(_ORDER_COLS) + 1))})", values)
+                status, filled = ack.status, ack.filled_qty
+            else:
+                old_status, old_filled, old_avg = row
+                stale = old_status in TERMINAL_STATUSES or (ack.status in _EARLY and old_status not in _EARLY)
+                status = old_status if stale else ack.status
+                filled = max(old_filled, ack.filled_qty)
+                avg = ack.filled_avg_price if ack.filled_qty >= old_filled else old_avg
+                if (status, filled, avg) == (old_status, old_filled, old_avg):
+                    return False
+                db.execute("UPDATE orders SET status = ?, filled_qty = ?, filled_avg_price = ?, "
+                           "updated_at = ? WHERE client_order_id = ?",
+                           (status, filled, avg, now, ack.client_order_id))
+            db.execute("INSERT INTO order_events VALUES (?, ?, ?, ?)",
+                       (ack.client_order_id, status, filled, now))
+        return True
+
+    def order(self, client_order_id: str) -> OrderAck | None:
+        """The stored view of one order, or None if no ack was ever recorded for it."""
+        row = self._db.execute(f"SELECT {', '.join(_ORDER_COLS)} FROM orders WHERE client_order_id = ?",
+                               (client_order_id,)).fetchone()
+        return None if row is None else OrderAck(*row[:-1], datetime.fromisoformat(row[-1]))
+
+    def open_intents(self) -> list[OrderIntent]:
+        """Intents without a terminal order, oldest first: what a restart must look up before resending.
+
+        An intent here was either never acknowledged (the crash came before or during submit) or
+        is still working; the runner asks ``Broker.order_by_client_id`` for each and records the
+        answer, resending (same id, so never twice) only what the broker does not know.
+        """
+        rows = self._db.execute(
+            f"SELECT {', '.join('i.' + c for c in _INTENT_COLS)} FROM intents i "
+            "LEFT JOIN orders o ON o.client_order_id = i.client_order_id "
+            f"WHERE o.status IS NULL OR o.status NOT IN ({', '.join('?' * len(_TERMINAL))}) "
+            "ORDER BY i.created_at, i.rowid", _TERMINAL).fetchall()
+        return [OrderIntent(*row) for row in rows]
+
+    # --- fills and positions -------------------------------------------------------------------
+
+    def record_fill(self, fill: Fill, strategy: str | None = None) -> bool:
+        """Count one execution; False if its execution_id was already counted (a repeated update).
+
+        The fill goes to ``strategy`` if given, else to the strategy of its intent, else to the one
+        named in its client order id, else to EXTERNAL. Its position and daily P&L move with it.
+        """
+        if not (fill.qty > 0 and fill.price > 0):
+            raise ValueError(f"fill {fill.execution_id}: qty and price must be positive")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM fills WHERE execution_id = ?", (fill.execution_id,)).fetchone():
+                return False
+            strategy = strategy or self._strategy_of(db, fill.client_order_id)
+            day = session_day(fill.timestamp).isoformat()
+            db.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (fill.execution_id, fill.order_id, fill.client_order_id, strategy, fill.symbol,
+                        fill.side, fill.qty, fill.price, _iso(fill.timestamp), day))
+            row = db.execute(_POSITION_SQL, (strategy, fill.symbol)).fetchone()
+            qty, avg, realized = row or (0.0, 0.0, 0.0)
+            qty, avg, delta = apply_fill(qty, avg, fill.side, fill.qty, fill.price)
+            db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
+                       (strategy, fill.symbol, qty, avg, realized + delta))
+            db.execute("INSERT INTO daily_pnl VALUES (?, ?, ?, 1) ON CONFLICT (day, strategy) DO UPDATE "
+                       "SET realized = realized + excluded.realized, fills = fills + 1",
+                       (day, strategy, delta))
+        return True
+
+    @staticmethod
+    def _strategy_of(db: sqlite3.Connection, client_order_id: str) -> str:
+        row = db.execute("SELECT strategy FROM intents WHERE client_order_id = ?",
+                         (client_order_id,)).fetchone()
+        if row is not None:
+            return row[0]
+        known = [r[0] for r in db.execute("SELECT DISTINCT strategy FROM intents")]
+        parsed = parse_client_order_id(client_order_id, known)
+        return parsed.strategy if parsed is not None else EXTERNAL
+
+    def filled_qty(self, client_order_id: str) -> float:
+        """The sum of the fills counted for one order."""
+        row = self._db.execute("SELECT COALESCE(SUM(qty), 0) FROM fills WHERE client_order_id = ?",
+                               (client_order_id,)).fetchone()
+        return float(row[0])
+
+    def position(self, strategy: str, symbol: str) -> StrategyPosition:
+        """One strategy's position in one symbol (zero if it never traded it)."""
+        row = self._db.execute(_POSITION_SQL, (strategy, symbol)).fetchone()
+        return StrategyPosition(strategy, symbol, *(row or (0.0, 0.0, 0.0)))
+
+    def positions(self) -> dict[tuple[str, str], StrategyPosition]:
+        """Every open (non-zero) position, keyed by (strategy, symbol)."""
+        rows = self._db.execute("SELECT strategy, symbol, qty, avg_price, realized FROM positions "
+                                "WHERE qty != 0 ORDER BY strategy, symbol").fetchall()
+        return {(r[0], r[1]): StrategyPosition(*r) for r in rows}
+
+    def net_positions(self) -> dict[str, float]:
+        """Net quantity per symbol over all strategies: compare with ``Broker.positions()``."""
+        rows = self._db.execute("SELECT symbol, SUM(qty) FROM positions GROUP BY symbol "
+                                "HAVING ABS(SUM(qty)) > ? ORDER BY symbol", (_EPS,)).fetchall()
+        return dict(rows)
+
+    def daily_pnl(self, day: date) -> dict[str, float]:
+        """Realized P&L per strategy on one New York session date (fills of that day)."""
+        rows = self._db.execute("SELECT strategy, realized FROM daily_pnl WHERE day = ? ORDER BY strategy",
+                                (day.isoformat(),)).fetchall()
+        return dict(rows)
+
+    # --- halts and peak equity -----------------------------------------------------------------
+
+    def record_halt(self, day: date, scope: str, reason: str) -> bool:
+        """Remember a halt (``risk.ACCOUNT`` or a strategy) for a session; False if already recorded."""
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO halts VALUES (?, ?, ?, ?)",
+                             (day.isoformat(), scope, reason, _iso(datetime.now(UTC))))
+        return cur.rowcount == 1
+
+    def halts(self, day: date) -> dict[str, str]:
+        """The halts recorded for a session, scope -> reason: pass to ``DayState.begin`` on restart."""
+        rows = self._db.execute("SELECT scope, reason FROM halts WHERE day = ? ORDER BY scope",
+                                (day.isoformat(),)).fetchall()
+        return dict(rows)
+
+    def peak_equity(self, equity: float | None = None) -> float:
+        """The highest equity seen (0 if none), after raising it to ``equity`` if that is higher."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'peak_equity'").fetchone()
+            peak = float(row[0]) if row else 0.0
+            if equity is not None and equity > peak:
+                peak = equity
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('peak_equity', ?)", (repr(peak),))
+        return peak
+
+    # --- integrity -----------------------------------------------------------------------------
+
+    def integrity_check(self) -> IntegrityReport:
+        """SQLite's own check plus the store's invariants, proven by replaying every fill.
+
+        Invariants: the schema version is known; no order is filled beyond its qty (by its ack or
+        by the fills counted for it); positions and daily P&L equal a replay of the fills in
+        arrival order. The broker can in principle report an overfill; it is kept (the broker is
+        the truth) and shows up here.
+        """
+        db, problems = self._db, []
+        problems += [f"sqlite: {r[0]}" for r in db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or version[0] != str(SCHEMA_VERSION):
+            problems.append(f"schema version {version and version[0]} != {SCHEMA_VERSION}")
+        for cid, qty, filled in db.execute("SELECT client_order_id, qty, filled_qty FROM orders "
+                                           "WHERE filled_qty > qty + ?", (_EPS,)):
+            problems.append(f"order {cid}: ack filled_qty {filled:g} > qty {qty:g}")
+        for cid, qty, filled in db.execute(
+                "SELECT o.client_order_id, o.qty, SUM(f.qty) FROM orders o JOIN fills f "
+                "ON f.client_order_id = o.client_order_id GROUP BY o.client_order_id "
+                "HAVING SUM(f.qty) > o.qty + ?", (_EPS,)):
+            problems.append(f"order {cid}: fills sum {filled:g} > qty {qty:g}")
+        positions, pnl = self._replay()
+        stored = {(s, y): (q, a, r) for s, y, q, a, r in db.execute("SELECT * FROM positions")}
+        problems += _diff("position", positions, stored)
+        stored_pnl = {(d, s): (r, n) for d, s, r, n in db.execute("SELECT * FROM daily_pnl")}
+        problems += _diff("daily_pnl", pnl, stored_pnl)
+        return IntegrityReport(not problems, tuple(problems))
+
+    def _replay(self) -> tuple[dict[tuple[str, str], tuple], dict[tuple[str, str], tuple]]:
+        positions: dict[tuple[str, str], tuple[float, float, float]] = {}
+        pnl: dict[tuple[str, str], tuple[float, int]] = {}
+        for strategy, symbol, side, qty, price, day in self._db.execute(
+                "SELECT strategy, symbol, side, qty, price, day FROM fills ORDER BY rowid"):
+            q, a, r = positions.get((strategy, symbol), (0.0, 0.0, 0.0))
+            q, a, delta = apply_fill(q, a, side, qty, price)
+            positions[(strategy, symbol)] = (q, a, r + delta)
+            realized, n = pnl.get((day, strategy), (0.0, 0))
+            pnl[(day, strategy)] = (realized + delta, n + 1)
+        return positions, pnl
+
+
+def _diff(what: str, expected: dict, stored: dict) -> list[str]:
+    """Mismatches between replayed and stored rows (keys on either side, values beyond 1e-6)."""
+    out = []
+    for key in sorted(expected.keys() | stored.keys()):
+        want, have = expected.get(key), stored.get(key)
+        if want is None or have is None or not all(math.isclose(w, h, rel_tol=1e-9, abs_tol=1e-6)
+                                                   for w, h in zip(want, have)):
+            out.append(f"{what} {key}: stored {have}, fills say {want}")
+    return out
