@@ -46,6 +46,9 @@ class RiskLimits:
     no_new_entries_minutes: float = 15.0  # before the close (the broker clock knows half days)
     max_spread: float = 0.003  # (ask - bid) / mid, when the proposal carries a quote
     max_positions_per_sector: int = 3  # needs RiskContext.sectors; skipped without it
+    # Daily bars decide at the close and fill at the next open (the fill convention): their entries
+    # are sent while the market is closed and queue for the open, so the hours rules let them pass.
+    queue_for_next_open: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_position_pct", "max_gross_exposure", "daily_loss_halt", "strategy_daily_loss",
@@ -361,13 +364,15 @@ def _strategy_loss(e: _Entry) -> str | None:
 
 def _market_hours(e: _Entry) -> str | None:
     c = e.ctx.clock
-    if not c.is_open:
+    if not c.is_open and not e.limits.queue_for_next_open:
         return f"market closed at {c.timestamp:%Y-%m-%d %H:%M} UTC (opens {c.next_open:%Y-%m-%d %H:%M} UTC)"
     return None
 
 
 def _entry_cutoff(e: _Entry) -> str | None:
     c, minutes = e.ctx.clock, e.limits.no_new_entries_minutes
+    if e.limits.queue_for_next_open and not c.is_open:
+        return None  # a queued order fills at the next open, not in the last minutes of this session
     left = (c.next_close - c.timestamp).total_seconds() / 60
     if left < minutes:
         return (f"no new entries in the last {minutes:g} min: {left:.1f} min to the close "

@@ -128,7 +128,8 @@ class StateStore:
         except BlockingIOError:
             os.close(self._lock)
             raise StateError(f"{self.path} is open by another writer (lock {self.path}.lock)") from None
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: we BEGIN ourselves
+        # check_same_thread=False: the runner opens the store, then hands it to its one worker thread
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # we BEGIN ourselves
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         with self._tx() as db:

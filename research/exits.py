@@ -6,7 +6,9 @@ Fill convention (the only one in tradelab):
 * A stop or target that triggers inside a bar fills at its level; if the bar opens beyond the
   level (a gap through it), it fills at the open. When a stop and a target both lie inside one
   bar, the stop is assumed hit first (the conservative reading of an unknown path).
-* Levels are set from the entry fill price and are live from the entry bar on. A trailing stop
+* Levels are set from the entry fill price, put on the exchange's tick the way an order at the
+  broker must be (``tick_nb``: a sell level rounds up, a buy level down), and are live from the
+  entry bar on. A trailing stop
   trails the highest high (lowest low for shorts) of the bars *before* the current one since
   entry, so it never uses the current bar's extreme to stop out within that same bar.
 * Time stop: after N bars held (the entry bar counts as 1), exit at the next open.
@@ -82,6 +84,50 @@ class Path(NamedTuple):
 
 
 @njit(cache=True)
+def tick_nb(price, up):
+    """``price`` on the exchange's tick ($0.01 at or above $1, $0.0001 below), up or down.
+
+    Stop and target levels are orders at the broker, and Alpaca refuses sub-penny prices, so the
+    backtest uses the very prices the live bridge can send: a sell (a long's stop or target)
+    rounds up, a buy (a short's) rounds down, i.e. a stop never fires later than planned and a
+    target never fills worse. The inner round() absorbs float noise (95.00000000000001 -> 95.00).
+    """
+    scale = 100.0 if price >= 1.0 else 10000.0
+    x = round(price * scale, 6)
+    return (np.ceil(x) if up else np.floor(x)) / scale
+
+
+@njit(cache=True)
+def level_hit_nb(pos, o, h, l, entry, extreme, stop_loss, take_profit, trailing):  # noqa: E741
+    """(hit code, fill price) of the stops and target inside one bar of an open position; 0 = none.
+
+    Levels on the tick (``tick_nb``); the stop is the fixed stop or the trailing one, whichever is
+    nearer; a bar opening beyond a level fills at the open; the stop wins over the target.
+    """
+    if pos == 1:
+        stop = tick_nb(entry * (1.0 - stop_loss), True) if stop_loss > 0.0 else -np.inf
+        trail = tick_nb(extreme * (1.0 - trailing), True) if trailing > 0.0 else -np.inf
+        lvl = max(stop, trail)
+        if lvl > -np.inf and (o <= lvl or l <= lvl):
+            return (1 if stop >= trail else 3), (o if o <= lvl else lvl)
+        if take_profit > 0.0:
+            tp = tick_nb(entry * (1.0 + take_profit), True)
+            if o >= tp or h >= tp:
+                return 2, (o if o >= tp else tp)
+        return 0, np.nan
+    stop = tick_nb(entry * (1.0 + stop_loss), False) if stop_loss > 0.0 else np.inf
+    trail = tick_nb(extreme * (1.0 + trailing), False) if trailing > 0.0 else np.inf
+    lvl = min(stop, trail)
+    if lvl < np.inf and (o >= lvl or h >= lvl):
+        return (1 if stop <= trail else 3), (o if o >= lvl else lvl)
+    if take_profit > 0.0:
+        tp = tick_nb(entry * (1.0 - take_profit), False)
+        if o <= tp or l <= tp:
+            return 2, (o if o <= tp else tp)
+    return 0, np.nan
+
+
+@njit(cache=True)
 def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
                       stop_loss, take_profit, trailing, time_stop, flat_at_close, allow_short):
     """Run signals through the fill convention and exit rules; see the module docstring."""
@@ -122,32 +168,7 @@ def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
             pos = pending
         # 2) inside the bar: stops and targets
         if pos != 0:
-            hit = 0
-            px = np.nan
-            if pos == 1:
-                stop = entry * (1.0 - stop_loss) if stop_loss > 0.0 else -np.inf
-                trail = extreme * (1.0 - trailing) if trailing > 0.0 else -np.inf
-                lvl = max(stop, trail)
-                if lvl > -np.inf and (o[t] <= lvl or l[t] <= lvl):
-                    px = o[t] if o[t] <= lvl else lvl
-                    hit = 1 if stop >= trail else 3
-                elif take_profit > 0.0:
-                    tp = entry * (1.0 + take_profit)
-                    if o[t] >= tp or h[t] >= tp:
-                        px = o[t] if o[t] >= tp else tp
-                        hit = 2
-            else:
-                stop = entry * (1.0 + stop_loss) if stop_loss > 0.0 else np.inf
-                trail = extreme * (1.0 + trailing) if trailing > 0.0 else np.inf
-                lvl = min(stop, trail)
-                if lvl < np.inf and (o[t] >= lvl or h[t] >= lvl):
-                    px = o[t] if o[t] >= lvl else lvl
-                    hit = 1 if stop <= trail else 3
-                elif take_profit > 0.0:
-                    tp = entry * (1.0 - take_profit)
-                    if o[t] <= tp or l[t] <= tp:
-                        px = o[t] if o[t] <= tp else tp
-                        hit = 2
+            hit, px = level_hit_nb(pos, o[t], h[t], l[t], entry, extreme, stop_loss, take_profit, trailing)
             if hit != 0:
                 x_bar[k - 1] = t
                 x_px[k - 1] = px
@@ -191,6 +212,31 @@ def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
         pending_why = reason
         target[t] = new
     return position, target, e_bar[:k], e_px[:k], x_bar[:k], x_px[:k], dirs[:k], why[:k]
+
+
+def stop_price(direction: int, entry: float, extreme: float, rules: ExitRules) -> float | None:
+    """The protective stop for the next bar of an open position, as the backtest applies it.
+
+    ``entry`` is the entry fill's raw price, ``extreme`` the highest high (long; lowest low
+    short) of the bars since entry before the next one (the entry bar's open at first). None when
+    the rules set no stop. The live bridge sends this price: one function, two callers.
+    """
+    up = direction > 0
+    sign = -1.0 if up else 1.0
+    levels = [tick_nb(entry * (1.0 + sign * rules.stop_loss), up)] if rules.stop_loss > 0 else []
+    if rules.trailing_stop > 0:
+        levels.append(tick_nb(extreme * (1.0 + sign * rules.trailing_stop), up))
+    if not levels:
+        return None
+    return float(max(levels) if up else min(levels))
+
+
+def target_price(direction: int, entry: float, rules: ExitRules) -> float | None:
+    """The take-profit level of an open position (None when the rules set none)."""
+    if rules.take_profit <= 0:
+        return None
+    up = direction > 0
+    return float(tick_nb(entry * (1.0 + (rules.take_profit if up else -rules.take_profit)), up))
 
 
 def simulate_exits(bars: Bars, signals: Signals, rules: ExitRules) -> Path:

@@ -20,7 +20,7 @@ submitted between a bar becoming visible and that bar being matched.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -107,6 +107,10 @@ class ReplayClock:
         self.hub = hub or Hub()
         self.lock = threading.RLock()
         self.listeners: list[ClockListener] = []
+        #: Called between a step's open and close phases, lock released (see ``step``).
+        self.between: Callable[[dict[str, Bar]], None] | None = None
+        #: What ``run(speed)`` sleeps between the phases when no ``between`` is set (real seconds).
+        self.between_seconds = 0.0
         self._cols = {sym.upper(): _columns(frame) for sym, frame in bars.items()}
         self._open: dict[str, np.ndarray] = {}
         self._close: dict[str, np.ndarray] = {}
@@ -184,7 +188,17 @@ class ReplayClock:
 
     # ------------------------------------------------------------------------------ stepping
     def step(self) -> dict[str, Bar] | None:
-        """Close the next bar(s): show, match, publish, pass session closes. None when done."""
+        """Run the next bar(s): the open phase, ``between``, then the close. None when done.
+
+        1. open (under the lock): ``now`` = the bar's open; listeners' ``on_open`` fill what is
+           marketable at the open; the bar itself is not visible yet.
+        2. ``between(bars)``, with the lock released: clients react to the open's fills (a
+           protective stop placed on an entry fill works inside this same bar). In lockstep
+           replays the driver waits there for the trader to settle; ``run(speed)`` sleeps
+           ``between_seconds``.
+        3. close (under the lock): ``now`` = the bar's close; listeners' ``on_bars`` match inside
+           the bar; the bar becomes visible and is published; session closes pass.
+        """
         with self.lock:
             if self.done:
                 return None
@@ -197,6 +211,15 @@ class ReplayClock:
                     bars[sym] = self._bar(sym, i)
                     self._pos[sym] = i + 1
             self._k += 1
+            if bars:
+                self.now_us = max(self.now_us, min(b.open_us for b in bars.values()))
+            for listener in self.listeners:
+                on_open = getattr(listener, "on_open", None)
+                if on_open is not None:
+                    on_open(self.now_us, bars)
+        if bars and self.between is not None:
+            self.between(bars)
+        with self.lock:
             self.now_us = max(self.now_us, key)
             for listener in self.listeners:
                 listener.on_bars(self.now_us, bars)
@@ -240,6 +263,8 @@ class ReplayClock:
                     begin = max(self.now_us, int(self._key_open[self._k])) if skip_closed else self.now_us
                     if self._stop.wait(max(0, int(self._keys[self._k]) - begin) / 1e6 / speed):
                         return
+                if self.between is None and self.between_seconds > 0:
+                    self.between = lambda bars: self._stop.wait(self.between_seconds)
                 self.step()
 
         self._thread = threading.Thread(target=loop, name="replay-clock", daemon=True)

@@ -7,7 +7,10 @@ re-check that can ``reject`` them) and matches working orders against each close
 1. the open: market orders, triggered stops and orders the bar opens through fill at the open; an
    entry that fills wakes its held bracket legs, which may fill at that same open;
 2. inside the bar: stops before limits (``matching.py``), at their levels. Legs woken inside the
-   bar start working from the next bar (the path inside the bar is unknown).
+   bar start working from the next bar (the path inside the bar is unknown). The clock calls
+   ``on_open`` and ``on_bars`` as two phases with its lock released in between, so an order placed
+   on an open fill (a protective stop after an entry, as the live bridge does) works inside that
+   same bar, exactly like the backtest's stop, which is live from the entry bar on.
 
 With ``max_volume_fraction`` the fills of one bar share at most that fraction of its volume; the
 rest stays open (``partial_fill`` events) and keeps working. ``on_session_close`` expires orders
@@ -50,6 +53,8 @@ class Engine:
         self._live: dict[str, Order] = {}  # open orders by id
         self._groups: dict[str, list[Order]] = {}  # one-cancels-other groups
         self._events: list[dict] = []
+        self._room: dict[str, list[float]] = {}  # volume left to fill in the bar being matched
+        self._opened: dict[str, int] = {}  # the bar whose open phase ran, per symbol
         clock.listeners.append(self)
 
     # ------------------------------------------------------------------------------ evidence
@@ -130,20 +135,34 @@ class Engine:
         self._emit("new", leg, t)
 
     # ------------------------------------------------------------------------------ clock hooks
-    def on_bars(self, now_us: int, bars: dict[str, Bar]) -> None:
-        """Route queued orders and match working ones against each symbol's closed bar."""
+    def on_open(self, now_us: int, bars: dict[str, Bar]) -> None:
+        """The bars' opens: route queued orders, fill what is marketable at the open."""
         with self.lock:
             for sym, bar in bars.items():
                 led = self.ledger
                 session = self.clock.session_index(bar.open_us)
-                if session >= 0:
-                    opened = int(self.clock.sessions.open_us[session])
-                    if led.session_open.get(sym) != opened and sym in led.mark:
-                        led.lastday[sym] = led.mark[sym]
-                    led.session_open[sym] = opened
-                    self._route(sym, bar)
-                    self._match(sym, bar)
-                led.mark[sym] = bar.close
+                if session < 0:
+                    continue
+                opened = int(self.clock.sessions.open_us[session])
+                if led.session_open.get(sym) != opened and sym in led.mark:
+                    led.lastday[sym] = led.mark[sym]
+                led.session_open[sym] = opened
+                self._route(sym, bar)
+                self._room[sym] = [math.inf if self.config.max_volume_fraction is None
+                                   else math.floor(bar.volume * self.config.max_volume_fraction)]
+                self._match_open(sym, bar, self._room[sym])
+                self._opened[sym] = bar.ts_us
+
+    def on_bars(self, now_us: int, bars: dict[str, Bar]) -> None:
+        """The bars' closes: match working orders inside each bar (those placed after its open
+        included: a stop placed on an entry's fill works for the rest of that bar), then mark."""
+        with self.lock:
+            for sym, bar in bars.items():
+                if self._opened.get(sym) != bar.ts_us:  # a listener-less clock: open and inside at once
+                    self.on_open(now_us, {sym: bar})
+                if self.clock.session_index(bar.open_us) >= 0:
+                    self._match_inside(sym, bar, self._room.get(sym, [math.inf]))
+                self.ledger.mark[sym] = bar.close
 
     def on_session_close(self, close_us: int) -> None:
         """Expire orders whose time is up (day orders at their session's close)."""
@@ -170,10 +189,7 @@ class Engine:
         return sorted((o for o in self._live.values() if o.symbol == sym and o.status in WORKING),
                       key=lambda o: (priority(o.type, o.triggered), o.seq))
 
-    def _match(self, sym: str, bar: Bar) -> None:
-        cap = math.inf if self.config.max_volume_fraction is None \
-            else math.floor(bar.volume * self.config.max_volume_fraction)
-        room = [cap]
+    def _match_open(self, sym: str, bar: Bar, room: list[float]) -> None:
         seen: set[str] = set()
         while True:  # the open: entries fill, their legs wake up and may fill at the open too
             todo = [o for o in self._working(sym) if o.id not in seen]
@@ -186,7 +202,9 @@ class Engine:
                     o.triggered = d.triggered
                     if d.price is not None:
                         self._fill(o, d.price, bar.open_us, room)
-        for o in [o for o in self._working(sym) if o.id in seen]:  # inside the bar: stops first
+
+    def _match_inside(self, sym: str, bar: Bar, room: list[float]) -> None:
+        for o in self._working(sym):  # inside the bar: stops first; market orders wait for an open
             if o.status in WORKING:
                 d = inside(o.type, o.buy, o.limit_price, o.stop_price, o.triggered, bar.high, bar.low)
                 o.triggered = d.triggered

@@ -137,3 +137,29 @@ def metrics_from_portfolio(pf: vbt.Portfolio, ppy: float) -> dict[str, float]:
     }
     assert tuple(out) == METRICS
     return out
+
+
+@njit(cache=True)
+def replay_fills_nb(c, starts, cols, price, qty):
+    """Flexible order function over a group: the call_idx-th order of bar c.i (any column), or none."""
+    k = starts[c.i] + c.call_idx
+    if k >= starts[c.i + 1]:
+        return -1, NoOrder
+    return c.from_col + cols[k], pnb.order_nb(size=qty[k], price=price[k], size_type=SizeType.Amount,
+                                               direction=Direction.Both, fees=0.0, slippage=0.0)
+
+
+def portfolio_from_fills(close: pd.DataFrame, bar: np.ndarray, col: np.ndarray, price: np.ndarray, qty: np.ndarray,
+                         init_cash: float, freq: str = "1D") -> vbt.Portfolio:
+    """A vectorbt Portfolio (one cash pool) replaying fills: bar index, column, price, signed quantity.
+
+    Used by the parity check: the broker's fills, accounted by vectorbt, must give the broker's
+    equity bar by bar. Fills must be in time order; several per bar are fine.
+    """
+    order = np.argsort(np.asarray(bar, np.int64), kind="stable")
+    bar, col = np.asarray(bar, np.int64)[order], np.asarray(col, np.int64)[order]
+    price, qty = np.asarray(price, np.float64)[order], np.asarray(qty, np.float64)[order]
+    starts = np.searchsorted(bar, np.arange(len(close) + 1), side="left").astype(np.int64)
+    return vbt.Portfolio.from_order_func(close, replay_fills_nb, starts, col, price, qty, flexible=True,
+                                         cash_sharing=True, group_by=True, init_cash=float(init_cash),
+                                         max_orders=max(1, len(bar)), freq=freq)

@@ -242,3 +242,28 @@ def test_run_steps_in_the_background_at_a_chosen_speed():
     slow.run(speed=1)
     slow.stop()
     assert not slow.done
+
+
+def test_a_stop_placed_on_the_entry_fill_works_inside_the_entry_bar():
+    # bar 1 opens at 101 (the entry fill), then trades down to 98: the backtest's 2% stop from the
+    # entry (98.98) is live from the entry bar on, so the live stop placed on the fill must be too.
+    rows = [(100, 101, 99, 100.5, 1000), (101, 101.5, 98, 99, 1000), (99, 100, 97, 98, 1000)]
+    clock, broker, updates = make({"AAPL": frame("2024-01-02", rows)})
+    seen_at_between: list[list] = []
+
+    def react(bars):  # the trader's reaction between the open and the close (lock released)
+        fills = broker.fills()
+        seen_at_between.append(fills)
+        if len(fills) == 1 and not any(o.client_order_id == "stop-1" for o in broker.orders()):
+            broker.submit({"symbol": "AAPL", "qty": 10, "side": "sell", "type": "stop", "time_in_force": "gtc",
+                           "stop_price": round(fills[0].price * 0.98, 2), "client_order_id": "stop-1"})
+
+    clock.between = react
+    clock.step()
+    order(broker, client_order_id="entry-1")
+    clock.step()
+    entry, stop = broker.fills()
+    assert entry.price == 101 and stop.price == pytest.approx(98.98)  # at its level, in the entry bar
+    assert stop.timestamp_us == entry.timestamp_us + US_PER_MIN  # stamped at that bar's close
+    assert len(seen_at_between[1]) == 1  # between the phases the entry had filled and the stop had not
+    assert [e for e, _ in trail(updates)][-2:] == ["new", "fill"]

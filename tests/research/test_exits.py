@@ -118,3 +118,28 @@ def test_prefix_invariance_on_real_bars():
         closed = part.trades.exit_bar >= 0
         k = int(closed.sum())
         assert np.array_equal(part.trades.exit_price[closed], full.trades.exit_price[:k])
+
+
+def test_levels_are_on_the_tick_a_sell_rounds_up_a_buy_down():
+    from research.exits import stop_price, target_price, tick_nb
+
+    rules = ExitRules(stop_loss=0.02, take_profit=0.03, trailing_stop=0.01)
+    assert tick_nb(100 * (1 - 0.05), True) == 95.0  # float noise (95.00000000000001) is not a tick up
+    assert stop_price(1, 100.37, 100.37, ExitRules(stop_loss=0.02)) == 98.37  # 98.3626 -> up
+    assert stop_price(-1, 100.37, 100.37, ExitRules(stop_loss=0.02)) == 102.37  # 102.3774 -> down
+    assert stop_price(1, 100.0, 103.0, rules) == 101.97  # the trailing level is the higher one
+    assert target_price(1, 100.37, rules) == 103.39  # 103.3811 -> up
+    assert tick_nb(0.123456, False) == 0.1234 and tick_nb(0.123456, True) == 0.1235
+    assert stop_price(1, 100.0, 100.0, ExitRules()) is None and target_price(1, 100.0, ExitRules()) is None
+
+
+def test_a_stop_fills_at_its_tick_level():
+    # entry at 100.37; a 2% stop is 98.3626 unrounded, 98.37 on the tick: a low of 98.365 hits it
+    o = np.array([100.0, 100.37, 99.0, 99.0])
+    h = np.array([100.5, 100.5, 99.5, 99.5])
+    low = np.array([99.5, 99.9, 98.365, 98.9])
+    c = np.array([100.2, 100.0, 99.0, 99.0])
+    bars = Bars(o, h, low, c, np.ones(4), np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64))
+    sig = Signals(np.array([True, False, False, False]), np.zeros(4, bool), np.zeros(4, bool), np.zeros(4, bool))
+    path = simulate_exits(bars, sig, ExitRules(stop_loss=0.02, allow_short=False))
+    assert path.trades.exit_bar[0] == 2 and path.trades.exit_price[0] == 98.37

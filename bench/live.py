@@ -1,0 +1,137 @@
+"""Decision latency of the live runner: from a bar's arrival to its decision done (orders sent), 100 symbols.
+
+    python bench/live.py [--symbols 100] [--bars 20]
+
+Setup: the Alpaca-compatible simulator on loopback (REST + trade_updates websocket), the live
+``Runner`` with the real alpaca-py ``TradingClient`` (``AlpacaBroker``), a params file trading
+sma_cross (fast 5, slow 20, 2% stop) on N synthetic daily symbols (labelled synthetic), 580 bars
+of warm-up history each. For each of ``--bars`` replay steps, the N bars are handed to the runner
+at once (as a feed delivers them at the close) and the time from each bar's arrival to the end of
+its decision (signal, risk check, state store, order sent and acknowledged) is recorded. Queueing
+counts: the last symbol of a step waits for the ones before it, as in production.
+Rows, side by side: the whole path; the signal decision alone (``sleeves.decide``); one REST
+order round trip. Target: p99 < 50 ms for 100 symbols.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def params_file(symbols: list[str]):
+    from research.params import DataWindow, Entry, ExitRulesModel, Metrics, ParamsFile, RunInfo, SelectionInfo
+    from research.promotion import EntryVerdict, GateThresholds, Verdict
+
+    m = Metrics(**{k: 1.0 for k in Metrics.model_fields})
+    entries = [Entry(strategy="sma_cross", symbol=s, regime="all", status="active",
+                     params={"fast": 5, "slow": 20, "short": False}, exit_rules=ExitRulesModel(stop_loss=0.02, allow_short=False),
+                     in_sample=m, out_of_sample=m, oos_trades=50, n_trials=1, deflated_sharpe=0.99, pbo=0.1,
+                     stability=0.9, gate=EntryVerdict(passed=True)) for s in symbols]
+    return ParamsFile(schema_version=1, created_at=pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime(),
+                      code_version="bench", run=RunInfo(job="manual", notebook="bench/live.py", run_dir="bench"),
+                      data=DataWindow(timeframe="1Day", start=date(2020, 1, 2), end=date(2025, 12, 31), symbols=symbols,
+                                      bars_hash={s: "synthetic" for s in symbols}),
+                      selection=SelectionInfo(objective="sharpe", min_trades=1), gate=GateThresholds(),
+                      verdict=Verdict(promoted=True, reasons=("bench",)), entries=entries)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symbols", type=int, default=100)
+    ap.add_argument("--bars", type=int, default=20)
+    args = ap.parse_args()
+
+    from data_lake.sources.synthetic import synthetic_arrays
+    from live_bridge.alpaca import AlpacaBroker
+    from live_bridge.risk import RiskLimits
+    from live_bridge.runner import COLUMNS, Runner, RunnerConfig
+    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, serve
+    from live_bridge.simulator.trading import broker_app
+    from live_bridge.sleeves import decide, sleeves
+    from live_bridge.state import StateStore
+
+    symbols = [f"SYN{i:03d}" for i in range(args.symbols)]
+    history, frames = {}, {}
+    for i, s in enumerate(symbols):
+        a = synthetic_arrays(s, 600, i, timeframe="1Day")
+        cut = len(a["ts"]) - args.bars
+        history[s] = {c: a[c][:cut] for c in COLUMNS}
+        frames[s] = pd.DataFrame({"ts": pd.to_datetime(a["ts"][cut:], unit="us", utc=True),
+                                  **{c: a[c][cut:] for c in COLUMNS[1:]}})
+    pf = params_file(symbols)
+    key, secret = "bench-" + secrets.token_hex(4), secrets.token_hex(16)
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, "1Day")
+    app = broker_app(clock, config=BrokerConfig(cash=10_000_000), state=state, api_key=key, secret_key=secret)
+    arrived: dict[tuple[str, int], float] = {}
+    latency: list[float] = []
+
+    class Timed(Runner):
+        def _bar(self, bar):
+            super()._bar(bar)
+            ts = int(pd.Timestamp(bar.ts).value // 1000)
+            latency.append(time.perf_counter() - arrived.pop((bar.symbol, ts)))
+
+    class Bar:  # what a feed hands over
+        def __init__(self, sym, row):
+            self.symbol, self.ts = sym, row.ts
+            self.open, self.high, self.low, self.close, self.volume = row.open, row.high, row.low, row.close, row.volume
+
+    with serve(app) as sim, StateStore(Path(tempfile.mkdtemp()) / "state.db") as store:
+        broker = AlpacaBroker(key, secret, url_override=sim.url, retry_wait=0.0)
+        runner = Timed(broker, pf, history, {}, store, RunnerConfig(limits=RiskLimits(queue_for_next_open=True)))
+        runner.start()
+        sent0 = 0
+        for step in range(args.bars):
+            bars = clock.step()
+            if not bars:
+                break
+            for s, b in bars.items():
+                row = frames[s].iloc[step]
+                arrived[(s, int(row.ts.value // 1000))] = time.perf_counter()
+                runner.on_bar(Bar(s, row))
+            runner.settle(120)
+        orders = len(app.state.broker.orders()) - sent0
+        runner.stop()
+        # the decision alone, and one REST order round trip, for scale
+        sl = sleeves(pf)[0]
+        h = {c: np.concatenate([history[sl.symbol][c], frames[sl.symbol][c].astype("int64").to_numpy() // 1000
+                                if c == "ts" else frames[sl.symbol][c].to_numpy()]) for c in COLUMNS}
+        decide(sl, h, "1Day", None)
+        t = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            decide(sl, h, "1Day", None)
+            t.append(time.perf_counter() - t0)
+        rt = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            broker.account()
+            rt.append(time.perf_counter() - t0)
+
+    lat = np.array(latency) * 1000
+    rows = [("bar arrival -> decision done (orders sent), all symbols of a step queued", lat),
+            ("sleeves.decide alone (signals + exits over 600 bars)", np.array(t) * 1000),
+            ("one REST round trip (GET /v2/account via alpaca-py)", np.array(rt) * 1000)]
+    print(f"\nlive decision latency: {args.symbols} symbols x {len(lat) // max(args.symbols, 1)} bars, "
+          f"{orders} orders sent (synthetic daily bars; simulator on loopback)\n")
+    print(f"{'measure':78s} {'n':>6s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s}")
+    for name, x in rows:
+        print(f"{name:78s} {len(x):6d} {np.percentile(x, 50):9.2f} {np.percentile(x, 99):9.2f} {x.max():9.2f}")
+    print(f"\ntarget: p99 < 50 ms -> {'met' if np.percentile(lat, 99) < 50 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

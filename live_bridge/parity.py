@@ -1,0 +1,154 @@
+"""Parity: the replay's fills, positions and equity against the backtest of the same params.
+
+For every sleeve (strategy, symbol) the backtest is ``sleeves.decide`` over the same bars (warm-up
+and replay, no entries before the replay's first bar): the trades it makes inside the replay must
+be the broker's fills, bar for bar and price for price (sides and bars exactly; prices to 1e-9).
+Positions: the sign of the broker's position after every bar equals the backtest's. Equity:
+vectorbt replays the broker's fills (its own accounting, one cash pool) and must give the
+broker's equity after every bar (relative 1e-9). Quantities come from the live sizing (risk
+limits), so they are the broker's, not the backtest's all-in convention: the check is that the
+same decisions happen at the same prices, and that the money adds up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from research.sweep.vbt import portfolio_from_fills
+
+from .ids import parse_client_order_id
+from .replay import ReplayResult
+from .sleeves import decide, sleeves
+
+TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The verdict: ok, the first divergence (None when ok) and the tables behind it."""
+
+    ok: bool
+    first_divergence: str | None
+    trades: pd.DataFrame  # per sleeve: backtest vs live fills, side by side
+    equity: pd.DataFrame  # broker vs vectorbt equity per bar
+
+    def summary(self) -> str:
+        n = len(self.trades)
+        return (f"parity OK: {n} fills, every one at the backtest's bar and price; equity equal at "
+                f"{len(self.equity)} bar closes" if self.ok else f"parity FAILED: {self.first_divergence}")
+
+
+def check(result: ReplayResult) -> Parity:
+    """Compare one replay with the backtest of its params (see the module docstring)."""
+    problems: list[str] = []
+    rows = []
+    names = sorted({s.strategy for s in sleeves(result.params, result.candidates)})
+    live = result.fills.copy()
+    owners = [parse_client_order_id(c, names) for c in live["client_order_id"]]
+    live["strategy"] = [o.strategy if o else None for o in owners]
+    first_us = int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
+    refusals = _refusals(result)
+    for sleeve in sleeves(result.params, result.candidates):
+        arrays = result.history[sleeve.symbol]
+        _, path = decide(sleeve, arrays, result.params.data.timeframe, result.regimes.get(sleeve.benchmark), first_us)
+        ts = arrays["ts"]
+        expect = _expected(path, ts, first_us, sleeve.strategy, sleeve.symbol)
+        got = live[(live["symbol"] == sleeve.symbol) & (live["strategy"] == sleeve.strategy)]
+        got_rows = [(_bar_of(ts, int(t.value // 1000)), side, float(px)) for t, side, px in
+                    zip(got["ts"], got["side"], got["price"])]
+        for i in range(max(len(expect), len(got_rows))):
+            e = expect[i] if i < len(expect) else None
+            g = got_rows[i] if i < len(got_rows) else None
+            rows.append({"strategy": sleeve.strategy, "symbol": sleeve.symbol,
+                         "bar": _day(ts, (e or g)[0]), "backtest": _fmt(e), "live": _fmt(g)})
+            if e is None or g is None or e[0] != g[0] or e[1] != g[1] or abs(e[2] - g[2]) > TOL * max(1.0, abs(e[2])):
+                why = refusals.get((sleeve.strategy, sleeve.symbol, _day(ts, e[0] - 1))) if e is not None else None
+                problems.append(f"{sleeve.strategy} {sleeve.symbol} fill #{i + 1}: backtest {_fmt(e)} "
+                                f"vs live {_fmt(g)} at {_day(ts, (e or g)[0])}"
+                                + (f" (the risk manager refused the order: {why})" if why else ""))
+        problems += _positions(path, ts, first_us, got, sleeve)
+    eq = _equity(result)
+    bad = eq[(eq["broker"] - eq["vectorbt"]).abs() > TOL * eq["broker"].abs()]
+    if len(bad):
+        t = bad.index[0]
+        problems.append(f"equity at {t:%Y-%m-%d}: broker {bad['broker'].iloc[0]:.6f} vs vectorbt "
+                        f"{bad['vectorbt'].iloc[0]:.6f}")
+    trades = pd.DataFrame(rows, columns=["strategy", "symbol", "bar", "backtest", "live"])
+    return Parity(not problems, problems[0] if problems else None, trades, eq)
+
+
+def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
+    """(strategy, symbol, decision day) -> the rule and message of an order the risk manager refused."""
+    out = {}
+    if result.decision_log is None or not Path(result.decision_log).exists():
+        return out
+    for line in Path(result.decision_log).read_text().splitlines():
+        d = json.loads(line)
+        for a in d.get("actions", []):
+            if d.get("event") == "decision" and a.get("allowed") is False:
+                day = pd.Timestamp(d["bar_time"]).tz_convert("America/New_York").strftime("%Y-%m-%d")
+                out[(d["strategy"], d["symbol"], day)] = f"rule {a['rule']}: {a['risk']}"
+    return out
+
+
+def _expected(path, ts: np.ndarray, first_us: int, strategy: str, symbol: str) -> list[tuple[int, str, float]]:
+    """The backtest's fills inside the replay, in time order: (bar, side, raw price)."""
+    out = []
+    tr = path.trades
+    start = int(np.searchsorted(ts, first_us))
+    for e, ep, x, xp, d in zip(tr.entry_bar, tr.entry_price, tr.exit_bar, tr.exit_price, tr.direction):
+        if e < start:
+            continue
+        out.append((int(e), "buy" if d > 0 else "sell", float(ep)))
+        if x >= 0:
+            out.append((int(x), "sell" if d > 0 else "buy", float(xp)))
+    return sorted(out, key=lambda r: r[0])
+
+
+def _positions(path, ts, first_us, got: pd.DataFrame, sleeve) -> list[str]:
+    start = int(np.searchsorted(ts, first_us))
+    signed = np.where(got["side"] == "buy", 1.0, -1.0) * got["qty"].to_numpy(float)
+    bars = np.array([_bar_of(ts, int(t.value // 1000)) for t in got["ts"]], dtype=np.int64)
+    held = np.zeros(len(ts))
+    np.add.at(held, bars, signed)
+    held = np.cumsum(held)
+    for t in range(start, len(ts)):
+        if int(np.sign(round(held[t], 9))) != int(path.position[t]):
+            return [f"{sleeve.strategy} {sleeve.symbol} position at {_day(ts, t)}: backtest {int(path.position[t])} "
+                    f"vs live {held[t]:g} shares"]
+    return []
+
+
+def _equity(result: ReplayResult) -> pd.DataFrame:
+    """The broker's equity per bar next to vectorbt's accounting of the broker's fills."""
+    symbols = sorted(result.bars)
+    close = pd.DataFrame({s: pd.Series(result.bars[s]["close"].to_numpy(float),
+                                       index=pd.DatetimeIndex(result.bars[s]["ts"])) for s in symbols}).ffill()
+    stamps = close.index.as_unit("us").asi8
+    f = result.fills
+    bar = [_bar_of(stamps, int(t.value // 1000)) for t in f["ts"]]
+    col = [symbols.index(s) for s in f["symbol"]]
+    qty = np.where(f["side"] == "buy", 1.0, -1.0) * f["qty"].to_numpy(float)
+    pf = portfolio_from_fills(close, np.asarray(bar, np.int64), np.asarray(col, np.int64), f["price"].to_numpy(float),
+                              qty, result.cash)
+    value = pd.Series(np.asarray(pf.value(), dtype=float), index=close.index)
+    broker = result.equity.reindex(close.index)
+    return pd.DataFrame({"broker": broker, "vectorbt": value}).dropna()
+
+
+def _bar_of(ts: np.ndarray, t_us: int) -> int:
+    """The bar a fill belongs to: the last bar starting at or before it."""
+    return int(np.searchsorted(ts, t_us, side="right")) - 1
+
+
+def _day(ts: np.ndarray, i: int) -> str:
+    return pd.Timestamp(int(ts[i]), unit="us", tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d")
+
+
+def _fmt(r) -> str:
+    return "-" if r is None else f"{r[1]} @ {r[2]:.4f}"

@@ -1,0 +1,128 @@
+"""One (strategy, symbol) of a params file, decided at a bar close with the research functions.
+
+A sleeve holds what the params file says for one strategy on one symbol: the entry per regime
+(params + exit rules; flat regimes have none). ``decide`` runs ``research.switching`` (the
+strategy's own signal function and ``research.exits``' fill convention and exit rules, switched
+by the regime labels) over the bars since the anchor and reads the last bar: the position to hold
+from the next open, and the protective stop for the next bar. The parity check runs the very same
+function over the whole replay, so the live bridge and the backtest cannot drift apart.
+
+Regimes: a decision at bar t's close uses the entry of the regime of the session bar t+1 is in
+(the next session for a daily bar, or for the last bar of an intraday session), known before that
+session opens. Decisions on bars before ``trade_from`` never enter (the warm-up history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from research.bars import Bars, bars_from_arrays
+from research.exits import ExitRules, stop_price, target_price
+from research.params import ParamsFile
+from research.regimes import label_bars
+from research.switching import simulate_switching
+
+
+@dataclass(frozen=True)
+class Sleeve:
+    """The entries of one (strategy, symbol): ``entries[k]`` = (params, rules) of regime ``labels[k]``."""
+
+    strategy: str
+    symbol: str
+    labels: tuple[str, ...]
+    entries: tuple[tuple[object, ExitRules], ...]
+    benchmark: str  # whose regime labels switch the entries
+
+    @property
+    def by_regime(self) -> bool:
+        return self.labels != ("all",)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the sleeve wants after bar t's close (every field the decision log records)."""
+
+    strategy: str
+    symbol: str
+    bar_time: pd.Timestamp  # bar t's start (UTC)
+    close: float
+    regime_next: str  # the label whose entry a flat sleeve would use for the next open
+    target: int  # position sign to hold from the next open
+    position: int  # the backtest's position at t's close (after t's stops)
+    entry_price: float | None  # the open trade's raw entry fill (the stop's base)
+    stop: float | None  # the protective stop for the next bar (on the tick)
+    take_profit: float | None
+    rules: ExitRules | None  # the rules of the entry governing the position (or the next entry)
+    reason: str
+
+
+def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
+    """The sleeves with at least one active entry, in the file's order.
+
+    ``candidates=True`` also takes the entries the gate turned flat but that carry a chosen
+    combination (in-sample trades > 0): what the rejected candidates would have done. Only for
+    replays that say so; the live runner never trades them.
+    """
+    groups: dict[tuple[str, str], list] = {}
+    for e in pf.entries:
+        chosen = e.in_sample.trades is not None and e.in_sample.trades > 0
+        if e.status == "active" or (candidates and chosen):
+            groups.setdefault((e.strategy, e.symbol), []).append(e)
+    bench = pf.data.benchmark
+    return [Sleeve(s, sym, tuple(e.regime for e in es), tuple((e.make_params(), e.exit_rules.to_rules()) for e in es),
+                   bench or sym) for (s, sym), es in groups.items()]
+
+
+def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | None) -> np.ndarray:
+    """Per bar, the regime label of the session the next bar falls in (see the module docstring)."""
+    nxt = bars.session + (1 if timeframe_is_daily else (bars.bars_left <= 0).astype(np.int64))
+    if regimes is None:
+        return np.full(len(bars), "all", dtype=object)
+    return label_bars(nxt, regimes)
+
+
+def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
+           trade_from_us: int | None = None) -> tuple[Decision, object]:
+    """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path."""
+    bars = bars_from_arrays(dict(arrays), timeframe)
+    labels = next_labels(bars, timeframe == "1Day", regimes if sleeve.by_regime else None)
+    index = {lab: k for k, lab in enumerate(sleeve.labels)}
+    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
+    if trade_from_us is not None:
+        codes[np.asarray(arrays["ts"]) < trade_from_us] = -1
+    path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes)
+    t = len(bars) - 1
+    pos, want = int(path.position[t]), int(path.target[t])
+    ts = pd.Timestamp(int(arrays["ts"][t]), unit="us", tz="UTC")
+    entry = stop = take = None
+    rules = None
+    if pos != 0:
+        k = int(active[t])
+        rules = sleeve.entries[k][1]
+        tr = path.trades
+        e_bar = int(tr.entry_bar[-1])
+        entry = float(tr.entry_price[-1])
+        hi = bars.high[e_bar:t + 1].max() if pos > 0 else bars.low[e_bar:t + 1].min()
+        extreme = max(entry, hi) if pos > 0 else min(entry, hi)
+        if want == pos:
+            stop = stop_price(pos, entry, extreme, rules)
+            take = target_price(pos, entry, rules)
+    elif want != 0:
+        rules = sleeve.entries[int(codes[t])][1]
+    reason = _reason(pos, want, str(labels[t]), codes[t] >= 0)
+    return Decision(sleeve.strategy, sleeve.symbol, ts, float(bars.close[t]), str(labels[t]), want, pos, entry, stop,
+                    take, rules, reason), path
+
+
+def _reason(pos: int, want: int, label: str, has_entry: bool) -> str:
+    if want == pos:
+        if pos:
+            return f"hold {'long' if pos > 0 else 'short'}"
+        return "flat: no signal" if has_entry else f"flat: no active entry for regime {label}"
+    if want == 0:
+        return "exit (signal, time stop or session end)"
+    return f"enter {'long' if want > 0 else 'short'} under regime {label}"

@@ -1,0 +1,111 @@
+"""Per-regime params switched by the regime label: equal to research.exits for one entry, the entry
+regime's rules kept by an open trade, no entries where the regime is flat, prefix invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from research.bars import Bars, bars_from_arrays
+from research.exits import ExitRules, simulate_exits, simulate_exits_nb
+from research.signals import Signals, get
+from research.switching import simulate_switching, simulate_switching_nb
+
+
+def walk(n: int, seed: int) -> Bars:
+    rng = np.random.default_rng(seed)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    o = np.r_[100.0, c[:-1]] * np.exp(rng.normal(0, 0.005, n))
+    h = np.maximum(o, c) * np.exp(np.abs(rng.normal(0, 0.01, n)))
+    low = np.minimum(o, c) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
+    left = np.tile(np.arange(9, -1, -1), n // 10 + 1)[:n].astype(np.int64)
+    return Bars(o, h, low, c, np.ones(n), np.zeros(n, np.int64), np.zeros(n, np.int64), left)
+
+
+def random_signals(n: int, rng) -> Signals:
+    return Signals(*(rng.random(n) < p for p in (0.08, 0.08, 0.05, 0.05)))
+
+
+def one(x, dt):
+    return np.array([x], dtype=dt)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_one_entry_everywhere_equals_simulate_exits(seed):
+    rng = np.random.default_rng(seed)
+    bars, n = walk(400, seed), 400
+    s = random_signals(n, rng)
+    r = ExitRules(stop_loss=float(rng.choice([0, 0.02])), take_profit=float(rng.choice([0, 0.04])),
+                  trailing_stop=float(rng.choice([0, 0.03])), time_stop=int(rng.choice([0, 7])),
+                  flat_at_close=bool(rng.random() < 0.3), allow_short=bool(rng.random() < 0.5))
+    ref = simulate_exits_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, *s, r.stop_loss, r.take_profit,
+                            r.trailing_stop, r.time_stop, r.flat_at_close, r.allow_short)
+    got = simulate_switching_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, np.zeros(n, np.int64),
+                                *(a[None, :] for a in s), one(r.stop_loss, float), one(r.take_profit, float),
+                                one(r.trailing_stop, float), one(r.time_stop, np.int64), one(r.flat_at_close, bool),
+                                one(r.allow_short, bool))
+    for a, b in zip((ref[0], ref[1], *ref[2:]), (got[0], got[1], *got[3:9])):
+        np.testing.assert_array_equal(a, b)
+    assert (got[2][got[0] != 0] == 0).all() and (got[2][got[0] == 0] == -1).all()
+
+
+def test_an_open_trade_keeps_the_rules_of_the_regime_it_was_entered_in():
+    # enter in regime 0 (stop 10%); from bar 2 the label is regime 1 (stop 1%): a 5% dip must not stop it
+    o = np.array([100, 100, 100, 100, 100.0])
+    h = np.array([101, 101, 101, 101, 101.0])
+    low = np.array([99, 99.5, 95, 99, 99.0])
+    bars = Bars(o, h, low, o.copy(), np.ones(5), np.zeros(5, np.int64), np.zeros(5, np.int64), np.full(5, 99, np.int64))
+    le = np.array([True, False, False, False, False])
+    z = np.zeros(5, bool)
+    strat_signals = Signals(le, z, z, z)
+    codes = np.array([0, 1, 1, 1, 1], np.int64)
+    k = dict(stop_loss=np.array([0.10, 0.01]), take_profit=np.zeros(2), trailing=np.zeros(2),
+             time_stop=np.zeros(2, np.int64), flat=np.zeros(2, bool), short=np.zeros(2, bool))
+    out = simulate_switching_nb(o, h, low, o, bars.bars_left, codes, np.stack([le, le]), np.stack([z, z]),
+                                np.stack([z, z]), np.stack([z, z]), k["stop_loss"], k["take_profit"], k["trailing"],
+                                k["time_stop"], k["flat"], k["short"])
+    position, active, exit_bar = out[0], out[2], out[5]
+    assert position.tolist() == [0, 1, 1, 1, 1] and exit_bar.tolist() == [-1] and active[1:].tolist() == [0] * 4
+    only_1 = simulate_exits(bars, strat_signals, ExitRules(stop_loss=0.01, allow_short=False))
+    assert only_1.trades.exit_bar.tolist() == [2]  # under regime 1's rules the dip would have stopped it
+
+
+def test_no_entries_where_the_regime_is_flat_and_real_params_on_real_bars(sample_lake):
+    arr = sample_lake.load_arrays("MSFT", "1Day")
+    bars = bars_from_arrays(arr, "1Day")
+    n = len(bars)
+    strat = get("sma_cross")
+    p = strat.make_params(fast=10, slow=50, short=False)
+    rules = ExitRules(stop_loss=0.02, allow_short=False)
+    everywhere, active, codes = simulate_switching(bars, "sma_cross", [(p, rules)], np.zeros(n, np.int64))
+    plain = simulate_exits(bars, strat.signals(bars, p), rules)
+    np.testing.assert_array_equal(everywhere.position, plain.position)
+    np.testing.assert_array_equal(everywhere.trades.exit_price, plain.trades.exit_price)
+    half = np.where(np.arange(n) < n // 2, 0, -1)  # the second half's regime has no entry
+    path, active, codes = simulate_switching(bars, "sma_cross", [(p, rules)], half)
+    assert (path.trades.entry_bar <= n // 2).all() and len(path.trades.entry_bar) > 5
+    flat_entry, _, _ = simulate_switching(bars, "sma_cross", [None], np.zeros(n, np.int64))
+    assert len(flat_entry.trades.entry_bar) == 0
+
+
+def test_prefix_invariance(sample_lake):
+    arr = sample_lake.load_arrays("AAPL", "1Day")
+    bars = bars_from_arrays(arr, "1Day")
+    n = len(bars)
+    strat = get("rsi_reversion")
+    entries = [(strat.make_params(short=False), ExitRules(stop_loss=0.02, allow_short=False)),
+               (strat.make_params(n=7, short=False), ExitRules(stop_loss=0.01, trailing_stop=0.03, allow_short=False))]
+    codes = (np.arange(n) // 40) % 3 - 1  # -1, 0, 1 in blocks of 40 sessions
+    full, active_full, _ = simulate_switching(bars, "rsi_reversion", entries, codes)
+    for m in (300, 1111, n - 7):
+        cut = Bars(*(a[:m] for a in bars))
+        part, active_part, _ = simulate_switching(cut, "rsi_reversion", entries, codes[:m])
+        np.testing.assert_array_equal(part.target, full.target[:m])
+        np.testing.assert_array_equal(active_part, active_full[:m])
+
+
+def test_bad_codes_are_refused():
+    bars = walk(20, 0)
+    p = get("sma_cross").make_params(fast=2, slow=5, short=False)
+    with pytest.raises(ValueError, match="outside"):
+        simulate_switching(bars, "sma_cross", [(p, ExitRules())], np.full(20, 3))

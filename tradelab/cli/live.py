@@ -1,0 +1,220 @@
+"""``tradelab parity``, ``tradelab sim`` and ``tradelab live [run|status|halt]``.
+
+Keys come from the environment or a ``.env`` (APCA_API_KEY_ID / APCA_API_SECRET_KEY), are read
+here, at the edge, and are never printed or logged. Paper is the default; live trading needs
+both ``--live`` and ``TRADELAB_LIVE=1``, and says what it is about to do first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from data_lake import LakeError
+
+from .ui import DEFAULT_LAKE, LakeOpt, err, open_lake, out, print_frame, progress, user_errors
+
+app = typer.Typer(help="The live bridge: `tradelab live [--paper|--live] [--params FILE]` trades; "
+                       "`tradelab live status`, `tradelab live halt`.", invoke_without_command=True)
+ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file to trade.")]
+STATE_DIR = Path("runs/live")
+
+
+def _params(path: Path):
+    from research.params import load
+
+    if not path.exists():
+        raise LakeError(f"{path}: no such params file (run tradelab nightly first)")
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise LakeError(str(exc)) from None
+
+
+def _keys() -> tuple[str, str]:
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    if not key or not secret:
+        raise LakeError("set APCA_API_KEY_ID and APCA_API_SECRET_KEY (in the environment or a .env file)")
+    return key, secret
+
+
+@user_errors
+def parity(
+    params: ParamsOpt = Path("params/current.json"),
+    start: Annotated[str, typer.Option(help="First day of the replay (YYYY-MM-DD).")] = "",
+    end: Annotated[str, typer.Option(help="End of the replay, exclusive (default: after the last bar).")] = "",
+    candidates: Annotated[bool, typer.Option(help="Also replay the candidates the gate rejected (never traded live).")] = False,
+    cash: Annotated[float, typer.Option(help="Starting cash of the simulated account.")] = 100_000.0,
+    work_dir: Annotated[Path | None, typer.Option(help="Where the state store and decision log go.")] = None,
+    lake: LakeOpt = DEFAULT_LAKE,
+) -> None:
+    """Replay a period through the live runner against the simulator; compare with the backtest."""
+    from live_bridge.parity import check
+    from live_bridge.replay import replay
+
+    pf = _params(params)
+    end = end or (pd.Timestamp(pf.data.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    start = start or (pd.Timestamp(end) - pd.DateOffset(years=1)).strftime("%Y-%m-%d")
+    work = work_dir or STATE_DIR / f"parity-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}"
+    try:
+        with progress() as bar:
+            task = bar.add_task("replay", total=None)
+            result = replay(open_lake(lake), pf, start, end, cash=cash, work_dir=work, candidates=candidates,
+                            progress=lambda n, clock: bar.update(task, completed=n))
+    except ValueError as exc:
+        raise LakeError(str(exc)) from None
+    what = "the promoted params and the rejected candidates" if candidates else "the promoted params"
+    out.print(f"replay {start} .. {end} of {what}: {len(result.fills)} fills, "
+              f"equity {result.cash:,.0f} -> {result.equity.iloc[-1]:,.2f}", highlight=False)
+    verdict = check(result)
+    if len(verdict.trades):
+        print_frame(verdict.trades, title="fills: backtest vs live (broker)")
+    for e in result.errors:
+        err.print(f"runner error: {e}", markup=False, highlight=False)
+    out.print(verdict.summary(), highlight=False)
+    out.print(f"decision log -> {result.decision_log}", highlight=False)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@user_errors
+def sim(
+    symbols: Annotated[str, typer.Option(help="Symbols to replay, comma-separated.")] = "AAPL,MSFT",
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe of the replay.")] = "1Day",
+    start: Annotated[str, typer.Option(help="First day of the replay.")] = "2012-03-01",
+    end: Annotated[str | None, typer.Option(help="End day (exclusive).")] = None,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second (0: as fast as possible).")] = 3600.0,
+    port: Annotated[int, typer.Option(help="Loopback port (0: any free one).")] = 0,
+    cash: Annotated[float, typer.Option(help="Starting cash.")] = 100_000.0,
+    lake: LakeOpt = DEFAULT_LAKE,
+) -> None:
+    """Serve the Alpaca-compatible simulator on loopback, replaying the lake's bars (keys from the environment)."""
+    from data_lake.schema import parse_symbols
+    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+    from live_bridge.simulator.trading import broker_app
+
+    key, secret = _keys()
+    store = open_lake(lake)
+    frames = {s: store.read_bars(s, timeframe, start, end)[["ts", "open", "high", "low", "close", "volume"]]
+              for s in parse_symbols(symbols)}
+    empty = [s for s, f in frames.items() if f.empty]
+    if empty:
+        raise LakeError(f"no {timeframe} bars for {', '.join(empty)} from {start} in the lake")
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, timeframe)
+    clock.between_seconds = 0.05
+    app = broker_app(clock, config=BrokerConfig(cash=cash), state=state, api_key=key, secret_key=secret,
+                     routers=[streams_router(state, clock.hub, StreamControl())])
+    with serve(app, port=port) as server:
+        out.print(f"simulator at {server.url} (trading + /v2/stocks/bars; websockets "
+                  f"{server.url.replace('http', 'ws')}/v2/iex and /stream); replaying {len(frames)} symbols "
+                  f"from {start} at {speed:g}x; Ctrl-C stops", highlight=False)
+        clock.run(speed)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.is_set() and not clock.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            pass
+        clock.stop()
+        out.print(f"simulator stopped at {clock.now:%Y-%m-%d %H:%M} UTC", highlight=False)
+
+
+@app.command("status")
+@user_errors
+def status(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR,
+           params: ParamsOpt = Path("params/current.json")) -> None:
+    """Positions, P&L, today's regime, the active params and the last decision (read-only)."""
+    db = state_dir / "state.db"
+    if not db.exists():
+        raise LakeError(f"{db}: no live runner state here (start one with tradelab live)")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)  # read-only: the runner is the one writer
+    pos = pd.read_sql("SELECT strategy, symbol, qty, avg_price FROM positions WHERE qty != 0 ORDER BY 1, 2", con) \
+        if _has(con, "positions") else pd.DataFrame()
+    print_frame(pos if len(pos) else pd.DataFrame({"positions": ["flat"]}), title="positions (state store)")
+    halts = pd.read_sql("SELECT * FROM halts ORDER BY 1 DESC LIMIT 5", con) if _has(con, "halts") else pd.DataFrame()
+    if len(halts):
+        print_frame(halts, title="halts")
+    pf = _params(params) if params.exists() else None
+    if pf is not None:
+        active = [f"{e.strategy}/{e.symbol}/{e.regime}" for e in pf.entries if e.status == "active"]
+        out.print(f"params {params} ({pf.sha256()[:12]}, {pf.created_at:%Y-%m-%d}): {len(active)} active entries",
+                  highlight=False)
+    log = state_dir / "decisions.jsonl"
+    if log.exists():
+        last = [json.loads(x) for x in log.read_text().splitlines()[-200:] if x.strip()]
+        decisions = [x for x in last if x.get("event") == "decision"]
+        if decisions:
+            d = decisions[-1]
+            out.print(f"last decision {d['bar_time']} {d['strategy']} {d['symbol']}: {d['reason']} "
+                      f"(next regime {d['regime_next']}, target {d['target']})", highlight=False)
+
+
+def _has(con: sqlite3.Connection, table: str) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
+
+
+@app.command("halt")
+@user_errors
+def halt(url: Annotated[str | None, typer.Option(help="Broker URL override (the simulator).")] = None,
+         live: Annotated[bool, typer.Option("--live", help="Halt the live account (needs TRADELAB_LIVE=1).")] = False,
+         state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR) -> None:
+    """Cancel every order, flatten every position, and stop the runner (it reads the halt file)."""
+    from live_bridge.alpaca import AlpacaBroker
+
+    if live and os.environ.get("TRADELAB_LIVE") != "1":
+        raise LakeError("--live needs TRADELAB_LIVE=1 as well")
+    key, secret = _keys()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "HALT").write_text(f"halted at {pd.Timestamp.now(tz='UTC').isoformat()}\n")
+    broker = AlpacaBroker(key, secret, paper=not live, url_override=url)
+    closing = broker.close_all()
+    out.print(f"halt: {len(closing)} closing orders sent; {state_dir / 'HALT'} stops the runner", highlight=False)
+
+
+@app.callback()
+def live(ctx: typer.Context, params: ParamsOpt = Path("params/current.json"),
+         paper: Annotated[bool, typer.Option("--paper/--live", help="Paper (default) or live trading.")] = True,
+         url: Annotated[str | None, typer.Option(help="Broker URL override (e.g. the simulator's).")] = None,
+         state_dir: Annotated[Path, typer.Option(help="State store and decision log folder.")] = STATE_DIR,
+         poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
+         lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Trade the params file (paper by default); `status` and `halt` are subcommands."""
+    if ctx.invoked_subcommand is None:
+        run(params, paper, url, state_dir, poll, lake)
+
+
+@user_errors
+def run(params: ParamsOpt = Path("params/current.json"),
+        paper: Annotated[bool, typer.Option("--paper/--live", help="Paper (default) or live trading.")] = True,
+        url: Annotated[str | None, typer.Option(help="Broker URL override (e.g. the simulator's).")] = None,
+        state_dir: Annotated[Path, typer.Option(help="State store and decision log folder.")] = STATE_DIR,
+        poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
+        lake: LakeOpt = DEFAULT_LAKE) -> None:
+    """Trade the params file: paper by default; live needs --live and TRADELAB_LIVE=1."""
+    from live_bridge.daemon import run_forever
+
+    pf = _params(params)
+    if not paper and os.environ.get("TRADELAB_LIVE") != "1":
+        raise LakeError("live trading needs both --live and TRADELAB_LIVE=1 (paper is the default)")
+    key, secret = _keys()
+    active = [e for e in pf.entries if e.status == "active"]
+    out.print(f"{'LIVE' if not paper else 'paper'} trading {len(active)} active entries of {params} "
+              f"({pf.data.timeframe}) on {url or ('Alpaca paper' if paper else 'Alpaca LIVE')}; "
+              f"state {state_dir}; SIGTERM/Ctrl-C stops after the current event", highlight=False)
+    if not paper:
+        time.sleep(5)  # a last chance to Ctrl-C a live start
+    run_forever(open_lake(lake), pf, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll)
