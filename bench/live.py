@@ -78,11 +78,16 @@ def main() -> None:
     arrived: dict[tuple[str, int], float] = {}
     latency: list[float] = []
 
+    service: list[float] = []
+
     class Timed(Runner):
         def _bar(self, bar):
+            t0 = time.perf_counter()
             super()._bar(bar)
             ts = int(pd.Timestamp(bar.ts).value // 1000)
-            latency.append(time.perf_counter() - arrived.pop((bar.symbol, ts)))
+            end = time.perf_counter()
+            latency.append(end - arrived.pop((bar.symbol, ts)))
+            service.append(end - t0)
 
     class Bar:  # what a feed hands over
         def __init__(self, sym, row):
@@ -104,11 +109,11 @@ def main() -> None:
                 runner.on_bar(Bar(s, row))
             runner.settle(120)
         orders = len(app.state.broker.orders()) - sent0
+        errors = list(runner.errors)
         runner.stop()
         # the decision alone, and one REST order round trip, for scale
         sl = sleeves(pf)[0]
-        h = {c: np.concatenate([history[sl.symbol][c], frames[sl.symbol][c].astype("int64").to_numpy() // 1000
-                                if c == "ts" else frames[sl.symbol][c].to_numpy()]) for c in COLUMNS}
+        h = runner.history[sl.symbol]  # warm-up + replayed bars, as the runner holds them
         decide(sl, h, "1Day", None)
         t = []
         for _ in range(200):
@@ -123,6 +128,7 @@ def main() -> None:
 
     lat = np.array(latency) * 1000
     rows = [("bar arrival -> decision done (orders sent), all symbols of a step queued", lat),
+            ("one symbol's decision, from its turn in the queue (service time)", np.array(service) * 1000),
             ("sleeves.decide alone (signals + exits over 600 bars)", np.array(t) * 1000),
             ("one REST round trip (GET /v2/account via alpaca-py)", np.array(rt) * 1000)]
     print(f"\nlive decision latency: {args.symbols} symbols x {len(lat) // max(args.symbols, 1)} bars, "
@@ -130,6 +136,8 @@ def main() -> None:
     print(f"{'measure':78s} {'n':>6s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s}")
     for name, x in rows:
         print(f"{name:78s} {len(x):6d} {np.percentile(x, 50):9.2f} {np.percentile(x, 99):9.2f} {x.max():9.2f}")
+    if errors:
+        print(f"\nrunner errors: {len(errors)}, first: {errors[0]}")
     print(f"\ntarget: p99 < 50 ms -> {'met' if np.percentile(lat, 99) < 50 else 'NOT met'}")
 
 

@@ -47,6 +47,7 @@ from alpaca.trading.requests import (
 )
 from requests.adapters import HTTPAdapter
 
+from . import ports
 from .ports import Account, MarketClock, OrderAck, OrderIntent, Position
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,8 @@ DUPLICATE_ID = "client_order_id must be unique"
 MAX_ORDERS = 500  # Alpaca's largest page of GET /v2/orders
 
 
-class BrokerError(Exception):
+class BrokerError(ports.BrokerError):
     """A refusal or failure from Alpaca: ``status`` (0 when no HTTP answer came), code, message."""
-
-    def __init__(self, status: int, code: int | None, message: str) -> None:
-        super().__init__(f"{status} {message}")
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True, slots=True)

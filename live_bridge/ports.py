@@ -205,3 +205,14 @@ class Broker(Protocol):
     def clock(self) -> MarketClock:
         """The broker's market clock."""
         ...
+
+
+class BrokerError(Exception):
+    """The broker refused or failed a request: ``status`` (0 when no HTTP answer came), code, message.
+
+    Adapters raise subclasses of it, so the runner can log a refusal without importing them.
+    """
+
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status, self.code, self.message = status, code, message

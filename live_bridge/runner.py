@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from research.exits import stop_price
 from research.params import ParamsFile
 
 from .ids import client_order_id, parse_client_order_id
-from .ports import Broker, Fill, OrderAck, OrderIntent, sign
+from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, sign
 from .risk import DayState, Proposal, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .sleeves import Decision, Sleeve, decide, sleeves
 from .state import StateStore
@@ -51,6 +51,7 @@ class RunnerConfig:
     limits: RiskLimits = RiskLimits()
     trade_from: pd.Timestamp | None = None
     decision_log: Path | None = None
+    snapshot_seconds: float = 30.0  # max age of the broker snapshot a decision may use (see _context)
 
 
 class ReconcileError(RuntimeError):
@@ -89,6 +90,8 @@ class Runner:
         self._log = open(config.decision_log, "a", buffering=1) if config.decision_log else None  # noqa: SIM115
         self.errors: list[str] = []
         self.fills_seen = 0  # distinct executions handled (lockstep replays wait on it)
+        self._ctx: RiskContext | None = None
+        self._ctx_at = 0.0
         self.trade_from_us = None if config.trade_from is None else int(config.trade_from.value // 1000)
 
     # --- the worker ------------------------------------------------------------------------------
@@ -122,6 +125,8 @@ class Runner:
 
     def _loop(self) -> None:
         while True:
+            if self._q.empty():
+                self._prefetch()  # idle: refresh the broker snapshot now, not on the next bar's clock
             w = self._q.get()
             try:
                 if w.kind == "stop":
@@ -151,17 +156,38 @@ class Runner:
             self.decisions.append(d)
             self._act(sleeve, d)
 
-    def _context(self) -> RiskContext:
+    def _prefetch(self) -> None:
+        if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds:
+            try:
+                self._context()
+            except Exception as exc:  # the broker is unreachable now: the next decision fetches again
+                log.warning("runner: broker snapshot failed: %s", exc)
+                self._ctx = None
+
+    def _context(self, bar_time: pd.Timestamp | None = None) -> RiskContext:
+        """The broker's state for the risk check (account, clock, positions, open orders: 4 REST calls).
+
+        Fetched while the runner is idle and kept current by its own orders and cancels, so a bar's
+        decisions do not wait for the broker; a fill drops it, and it is refetched when older than
+        ``snapshot_seconds`` (the equity it sizes with is at most that old). ``bar_time=None``
+        forces a fetch.
+        """
+        if bar_time is not None and self._ctx is not None \
+                and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds:
+            return replace(self._ctx, recent_orders=tuple(self.recent))
         account, clock = self.broker.account(), self.broker.clock()
         self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
             else self.day.roll(clock, account)
-        return RiskContext(account, self.broker.positions(), self.broker.open_orders(), self.day,
-                           self.store.peak_equity(account.equity), clock, tuple(self.recent))
+        self._ctx = RiskContext(account, self.broker.positions(), self.broker.open_orders(), self.day,
+                                self.store.peak_equity(account.equity), clock, tuple(self.recent))
+        self._ctx_at = time.monotonic()
+        return self._ctx
 
     def _act(self, sleeve: Sleeve, d: Decision) -> None:
         have = self.store.position(sleeve.strategy, sleeve.symbol).qty
-        entry = {"event": "decision", **_jsonable(asdict(d)), "held_qty": have, "actions": []}
-        ctx = self._context()
+        entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
+                 "actions": []}
+        ctx = self._context(d.bar_time)
         mine = [o for o in ctx.open_orders if self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
         if d.target == 0 and have != 0:
@@ -204,15 +230,29 @@ class Runner:
             return
         for oid in verdict.cancel_first:
             self.broker.cancel(oid)
+            if self._ctx is not None:
+                self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != oid))
         order = verdict.order(intent)
         self.store.record_intent(order)
         self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
-        ack = self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
+        try:
+            ack = self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
+        except BrokerError as exc:  # the broker's own refusal (buying power, wash trade...): logged, not fatal
+            record.update(status="refused by the broker", broker_error=str(exc))
+            log.warning("runner: %s refused by the broker: %s", order.client_order_id, exc)
+            return
         self.store.record_order(ack)
+        if self._ctx is not None:
+            account = self._ctx.account
+            if not verdict.reduces_risk:  # what the order holds of the buying power, until the next snapshot
+                account = replace(account, buying_power=account.buying_power - order.qty * d.close)
+            self._ctx = replace(self._ctx, account=account, open_orders=(*self._ctx.open_orders, ack))
         record.update(status=ack.status, broker_id=ack.id)
 
     def _cancel(self, o: OrderAck, entry: dict) -> None:
         self.broker.cancel(o.id)
+        if self._ctx is not None:
+            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id))
         entry["actions"].append({"cancel": o.client_order_id})
 
     # --- fills -------------------------------------------------------------------------------------
@@ -222,6 +262,7 @@ class Runner:
         if not self.store.record_fill(fill, strategy):
             return  # a duplicate trade update: counted once
         self.fills_seen += 1
+        self._ctx = None  # positions and cash changed
         parsed = parse_client_order_id(fill.client_order_id, self.names)
         line = {"event": "fill", "order": fill.client_order_id, "side": fill.side, "qty": fill.qty,
                 "price": fill.price, "at": fill.timestamp.isoformat(), "actions": []}

@@ -90,8 +90,13 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
     """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path."""
     bars = bars_from_arrays(dict(arrays), timeframe)
     labels = next_labels(bars, timeframe == "1Day", regimes if sleeve.by_regime else None)
-    index = {lab: k for k, lab in enumerate(sleeve.labels)}
-    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
+    if sleeve.by_regime:
+        names = np.asarray(sleeve.labels, dtype=object)
+        order = np.argsort(names)
+        pos = np.clip(np.searchsorted(names[order], labels), 0, len(names) - 1)
+        codes = np.where(names[order][pos] == labels, order[pos], -1).astype(np.int64)
+    else:
+        codes = np.zeros(len(bars), dtype=np.int64)
     if trade_from_us is not None:
         codes[np.asarray(arrays["ts"]) < trade_from_us] = -1
     path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes)
