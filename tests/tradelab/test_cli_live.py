@@ -1,0 +1,87 @@
+"""`tradelab live`, `sim`, `parity` as a user runs them: paper by default, the double opt-in for live,
+a runner against the simulator in separate processes, SIGTERM, status, and keys that never leak."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from research.params import DataWindow, ExitRulesModel, write_candidate
+from tests.research.test_params import entry, params_file
+from tests.tradelab.test_cli import run
+
+KEY, SECRET = "PKTESTKEY0123456789", "s3cr3t-TEST-abcdefghijklmnopqrstuv"
+ENV = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
+
+
+def sma_file(tmp_path, status="active"):
+    entries = [entry(symbol=s, regime="all", status=status, params={"fast": 5, "slow": 20, "short": False},
+                     exit_rules=ExitRulesModel(stop_loss=0.02, allow_short=False),
+                     **({} if status == "active" else {"gate": {"passed": False, "reasons": ["pbo 0.9 > 0.5"]}}))
+               for s in ("AAPL", "MSFT")]
+    data = DataWindow(timeframe="1Day", start="2000-01-03", end="2012-06-01", symbols=["AAPL", "MSFT"],
+                      bars_hash={"AAPL": "x", "MSFT": "y"})
+    return write_candidate(params_file(entries, data=data), tmp_path / f"params-{status}.json")
+
+
+def test_live_needs_keys_and_the_double_opt_in(sample_lake_rw, tmp_path):
+    path = sma_file(tmp_path)
+    no_keys = {k: "" for k in ENV}
+    r = run("live", "--params", str(path), lake=sample_lake_rw.root, env=no_keys)
+    assert r.returncode == 2 and "APCA_API_KEY_ID" in r.stderr
+    r = run("live", "--live", "--params", str(path), lake=sample_lake_rw.root, env={**ENV, "TRADELAB_LIVE": ""})
+    assert r.returncode == 2 and "--live and TRADELAB_LIVE=1" in r.stderr
+    r = run("live", "status", "--state-dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and "no live runner state" in r.stderr
+    flat = sma_file(tmp_path, status="flat")
+    r = run("parity", "--params", str(flat), "--start", "2012-03-01", lake=sample_lake_rw.root)
+    assert r.returncode == 2 and "no active entry" in r.stderr
+    for out in (r.stdout, r.stderr):
+        assert KEY not in out and SECRET not in out
+
+
+def test_live_runner_trades_the_simulator_in_another_process_and_stops_on_sigterm(sample_lake_rw, tmp_path):
+    env = {**os.environ, **ENV, "TRADELAB_LAKE": str(sample_lake_rw.root)}
+    path = sma_file(tmp_path)
+    state = tmp_path / "live"
+    sim = subprocess.Popen([sys.executable, "-m", "tradelab", "sim", "--symbols", "AAPL,MSFT", "--start", "2012-06-01",
+                            "--end", "2012-12-01", "--speed", "400000"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    live = None
+    try:
+        url = re.search(r"simulator at (http://\S+)", sim.stdout.readline()).group(1)
+        live = subprocess.Popen([sys.executable, "-m", "tradelab", "live", "--params", str(path), "--url", url,
+                                 "--state-dir", str(state), "--poll", "0.2"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        log = state / "decisions.jsonl"
+        deadline = time.time() + 90
+        while time.time() < deadline and live.poll() is None:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if sum('"decision"' in x for x in lines) >= 40 and any('"fill"' in x for x in lines):
+                break
+            time.sleep(0.3)
+        assert live.poll() is None, live.stderr.read()
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=60)
+        assert live.returncode == 0, err[-3000:]
+        assert "paper trading 2 active entries" in out
+        lines = [json.loads(x) for x in log.read_text().splitlines()]
+        assert sum(x["event"] == "decision" for x in lines) >= 40
+        assert any(x["event"] == "fill" for x in lines), "the runner never traded"
+        status = run("live", "status", "--state-dir", str(state), "--params", str(path))
+        assert status.returncode == 0 and "last decision" in status.stdout
+    finally:
+        for p in (live, sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        sim_out, sim_err = sim.communicate(timeout=30)
+    texts = [out, err, status.stdout, status.stderr, sim_out, sim_err]
+    texts += [p.read_bytes().decode(errors="replace") for p in state.rglob("*") if p.is_file()]
+    for text in texts:
+        assert KEY not in text and SECRET not in text, "a key leaked"
+        assert "Traceback" not in text
