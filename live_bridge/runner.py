@@ -34,7 +34,7 @@ from research.exits import stop_price
 from research.params import ParamsFile
 
 from .ids import client_order_id, parse_client_order_id
-from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, sign
+from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, Proposal, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .sleeves import Decision, Sleeve, decide, sleeves
 from .state import StateStore
@@ -173,11 +173,13 @@ class Runner:
         forces a fetch.
         """
         if bar_time is not None and self._ctx is not None \
-                and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds:
+                and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds \
+                and session_day(bar_time) == self._ctx.clock.session:  # a new session rolls the day state
             return replace(self._ctx, recent_orders=tuple(self.recent))
         account, clock = self.broker.account(), self.broker.clock()
         self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
             else self.day.roll(clock, account)
+        self._halts(account, clock)
         self._ctx = RiskContext(account, self.broker.positions(), self.broker.open_orders(), self.day,
                                 self.store.peak_equity(account.equity), clock, tuple(self.recent))
         self._ctx_at = time.monotonic()
@@ -220,6 +222,22 @@ class Runner:
             entry["actions"].append({"skip": "the backtest holds a position the account does not (an entry was "
                                              "refused or missed): no late entry"})
         self._write(entry)
+
+    def _halts(self, account, clock) -> None:
+        """Day loss (flatten everything, halt until the next session) and strategy loss (off for the day)."""
+        pnl = dict(self.store.daily_pnl(clock.session))
+        for (strategy, symbol), p in self.store.positions().items():
+            closes = self.history.get(symbol, {}).get("close")
+            if p.qty and closes is not None and len(closes):
+                pnl[strategy] = pnl.get(strategy, 0.0) + p.qty * (float(closes[-1]) - p.avg_price)
+        self.day, events = self.day.update(account.equity, pnl, self.config.limits)
+        for ev in events:
+            self.store.record_halt(clock.session, ev.scope, ev.message)
+            line = {"event": "halt", "scope": ev.scope, "rule": ev.rule, "message": ev.message}
+            if ev.flatten_all:
+                line["closing_orders"] = [a.client_order_id for a in self.broker.close_all()]
+            log.warning("runner: halt %s: %s", ev.rule, ev.message)
+            self._write(line)
 
     def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict, stop_frac: float | None = None) -> None:
         verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)

@@ -1,0 +1,65 @@
+"""The day-loss halt, live: a gap through the stop loses > 2% of equity in a day; the runner records
+the halt, flattens, refuses entries for the rest of that session (rule daily_loss), trades again the
+next session. Through the real alpaca-py clients against the simulator (a replay)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from data_lake import Lake
+from data_lake.calendar import nyse
+from data_lake.sources.synthetic import synthetic_meta
+from live_bridge.replay import replay
+from live_bridge.risk import RiskLimits
+from research.params import DataWindow, ExitRulesModel
+from tests.research.test_params import entry, params_file
+
+
+def crash_bars() -> pd.DataFrame:
+    """Daily bars (synthetic, by hand): a dip then a rise (a fresh sma crossing: an entry at the end of
+    February), a 40% gap down on 2024-03-01 through the stop, then a choppy recovery (later entries)."""
+    days = nyse().dates
+    days = days[(days >= pd.Timestamp("2023-06-01")) & (days < pd.Timestamp("2024-04-01"))]
+    step = np.full(len(days), 0.0)
+    step[(days >= pd.Timestamp("2024-02-12")) & (days < pd.Timestamp("2024-02-20"))] = -0.01
+    step[(days >= pd.Timestamp("2024-02-20")) & (days < pd.Timestamp("2024-03-01"))] = 0.01
+    after = days >= pd.Timestamp("2024-03-04")
+    step[after] = 0.02 * np.sin(np.arange(after.sum()) / 1.5)
+    close = 100 * np.exp(np.cumsum(step))
+    crash = int(days.searchsorted(pd.Timestamp("2024-03-01")))
+    close[crash:] *= 0.6
+    open_ = np.r_[close[0], close[:-1]]
+    open_[crash] = close[crash] * 0.999
+    ts = pd.DatetimeIndex(days).tz_localize("America/New_York").tz_convert("UTC")
+    return pd.DataFrame({"ts": ts, "open": open_, "high": np.maximum(open_, close) * 1.002,
+                         "low": np.minimum(open_, close) * 0.998, "close": close, "volume": 1e6})
+
+
+def test_a_two_percent_day_loss_flattens_and_halts_until_the_next_session(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    lake.write_bars("CRSH", "1Day", crash_bars(), synthetic_meta())
+    pf = params_file([entry(symbol="CRSH", params={"fast": 2, "slow": 5, "short": False},
+                            exit_rules=ExitRulesModel(stop_loss=0.05, allow_short=False))],
+                     data=DataWindow(timeframe="1Day", start="2023-06-01", end="2024-03-28", symbols=["CRSH"],
+                                     bars_hash={"CRSH": "synthetic"}))
+    # 10% of equity per position and 0.25% risked to a 5% stop: 5% of equity in CRSH; a 40% gap -> -2%
+    limits = RiskLimits(queue_for_next_open=True, risk_per_trade=0.01, max_position_pct=0.10)
+
+    result = replay(lake, pf, "2024-01-02", "2024-04-01", work_dir=tmp_path / "run", limits=limits)
+
+    lines = [json.loads(x) for x in (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    halts = [x for x in lines if x["event"] == "halt"]
+    assert [h["rule"] for h in halts] == ["daily_loss", "strategy_loss"], halts  # its one strategy lost > 1% too
+    assert halts[0]["scope"] == "*" and "closing_orders" in halts[0]
+    day = pd.Timestamp("2024-03-01")
+    refused = [x for x in lines if x["event"] == "decision" and pd.Timestamp(x["bar_time"]).tz_convert(
+        "America/New_York").normalize().tz_localize(None) == day for a in x["actions"] if a.get("rule") == "daily_loss"]
+    later = result.fills[result.fills["ts"] > pd.Timestamp("2024-03-05", tz="UTC")]
+    assert len(later) > 0, "trading resumes in a later session"
+    assert result.errors == []
+    assert refused or not any(x["event"] == "decision" and x["target"] == 1 and x["position"] == 0 and
+                              pd.Timestamp(x["bar_time"]).tz_convert("America/New_York").normalize().tz_localize(None) == day
+                              for x in lines)
