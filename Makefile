@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lake.py
 	$(BIN)/python bench/signals.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/live.py
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache
