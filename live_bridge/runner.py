@@ -192,7 +192,11 @@ class Runner:
         ctx = self._context(d.bar_time)
         mine = [o for o in ctx.open_orders if self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
-        if d.target == 0 and have != 0:
+        if d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
+            # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
+            # fill report is on its way; a market exit now would sell the same shares twice
+            entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
+        elif d.target == 0 and have != 0:
             for o in mine:
                 self._cancel(o, entry)
             side = "sell" if have > 0 else "buy"
