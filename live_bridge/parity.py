@@ -59,8 +59,8 @@ def check(result: ReplayResult) -> Parity:
         ts = arrays["ts"]
         expect = _expected(path, ts, first_us, sleeve.strategy, sleeve.symbol)
         got = live[(live["symbol"] == sleeve.symbol) & (live["strategy"] == sleeve.strategy)]
-        got_rows = [(_bar_of(ts, int(t.value // 1000)), side, float(px)) for t, side, px in
-                    zip(got["ts"], got["side"], got["price"])]
+        got_rows = [(_bar_of(ts, t), side, float(px))
+                    for t, side, px in zip(_stamps(got), got["side"], got["price"])]
         for i in range(max(len(expect), len(got_rows))):
             e = expect[i] if i < len(expect) else None
             g = got_rows[i] if i < len(got_rows) else None
@@ -76,14 +76,14 @@ def check(result: ReplayResult) -> Parity:
     bad = eq[(eq["broker"] - eq["vectorbt"]).abs() > TOL * eq["broker"].abs()]
     if len(bad):
         t = bad.index[0]
-        problems.append(f"equity at {t:%Y-%m-%d}: broker {bad['broker'].iloc[0]:.6f} vs vectorbt "
+        problems.append(f"equity at {_ny(t)}: broker {bad['broker'].iloc[0]:.6f} vs vectorbt "
                         f"{bad['vectorbt'].iloc[0]:.6f}")
     trades = pd.DataFrame(rows, columns=["strategy", "symbol", "bar", "backtest", "live"])
     return Parity(not problems, problems[0] if problems else None, trades, eq)
 
 
 def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
-    """(strategy, symbol, decision day) -> the rule and message of an order the risk manager refused."""
+    """(strategy, symbol, decision bar) -> the rule and message of an order the risk manager refused."""
     out = {}
     if result.decision_log is None or not Path(result.decision_log).exists():
         return out
@@ -91,8 +91,8 @@ def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
         d = json.loads(line)
         for a in d.get("actions", []):
             if d.get("event") == "decision" and a.get("allowed") is False:
-                day = pd.Timestamp(d["bar_time"]).tz_convert("America/New_York").strftime("%Y-%m-%d")
-                out[(d["strategy"], d["symbol"], day)] = f"rule {a['rule']}: {a['risk']}"
+                key = (d["strategy"], d["symbol"], _ny(pd.Timestamp(d["bar_time"])))
+                out[key] = f"rule {a['rule']}: {a['risk']}"
     return out
 
 
@@ -113,7 +113,7 @@ def _expected(path, ts: np.ndarray, first_us: int, strategy: str, symbol: str) -
 def _positions(path, ts, first_us, got: pd.DataFrame, sleeve) -> list[str]:
     start = int(np.searchsorted(ts, first_us))
     signed = np.where(got["side"] == "buy", 1.0, -1.0) * got["qty"].to_numpy(float)
-    bars = np.array([_bar_of(ts, int(t.value // 1000)) for t in got["ts"]], dtype=np.int64)
+    bars = np.array([_bar_of(ts, t) for t in _stamps(got)], dtype=np.int64)
     held = np.zeros(len(ts))
     np.add.at(held, bars, signed)
     held = np.cumsum(held)
@@ -131,7 +131,7 @@ def _equity(result: ReplayResult) -> pd.DataFrame:
                                        index=pd.DatetimeIndex(result.bars[s]["ts"])) for s in symbols}).ffill()
     stamps = close.index.as_unit("us").asi8
     f = result.fills
-    bar = [_bar_of(stamps, int(t.value // 1000)) for t in f["ts"]]
+    bar = [_bar_of(stamps, t) for t in _stamps(f)]
     col = [symbols.index(s) for s in f["symbol"]]
     qty = np.where(f["side"] == "buy", 1.0, -1.0) * f["qty"].to_numpy(float)
     pf = portfolio_from_fills(close, np.asarray(bar, np.int64), np.asarray(col, np.int64), f["price"].to_numpy(float),
@@ -141,13 +141,27 @@ def _equity(result: ReplayResult) -> pd.DataFrame:
     return pd.DataFrame({"broker": broker, "vectorbt": value}).dropna()
 
 
+def _stamps(fills: pd.DataFrame) -> list[int]:
+    """Per fill, a UTC µs stamp inside the bar it belongs to: the replay's record of the step that
+    made it (``bar``) when there is one. The broker's stamp alone is ambiguous on minute bars: a
+    fill inside bar t is stamped at t's close, which is bar t+1's open."""
+    col = fills["bar"] if "bar" in fills else fills["ts"]
+    return [int(pd.Timestamp(t).value // 1000) for t in col]
+
+
 def _bar_of(ts: np.ndarray, t_us: int) -> int:
     """The bar a fill belongs to: the last bar starting at or before it."""
     return int(np.searchsorted(ts, t_us, side="right")) - 1
 
 
 def _day(ts: np.ndarray, i: int) -> str:
-    return pd.Timestamp(int(ts[i]), unit="us", tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d")
+    """Bar i's date in New York, with its minute for intraday bars (daily bars are stamped 00:00)."""
+    return _ny(pd.Timestamp(int(ts[i]), unit="us", tz="UTC"))
+
+
+def _ny(t: pd.Timestamp) -> str:
+    t = t.tz_convert("America/New_York")
+    return t.strftime("%Y-%m-%d" if t == t.normalize() else "%Y-%m-%d %H:%M")
 
 
 def _fmt(r) -> str:

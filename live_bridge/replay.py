@@ -1,25 +1,33 @@
 """A replay: the live runner, through the real alpaca-py clients, against the simulator, in lockstep.
 
 The simulator's clock and bars come from the lake (``ReplayClock``); the runner is the live one
-(``Runner`` with ``AlpacaBroker``, fills from ``TradingStream`` with polling fallback, bars from
-the REST bars endpoint for daily bars, which Alpaca publishes after the close). Lockstep makes
-the replay deterministic: each clock step runs the bar's open, then waits until the runner has
-handled the open's fills (and placed their stops), then runs the bar's close and waits until the
-runner has taken the bar and sent its orders. The broker's equity is recorded after every bar.
+(``Runner`` with ``AlpacaBroker``, fills from ``TradingStream`` with polling fallback). Bars reach
+it the way they reach a live runner: daily bars from the REST bars endpoint (Alpaca publishes
+them after the close), minute bars from the market-data websocket (``AlpacaBarFeed``,
+``StockDataStream``, with its REST fallback). Lockstep makes the replay deterministic: each clock
+step runs the bar's open, then waits until the runner has handled the open's fills (and placed
+their stops), then runs the bar's close; the replay waits until the bar has arrived (REST answer
+or stream message), until the runner has handled the fills of the close (a stop inside the bar:
+live, the stop fills during the bar and its bar message comes after it ends), then hands the
+runner the bar and waits until it has sent its orders. The broker's equity is recorded after
+every bar.
 """
 
 from __future__ import annotations
 
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from data_lake import Lake
+from data_lake.calendar import nyse
 from research.params import ParamsFile
 from research.regimes import load_regimes
 
@@ -31,7 +39,12 @@ from .simulator.trading import broker_app
 from .sleeves import sleeves
 from .state import StateStore
 
+if TYPE_CHECKING:
+    from .alpaca_feeds import FeedStats
+
 WARMUP_DAYS = 800  # calendar days of history before the replay (longest indicator: sma_convergence 250 bars)
+WARMUP_SESSIONS = 5  # minute replays: whole sessions before the replay (session VWAP, gaps, 1950 bars of MAs)
+TIMEFRAMES = ("1Day", "1Min")
 
 
 @dataclass
@@ -44,39 +57,36 @@ class ReplayResult:
     cash: float
     bars: dict[str, pd.DataFrame]  # replay bars per symbol (lake frames)
     history: dict[str, dict[str, np.ndarray]]  # warm-up + replay arrays per symbol
-    fills: pd.DataFrame  # the simulator's fills: ts, symbol, side, qty, price, client_order_id
+    fills: pd.DataFrame  # the broker's fills: ts, symbol, side, qty, price, client_order_id, bar (its stamp)
     equity: pd.Series  # the broker's equity after each bar close
     decisions: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     regimes: dict = field(default_factory=dict)
     decision_log: Path | None = None
     candidates: bool = False
+    bar_feed: FeedStats | None = None  # minute replays: what the bar feed delivered (stream vs REST fallback)
 
 
 def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float = 100_000.0,
            work_dir: str | Path | None = None, limits: RiskLimits | None = None, step_timeout: float = 30.0,
            progress=None, candidates: bool = False) -> ReplayResult:
-    """Replay [start, end) of the params' symbols through the live runner against the simulator."""
+    """Replay [start, end) of the params' symbols (1Day or 1Min) through the live runner and the simulator.
+
+    ``limits`` default to the backtest's reach: daily entries queue for the next open, and minute
+    replays drop the live entry cutoff before the close (the backtest's ``flat_at_close`` already
+    takes no entry in a session's last two bars; pass ``RiskLimits()`` to see what the cutoff refuses).
+    """
     from .alpaca import AlpacaBroker
-    from .alpaca_bars import RestBars
     from .alpaca_feeds import AlpacaFillFeed
 
     tf = params.data.timeframe
-    if tf != "1Day":
-        raise ValueError(f"replays run daily params for now, got {tf}")
+    if tf not in TIMEFRAMES:
+        raise ValueError(f"replays run {' or '.join(TIMEFRAMES)} params, got {tf}")
     symbols = sorted({s.symbol for s in sleeves(params, candidates)})
     if not symbols:
         raise ValueError("the params file has no active entry: nothing to replay")
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
-    frames, history = {}, {}
-    for sym in symbols:
-        full = lake.read_bars(sym, tf, t0 - pd.Timedelta(days=WARMUP_DAYS), t1)
-        cut = full["ts"] >= pd.Timestamp(t0, tz="America/New_York").tz_convert("UTC")
-        frames[sym] = full[cut].reset_index(drop=True)
-        if frames[sym].empty:
-            raise ValueError(f"the lake holds no {sym} {tf} bars in [{start}, {end})")
-        history[sym] = {c: (_us(full.loc[~cut, "ts"]) if c == "ts" else full.loc[~cut, c].to_numpy(float))
-                        for c in COLUMNS}
+    frames, history = _load(lake, symbols, tf, t0, t1)
     benches = {s.benchmark for s in sleeves(params, candidates) if s.by_regime}
     regimes = {b: load_regimes(lake, b) for b in benches}
     for b, r in regimes.items():
@@ -93,31 +103,34 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     sim_broker = app.state.broker
     equity: dict[pd.Timestamp, float] = {}
     first_ts = pd.Timestamp(min(f["ts"].iloc[0] for f in frames.values()))
-    cfg = RunnerConfig(timeframe=tf, limits=limits or RiskLimits(queue_for_next_open=True), trade_from=first_ts,
-                       decision_log=work / "decisions.jsonl")
+    if limits is None:
+        limits = RiskLimits(queue_for_next_open=True) if tf == "1Day" else RiskLimits(no_new_entries_minutes=0)
+    cfg = RunnerConfig(timeframe=tf, limits=limits, trade_from=first_ts, decision_log=work / "decisions.jsonl")
     with serve(app) as sim, StateStore(work / "state.db") as store:
         ws = sim.url.replace("http://", "ws://")
         broker = AlpacaBroker(key, secret, paper=True, url_override=sim.url, retry_wait=0.0)
         runner = Runner(broker, params, history, regimes, store, cfg, candidates=candidates)
         fills = AlpacaFillFeed(key, secret, on_update=lambda u: runner.on_fill(u) if isinstance(u, Fill) else None,
                                url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0)
+        source = _RestSource(key, secret, tf, sim.url, clock, history, first_ts) if tf == "1Day" else \
+            _StreamSource(key, secret, symbols, ws + "/v2/iex", sim.url, clock, first_ts)
         runner.reconcile()  # before the worker starts: one thread at a time uses the store
         runner.start()
         fills.start()
         try:
             _wait(lambda: clock.hub.subscribers("trade_update") > 0, 15, "the trade_updates stream did not connect")
+            source.start()
             clock.between = lambda bars: _settle_fills(runner, sim_broker, step_timeout)
-            rest = RestBars(key, secret, tf, url_override=sim.url, retry_wait=0.0)
-            for s in symbols:  # the warm-up history is known: fetch only what the replay shows
-                rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime() \
-                    if len(history[s]["ts"]) else (first_ts - pd.Timedelta(days=1)).to_pydatetime()
-            steps = 0
-            while True:
-                bars = clock.step()
-                if bars is None:
-                    break
+            steps, fill_bars = 0, []
+            while (bars := clock.step()) is not None:
                 steps += 1
-                for bar in rest.since(sorted(bars), clock.now.to_pydatetime()):
+                # Every fill of a step is its symbol's bar of the step (at the open or inside). The
+                # stamp cannot say which: an inside fill is stamped at the bar's close, which is the
+                # next minute bar's open.
+                fill_bars += [bars[f.symbol].ts_us for f in sim_broker.fills()[len(fill_bars):]]
+                arrived = source.take(bars, step_timeout)
+                _settle_fills(runner, sim_broker, step_timeout)  # the close's fills first, as live sees them
+                for bar in arrived:
                     runner.on_bar(bar)
                 _settle_fills(runner, sim_broker, step_timeout)
                 equity[pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")] = \
@@ -126,18 +139,108 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                     progress(steps, clock)
         finally:
             clock.between = None
+            bar_feed = source.stats()
+            source.stop()
             fills.stop()
             runner.stop()
             control.drop_all()
         fill_rows = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
-                      "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id}
-                     for f in sim_broker.fills()]
+                      "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id,
+                      "bar": pd.Timestamp(b, unit="us", tz="UTC")}
+                     for f, b in zip(sim_broker.fills(), fill_bars)]
     full_hist = {s: {c: np.concatenate([history[s][c], (_us(frames[s]["ts"]) if c == "ts"
                                                          else frames[s][c].to_numpy(float))]) for c in COLUMNS}
                  for s in symbols}
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
-        "ts", "symbol", "side", "qty", "price", "client_order_id"]), pd.Series(equity, name="equity"),
-        runner.decisions, runner.errors, regimes, cfg.decision_log, candidates)
+        "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
+        runner.decisions, runner.errors, regimes, cfg.decision_log, candidates, bar_feed)
+
+
+def _load(lake: Lake, symbols: list[str], tf: str, t0: pd.Timestamp, t1: pd.Timestamp):
+    """Per symbol, the replay's bars (lake frame) and the warm-up before them (runner arrays)."""
+    if tf == "1Day":
+        lo = t0 - pd.Timedelta(days=WARMUP_DAYS)
+    else:
+        dates = nyse().dates
+        lo = dates[max(int(dates.searchsorted(t0.normalize())) - WARMUP_SESSIONS, 0)]
+    cut_at = pd.Timestamp(t0, tz="America/New_York").tz_convert("UTC")
+    frames, history = {}, {}
+    for sym in symbols:
+        full = lake.read_bars(sym, tf, lo, t1)
+        cut = full["ts"] >= cut_at
+        frames[sym] = full[cut].reset_index(drop=True)
+        if frames[sym].empty:
+            raise ValueError(f"the lake holds no {sym} {tf} bars in [{t0:%Y-%m-%d}, {t1:%Y-%m-%d})")
+        history[sym] = {c: (_us(full.loc[~cut, "ts"]) if c == "ts" else full.loc[~cut, c].to_numpy(float))
+                        for c in COLUMNS}
+    return frames, history
+
+
+class _RestSource:
+    """Daily bars: fetched from the REST bars endpoint once the step has closed them."""
+
+    def __init__(self, key: str, secret: str, tf: str, url: str, clock: ReplayClock, history: dict,
+                 first_ts: pd.Timestamp) -> None:
+        from .alpaca_bars import RestBars
+
+        self.rest, self.clock = RestBars(key, secret, tf, url_override=url, retry_wait=0.0), clock
+        for s, h in history.items():  # the warm-up history is known: fetch only what the replay shows
+            self.rest.last[s] = pd.Timestamp(int(h["ts"][-1]), unit="us", tz="UTC").to_pydatetime() \
+                if len(h["ts"]) else (first_ts - pd.Timedelta(days=1)).to_pydatetime()
+
+    def start(self) -> None:
+        pass
+
+    def take(self, bars: dict, timeout: float) -> list:
+        return self.rest.since(sorted(bars), self.clock.now.to_pydatetime())
+
+    def stats(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        pass
+
+
+class _StreamSource:
+    """Minute bars: the market-data websocket's messages (AlpacaBarFeed), held until the step asks."""
+
+    def __init__(self, key: str, secret: str, symbols: list[str], ws_url: str, url: str, clock: ReplayClock,
+                 first_ts: pd.Timestamp) -> None:
+        from .alpaca_feeds import AlpacaBarFeed
+
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._got: list = []
+        self._last: dict[str, int] = {}
+        self.feed = AlpacaBarFeed(key, secret, symbols, on_bar=self._on_bar, url_override_ws=ws_url,
+                                  url_override_rest=url, since=first_ts.to_pydatetime(),
+                                  now=lambda: clock.now.to_pydatetime(), retry_wait=0.0)
+
+    def _on_bar(self, bar) -> None:  # the feed's worker thread
+        with self._cond:
+            self._got.append(bar)
+            self._last[bar.symbol] = int(pd.Timestamp(bar.ts).value // 1000)
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        self.feed.start()
+        _wait(lambda: self.clock.hub.subscribers("bar") > 0, 15, "the market-data stream did not subscribe")
+
+    def take(self, bars: dict, timeout: float) -> list:
+        """The bars received up to this step's (every symbol's bar of the step has arrived)."""
+        due = {s: b.ts_us for s, b in bars.items()}
+        with self._cond:
+            if not self._cond.wait_for(lambda: all(self._last.get(s, -1) >= t for s, t in due.items()),
+                                       timeout):
+                raise TimeoutError(f"the bar stream did not deliver {sorted(due)} at {self.clock.now}")
+            got, self._got = self._got, []
+        return got
+
+    def stats(self) -> FeedStats:
+        return self.feed.stats()
+
+    def stop(self) -> None:
+        self.feed.stop()
 
 
 def _us(ts: pd.Series) -> np.ndarray:

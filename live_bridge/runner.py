@@ -175,6 +175,8 @@ class Runner:
         if bar_time is not None and self._ctx is not None \
                 and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds \
                 and session_day(bar_time) == self._ctx.clock.session:  # a new session rolls the day state
+            if bar_time >= self._ctx.clock.timestamp:  # the time rules (hours, cutoff, rate) need now
+                self._ctx = replace(self._ctx, clock=self.broker.clock())
             return replace(self._ctx, recent_orders=tuple(self.recent))
         account, clock = self.broker.account(), self.broker.clock()
         self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \

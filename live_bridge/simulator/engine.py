@@ -209,7 +209,7 @@ class Engine:
                 d = inside(o.type, o.buy, o.limit_price, o.stop_price, o.triggered, bar.high, bar.low)
                 o.triggered = d.triggered
                 if d.price is not None:
-                    self._fill(o, d.price, bar.close_us, room)
+                    self._fill(o, d.price, bar.close_us - 1, room)  # inside the bar, not the next one's open
 
     def _fill(self, o: Order, raw: float, t: int, room: list[float]) -> None:
         qty = int(min(o.remaining, room[0]))

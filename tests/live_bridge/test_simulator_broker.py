@@ -264,6 +264,6 @@ def test_a_stop_placed_on_the_entry_fill_works_inside_the_entry_bar():
     clock.step()
     entry, stop = broker.fills()
     assert entry.price == 101 and stop.price == pytest.approx(98.98)  # at its level, in the entry bar
-    assert stop.timestamp_us == entry.timestamp_us + US_PER_MIN  # stamped at that bar's close
+    assert stop.timestamp_us == entry.timestamp_us + US_PER_MIN - 1  # inside that bar, just before its close
     assert len(seen_at_between[1]) == 1  # between the phases the entry had filled and the stop had not
     assert [e for e, _ in trail(updates)][-2:] == ["new", "fill"]
