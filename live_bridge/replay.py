@@ -15,6 +15,7 @@ every bar.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
 import threading
@@ -140,8 +141,14 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
         finally:
             clock.between = None
             bar_feed = source.stats()
-            source.stop()
-            fills.stop()
+            quiet = logging.getLogger("alpaca.trading.stream")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # our own stop closes the socket: not a warning worth printing
+            try:
+                source.stop()
+                fills.stop()
+            finally:
+                quiet.setLevel(level)
             runner.stop()
             control.drop_all()
         fill_rows = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
