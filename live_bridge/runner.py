@@ -74,6 +74,11 @@ class Runner:
         self.broker, self.params, self.store, self.config = broker, params, store, config
         self.sleeves: list[Sleeve] = sleeves(params, candidates)  # candidates: replays only (sleeves.py)
         self.names = sorted({s.strategy for s in self.sleeves})
+        targets = [f"{s.strategy} {s.symbol} {lab}" for s in self.sleeves for lab, (_, r) in zip(s.labels, s.entries)
+                   if r.take_profit > 0]
+        if targets:  # the backtest would exit at the target; without the order live would not: refuse
+            raise ValueError("take-profit orders are not traded live yet, and these entries have one: "
+                             + ", ".join(targets))
         missing = [s.benchmark for s in self.sleeves if s.by_regime and s.benchmark not in regimes]
         if missing:
             raise ValueError(f"no regimes for {', '.join(sorted(set(missing)))}: the params trade per regime")

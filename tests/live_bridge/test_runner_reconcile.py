@@ -41,3 +41,12 @@ def test_positions_the_store_does_not_know_halt_the_runner(tmp_path):
             runner = Runner(s.broker, params_file([entry()]), {}, {}, store, RunnerConfig())
             with pytest.raises(ReconcileError, match="AAPL: broker 7 vs store 0"):
                 runner.reconcile()
+
+
+def test_entries_the_live_bridge_cannot_trade_like_the_backtest_are_refused(tmp_path):
+    from research.params import ExitRulesModel
+
+    pf = params_file([entry(exit_rules=ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False))])
+    with StateStore(tmp_path / "state.db") as store:
+        with pytest.raises(ValueError, match="take-profit orders are not traded live yet.*sma_cross AAPL all"):
+            Runner(None, pf, {}, {}, store, RunnerConfig())
