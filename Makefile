@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lab bench clean chromium
+.PHONY: demo test chaos install lab bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tradelab needs Python 3.11, got " + sys.version.split()[0]'
@@ -24,7 +24,11 @@ demo: $(STAMP)
 	$(BIN)/tradelab parity --candidates
 
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/chaos
+
+# Crashes, broker and data faults, fuzzed input, secrets (tests/chaos): at most 10 minutes.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q tests/chaos
 
 # The report tests open pages in headless Chromium; CI starts from a clean Debian machine.
 chromium:

@@ -48,7 +48,7 @@ def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: boo
 
     state_dir.mkdir(parents=True, exist_ok=True)
     tf = pf.data.timeframe
-    symbols = sorted({s.symbol for s in sleeves(pf)})
+    symbols = sorted({x for s in sleeves(pf) for x in s.data})
     if not symbols:
         raise ValueError("the params file has no active entry: every regime is flat, nothing to trade")
     regimes = {b: load_regimes(lake, b) for b in {s.benchmark for s in sleeves(pf) if s.by_regime}}

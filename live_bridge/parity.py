@@ -23,7 +23,7 @@ from research.sweep.vbt import portfolio_from_fills
 
 from .ids import parse_client_order_id
 from .replay import ReplayResult
-from .sleeves import decide, sleeves
+from .sleeves import basket_path, decide, sleeves
 
 TOL = 1e-9
 
@@ -54,6 +54,9 @@ def check(result: ReplayResult) -> Parity:
     first_us = int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
     refusals = _refusals(result)
     for sleeve in sleeves(result.params, result.candidates):
+        if sleeve.legs is not None:
+            _basket(result, sleeve, first_us, live, refusals, rows, problems)
+            continue
         arrays = result.history[sleeve.symbol]
         _, path = decide(sleeve, arrays, result.params.data.timeframe, result.regimes.get(sleeve.benchmark), first_us)
         ts = arrays["ts"]
@@ -91,9 +94,40 @@ def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
         d = json.loads(line)
         for a in d.get("actions", []):
             if d.get("event") == "decision" and a.get("allowed") is False:
-                key = (d["strategy"], d["symbol"], _ny(pd.Timestamp(d["bar_time"])))
+                key = (d["strategy"], a.get("symbol", d["symbol"]), _ny(pd.Timestamp(d["bar_time"])))
                 out[key] = f"rule {a['rule']}: {a['risk']}"
     return out
+
+
+def _basket(result: ReplayResult, sleeve, first_us: int, live: pd.DataFrame, refusals: dict, rows: list,
+            problems: list) -> None:
+    """A multi-leg sleeve: per traded leg, the fills and positions of its effective weights (research/baskets.py)."""
+    ts, aligned, _, w = basket_path(sleeve, result.history, result.params.data.timeframe, first_us)
+    for i, leg in enumerate(sleeve.traded):
+        prev = np.r_[0.0, w[:-1, i]]
+        change = np.flatnonzero(w[:-1, i] != prev[:-1])  # decided at t, filled at t + 1 (inside the data)
+        expect = [(int(t) + 1, "buy" if w[t, i] > prev[t] else "sell", float(aligned[leg]["open"][t + 1]))
+                  for t in change]
+        got = live[(live["symbol"] == leg) & (live["strategy"] == sleeve.strategy)]
+        got_rows = [(_bar_of(ts, t), side, float(px)) for t, side, px in zip(_stamps(got), got["side"], got["price"])]
+        name = f"{sleeve.strategy} {sleeve.symbol} {leg}"
+        for k in range(max(len(expect), len(got_rows))):
+            e = expect[k] if k < len(expect) else None
+            g = got_rows[k] if k < len(got_rows) else None
+            rows.append({"strategy": sleeve.strategy, "symbol": leg, "bar": _day(ts, (e or g)[0]),
+                         "backtest": _fmt(e), "live": _fmt(g)})
+            if e is None or g is None or e[:2] != g[:2] or abs(e[2] - g[2]) > TOL * max(1.0, abs(e[2])):
+                why = refusals.get((sleeve.strategy, leg, _day(ts, e[0] - 1))) if e is not None else None
+                problems.append(f"{name} fill #{k + 1}: backtest {_fmt(e)} vs live {_fmt(g)} at {_day(ts, (e or g)[0])}"
+                                + (f" (the risk manager refused the order: {why})" if why else ""))
+        signed = np.where(got["side"] == "buy", 1.0, -1.0) * got["qty"].to_numpy(float)
+        held = np.zeros(len(ts))
+        np.add.at(held, np.array([r[0] for r in got_rows], dtype=np.int64), signed)
+        held = np.cumsum(held)
+        bad = np.flatnonzero(np.sign(np.round(held[1:], 9)) != np.sign(prev[1:]))
+        if len(bad):
+            t = int(bad[0]) + 1
+            problems.append(f"{name} position at {_day(ts, t)}: backtest weight {prev[t]:+.3f} vs live {held[t]:g} shares")
 
 
 def _expected(path, ts: np.ndarray, first_us: int, strategy: str, symbol: str) -> list[tuple[int, str, float]]:

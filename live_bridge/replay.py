@@ -83,7 +83,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     tf = params.data.timeframe
     if tf not in TIMEFRAMES:
         raise ValueError(f"replays run {' or '.join(TIMEFRAMES)} params, got {tf}")
-    symbols = sorted({s.symbol for s in sleeves(params, candidates)})
+    symbols = sorted({x for s in sleeves(params, candidates) for x in s.data})
     if not symbols:
         raise ValueError("the params file has no active entry: nothing to replay")
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)

@@ -36,7 +36,7 @@ from research.params import ParamsFile
 from .ids import client_order_id, parse_client_order_id
 from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, Proposal, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
-from .sleeves import Decision, Sleeve, decide, sleeves
+from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, sleeves
 from .state import StateStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,20 @@ class Runner:
         self.broker, self.params, self.store, self.config = broker, params, store, config
         self.sleeves: list[Sleeve] = sleeves(params, candidates)  # candidates: replays only (sleeves.py)
         self.names = sorted({s.strategy for s in self.sleeves})
+        traders: dict[str, set[str]] = {}
+        for s in self.sleeves:
+            for sym in s.traded:
+                traders.setdefault(sym, set()).add(s.strategy)
+        shared = {sym: sorted(v) for sym, v in traders.items() if len(v) > 1}
+        if shared:  # the account holds one position per symbol; netting sleeves is not built
+            raise ValueError("one account holds one position per symbol, and these symbols are traded by more "
+                             "than one strategy: " + "; ".join(f"{k} by {', '.join(v)}" for k, v in sorted(shared.items()))
+                             + " (trade each symbol with one strategy: e.g. `tradelab nightly -p "
+                               "'strategies=[\"sma_cross\"]'`)")
+        self._watch: dict[str, list[Sleeve]] = {}  # symbol -> the sleeves deciding on its bars
+        for s in self.sleeves:
+            for sym in s.data:
+                self._watch.setdefault(sym, []).append(s)
         targets = [f"{s.strategy} {s.symbol} {lab}" for s in self.sleeves for lab, (_, r) in zip(s.labels, s.entries)
                    if r.take_profit > 0]
         if targets:  # the backtest would exit at the target; without the order live would not: refuse
@@ -156,10 +170,16 @@ class Runner:
             return  # a bar seen already (stream and poll overlap)
         for c, v in zip(COLUMNS, (ts, bar.open, bar.high, bar.low, bar.close, bar.volume)):
             h[c] = np.append(h[c], np.int64(v) if c == "ts" else float(v))
-        for sleeve in (s for s in self.sleeves if s.symbol == sym):
-            d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us)
-            self.decisions.append(d)
-            self._act(sleeve, d)
+        for sleeve in self._watch.get(sym, ()):
+            if sleeve.legs is None:
+                d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us)
+                self.decisions.append(d)
+                self._act(sleeve, d)
+            elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
+                     for x in sleeve.data):  # the last leg's bar of this time: decide once
+                bd = decide_basket(sleeve, self.history, self.config.timeframe, self.trade_from_us)
+                self.decisions.append(bd)
+                self._act_basket(sleeve, bd)
 
     def _prefetch(self) -> None:
         if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds:
@@ -234,6 +254,59 @@ class Runner:
                                              "refused or missed): no late entry"})
         self._write(entry)
 
+    def _act_basket(self, sleeve: Sleeve, d: BasketDecision) -> None:
+        """Legs whose weight changed trade to it: exits first, then entries sized from the position cap.
+
+        Entry sizes: the leg with the largest weight gets ``max_position_pct`` of equity (times the
+        drawdown factor), the others in proportion, floored to whole shares; a pair enters only
+        when both legs get at least one share. A leg whose weight is on but not held (an entry
+        refused or missed) is not entered late.
+        """
+        entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "actions": []}
+        ctx = self._context(d.bar_time)
+        t = d.bar_time.to_pydatetime()
+        held = {leg: self.store.position(sleeve.strategy, leg).qty for leg in sleeve.traded}
+        enters = [leg for leg in sleeve.traded if d.previous[leg] == 0 and d.target[leg] != 0 and held[leg] == 0]
+        for leg in sleeve.traded:
+            h, w0, w = held[leg], d.previous[leg], d.target[leg]
+            if h != 0 and (w == 0 or w0 == 0 or (h > 0) != (w > 0)):  # to flat (held without a weight: too)
+                qty, side = abs(h), "sell" if h > 0 else "buy"
+            elif h != 0 and w != w0:  # a new size on the same side: trade the difference
+                want = int(h * w / w0)
+                qty, side = abs(want - h), "buy" if want > h else "sell"
+            else:
+                continue
+            for o in ctx.open_orders:
+                if self._owner(o.client_order_id) == (sleeve.strategy, leg):
+                    self._cancel(o, entry)
+            if qty >= 1:
+                self._send(OrderIntent(client_order_id(sleeve.strategy, leg, t, "exit"), leg, side, qty,
+                                       strategy=sleeve.strategy, reason=d.reason), _leg(d, leg), ctx, entry)
+        if enters:
+            top = max(abs(v) for v in d.target.values())
+            cap = ctx.account.equity * self.config.limits.max_position_pct \
+                * drawdown_factor(ctx.account.equity, ctx.peak_equity, self.config.limits)
+            qty = {leg: int(abs(d.target[leg]) / top * cap / d.closes[leg]) for leg in enters}
+            if sleeve.strategy == "pairs" and min(qty.values()) < 1:
+                entry["actions"].append({"skip": f"pair entry sized to {qty}: a leg gets no share"})
+                enters = []
+            acks = []
+            for leg in enters:
+                if qty[leg] < 1:
+                    entry["actions"].append({"skip": f"{leg} entry sized to 0 shares"})
+                    continue
+                acks.append(self._send(OrderIntent(client_order_id(sleeve.strategy, leg, t, "entry"), leg,
+                                                   "buy" if d.target[leg] > 0 else "sell", qty[leg],
+                                                   strategy=sleeve.strategy, reason=d.reason), _leg(d, leg), ctx, entry))
+            if sleeve.strategy == "pairs" and None in acks:  # never one leg of a pair alone
+                for ack in filter(None, acks):
+                    self._cancel(ack, entry)
+                entry["actions"].append({"skip": "pair entry abandoned: a leg was refused"})
+        late = [leg for leg in sleeve.traded if d.target[leg] != 0 and d.target[leg] == d.previous[leg] and held[leg] == 0]
+        if late:
+            entry["actions"].append({"skip": f"weight on but not held ({', '.join(late)}): no late entry"})
+        self._write(entry)
+
     def _halts(self, account, clock) -> None:
         """Day loss (flatten everything, halt until the next session) and strategy loss (off for the day)."""
         pnl = dict(self.store.daily_pnl(clock.session))
@@ -250,13 +323,15 @@ class Runner:
             log.warning("runner: halt %s: %s", ev.rule, ev.message)
             self._write(line)
 
-    def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict, stop_frac: float | None = None) -> None:
+    def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict,
+              stop_frac: float | None = None) -> OrderAck | None:
+        """Risk check, record, submit; the broker's ack, or None when refused (the record says why)."""
         verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)
-        record = {"order": intent.client_order_id, "side": intent.side, "qty": intent.qty, "type": intent.type,
+        record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty, "type": intent.type,
                   "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
         entry["actions"].append(record)
         if not verdict.allowed:
-            return
+            return None
         for oid in verdict.cancel_first:
             self.broker.cancel(oid)
             if self._ctx is not None:
@@ -269,7 +344,7 @@ class Runner:
         except BrokerError as exc:  # the broker's own refusal (buying power, wash trade...): logged, not fatal
             record.update(status="refused by the broker", broker_error=str(exc))
             log.warning("runner: %s refused by the broker: %s", order.client_order_id, exc)
-            return
+            return None
         self.store.record_order(ack)
         if self._ctx is not None:
             account = self._ctx.account
@@ -277,6 +352,7 @@ class Runner:
                 account = replace(account, buying_power=account.buying_power - order.qty * d.close)
             self._ctx = replace(self._ctx, account=account, open_orders=(*self._ctx.open_orders, ack))
         record.update(status=ack.status, broker_id=ack.id)
+        return ack
 
     def _cancel(self, o: OrderAck, entry: dict) -> None:
         self.broker.cancel(o.id)
@@ -338,6 +414,13 @@ class Runner:
         if bad:
             raise ReconcileError("positions disagree; halting (close or adopt them by hand): " + "; ".join(bad))
         return notes
+
+
+def _leg(d: BasketDecision, leg: str) -> Decision:
+    """One leg of a basket decision in the shape ``_send`` (risk check, decision log) takes."""
+    w = d.target[leg]
+    return Decision(d.strategy, leg, d.bar_time, d.closes[leg], "all", int(np.sign(w)), int(np.sign(d.previous[leg])),
+                    None, None, None, None, d.reason)
 
 
 def _jsonable(d):

@@ -10,6 +10,11 @@ function over the whole replay, so the live bridge and the backtest cannot drift
 Regimes: a decision at bar t's close uses the entry of the regime of the session bar t+1 is in
 (the next session for a daily bar, or for the last bar of an intraday session), known before that
 session opens. Decisions on bars before ``trade_from`` never enter (the warm-up history).
+
+Multi-leg strategies (pairs, rotation) are sleeves with ``legs`` (research/baskets.py: the entry's
+symbol names them): ``decide_basket`` computes every leg's target weight with
+``research.baskets.weights`` / ``effective`` on the bars the legs share, the same functions parity
+backtests with. They trade one entry in every regime and their exits are the strategy's own.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from research import baskets
 from research.bars import Bars, bars_from_arrays
 from research.exits import ExitRules, stop_price, target_price
 from research.params import ParamsFile
@@ -36,10 +42,21 @@ class Sleeve:
     labels: tuple[str, ...]
     entries: tuple[tuple[object, ExitRules], ...]
     benchmark: str  # whose regime labels switch the entries
+    legs: baskets.Legs | None = None  # multi-leg strategies: the legs the symbol names
 
     @property
     def by_regime(self) -> bool:
         return self.labels != ("all",)
+
+    @property
+    def traded(self) -> tuple[str, ...]:
+        """The symbols this sleeve places orders in."""
+        return self.legs.traded if self.legs else (self.symbol,)
+
+    @property
+    def data(self) -> tuple[str, ...]:
+        """The symbols whose bars it decides on."""
+        return self.legs.data if self.legs else (self.symbol,)
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,26 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
         if e.status == "active" or (candidates and chosen):
             groups.setdefault((e.strategy, e.symbol), []).append(e)
     bench = pf.data.benchmark
-    return [Sleeve(s, sym, tuple(e.regime for e in es), tuple((e.make_params(), e.exit_rules.to_rules()) for e in es),
-                   bench or sym) for (s, sym), es in groups.items()]
+    out = [Sleeve(s, sym, tuple(e.regime for e in es), tuple((e.make_params(), e.exit_rules.to_rules()) for e in es),
+                  bench or sym, baskets.legs(s, sym) if s in baskets.MULTI_LEG else None)
+           for (s, sym), es in groups.items()]
+    for sl in out:
+        if sl.legs and (sl.by_regime or _has_exits(sl.entries[0][1])):
+            raise ValueError(f"{sl.strategy} {sl.symbol}: a multi-leg entry trades one entry for regime 'all' "
+                             "with the strategy's own exits (exit_rules off); per-regime switching and exit "
+                             "rules of multi-leg trades are not built")
+    seen: dict[tuple[str, str], str] = {}
+    for sl in out:
+        for leg in sl.traded:
+            other = seen.setdefault((sl.strategy, leg), sl.symbol)
+            if other != sl.symbol:
+                raise ValueError(f"{sl.strategy} trades {leg} in two entries ({other} and {sl.symbol}): "
+                                 "positions are kept per (strategy, symbol)")
+    return out
+
+
+def _has_exits(r: ExitRules) -> bool:
+    return bool(r.stop_loss or r.take_profit or r.trailing_stop or r.time_stop or r.flat_at_close)
 
 
 def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | None) -> np.ndarray:
@@ -131,3 +166,43 @@ def _reason(pos: int, want: int, label: str, has_entry: bool) -> str:
     if want == 0:
         return "exit (signal, time stop or session end)"
     return f"enter {'long' if want > 0 else 'short'} under regime {label}"
+
+
+@dataclass(frozen=True)
+class BasketDecision:
+    """A multi-leg sleeve after bar t's close: per traded leg, the weight to hold from the next open."""
+
+    strategy: str
+    symbol: str  # the entry's symbol, e.g. "KO/PEP"
+    bar_time: pd.Timestamp
+    closes: dict[str, float]  # bar t's close of every traded leg
+    target: dict[str, float]  # effective weight decided at t (held from t+1's open)
+    previous: dict[str, float]  # effective weight decided at t-1
+    raw: dict[str, float]  # the strategy's own weight at t (before the broker rules of baskets.effective)
+    reason: str
+
+
+def basket_path(sleeve: Sleeve, arrays: Mapping[str, Mapping[str, np.ndarray]], timeframe: str,
+                trade_from_us: int | None = None) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray]:
+    """(common ts, aligned arrays, raw weights, effective weights) of a multi-leg sleeve."""
+    ts, aligned = baskets.align(arrays, sleeve.legs.data)
+    raw = baskets.weights(sleeve.strategy, sleeve.entries[0][0], sleeve.legs, aligned, timeframe)
+    start = 0 if trade_from_us is None else int(np.searchsorted(ts, trade_from_us))
+    return ts, aligned, raw, baskets.effective(raw, start)
+
+
+def decide_basket(sleeve: Sleeve, arrays: Mapping[str, Mapping[str, np.ndarray]], timeframe: str,
+                  trade_from_us: int | None = None) -> BasketDecision:
+    """The decision at the last bar the legs share (the runner calls it once all legs have that bar)."""
+    ts, aligned, raw, w = basket_path(sleeve, arrays, timeframe, trade_from_us)
+    t = len(ts) - 1
+    legs = sleeve.traded
+    prev = w[t - 1] if t > 0 else np.zeros(len(legs))
+    changed = [f"{leg} {p:+.3f} -> {x:+.3f}" for leg, p, x in zip(legs, prev, w[t]) if p != x]
+    missed = [leg for leg, r, x in zip(legs, raw[t], w[t]) if r != 0 and x == 0]
+    reason = ("rebalance: " + ", ".join(changed)) if changed else \
+        (f"hold; not entered late or flipping first: {', '.join(missed)}" if missed else "hold")
+    return BasketDecision(sleeve.strategy, sleeve.symbol, pd.Timestamp(int(ts[t]), unit="us", tz="UTC"),
+                          {leg: float(aligned[leg]["close"][t]) for leg in legs},
+                          dict(zip(legs, map(float, w[t]))), dict(zip(legs, map(float, prev))),
+                          dict(zip(legs, map(float, raw[t]))), reason)

@@ -197,6 +197,15 @@ class Entry(_Model):
         get(v)  # ValueError naming the known strategies, with a "did you mean"
         return v
 
+    @field_validator("symbol")
+    @classmethod
+    def _legs(cls, v: str, info: ValidationInfo) -> str:
+        from .baskets import MULTI_LEG, legs
+
+        if info.data.get("strategy") in MULTI_LEG:
+            legs(info.data["strategy"], v)  # "Y/X" for pairs, "A,B,.../BENCH" for rotation
+        return v
+
     @field_validator("params")
     @classmethod
     def _fit_strategy(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
