@@ -1,4 +1,4 @@
-"""Decision latency of the live runner: from a bar's arrival to its decision done (orders sent), 100 symbols.
+"""Decision latency of the live runner: from a bar's arrival to its decision done and its order on the wire, 100 symbols.
 
     python bench/live.py [--symbols 100] [--bars 20]
 
@@ -7,8 +7,10 @@ Setup: the Alpaca-compatible simulator on loopback (REST + trade_updates websock
 sma_cross (fast 5, slow 20, 2% stop) on N synthetic daily symbols (labelled synthetic), 580 bars
 of warm-up history each. For each of ``--bars`` replay steps, the N bars are handed to the runner
 at once (as a feed delivers them at the close) and the time from each bar's arrival to the end of
-its decision (signal, risk check, state store, order sent and acknowledged) is recorded. Queueing
-counts: the last symbol of a step waits for the ones before it, as in production.
+its decision (signal, risk check, state store, order handed to the sender) and to its order on the
+wire (the sender's submit call) is recorded. Queueing counts: the last symbol of a step waits for
+the ones before it, as in production. Between steps the runner is idle for IDLE seconds, as it is
+between bars live, and refreshes its broker snapshot then (live: every 30 s while idle).
 Rows, side by side: the whole path; the signal decision alone (``sleeves.decide``); one REST
 order round trip. Target: p99 < 50 ms for 100 symbols.
 """
@@ -16,6 +18,7 @@ order round trip. Target: p99 < 50 ms for 100 symbols.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import secrets
 import sys
 import tempfile
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+IDLE = 1.0  # seconds between steps: the runner refreshes its broker snapshot while idle, as it does live
 sys.path.insert(0, str(ROOT))
 
 
@@ -47,6 +51,24 @@ def params_file(symbols: list[str]):
                       verdict=Verdict(promoted=True, reasons=("bench",)), entries=entries)
 
 
+def _simulator(conn, frames, key: str, secret: str) -> None:
+    """The child process: the simulator on loopback, its replay clock stepped on the parent's word."""
+    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, serve
+    from live_bridge.simulator.trading import broker_app
+
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, "1Day")
+    app = broker_app(clock, config=BrokerConfig(cash=10_000_000), state=state, api_key=key, secret_key=secret)
+    with serve(app) as sim:
+        conn.send(sim.url)
+        while (cmd := conn.recv()) != "stop":
+            if cmd == "step":
+                bars = clock.step()
+                conn.send(sorted(bars) if bars else [])
+            elif cmd == "orders":
+                conn.send(len(app.state.broker.orders()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--symbols", type=int, default=100)
@@ -57,8 +79,6 @@ def main() -> None:
     from live_bridge.alpaca import AlpacaBroker
     from live_bridge.risk import RiskLimits
     from live_bridge.runner import COLUMNS, Runner, RunnerConfig
-    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, serve
-    from live_bridge.simulator.trading import broker_app
     from live_bridge.sleeves import decide, sleeves
     from live_bridge.state import StateStore
 
@@ -72,11 +92,17 @@ def main() -> None:
                                   **{c: a[c][cut:] for c in COLUMNS[1:]}})
     pf = params_file(symbols)
     key, secret = "bench-" + secrets.token_hex(4), secrets.token_hex(16)
-    state = SimulatorState(api_key=key, secret_key=secret)
-    clock = ReplayClock(frames, "1Day")
-    app = broker_app(clock, config=BrokerConfig(cash=10_000_000), state=state, api_key=key, secret_key=secret)
+    # the broker runs in its own process, as Alpaca does: its request handling must not share this
+    # process's CPU time and GIL with the runner being measured
+    ctl, child_end = mp.get_context("fork").Pipe()
+    sim_proc = mp.get_context("fork").Process(target=_simulator, args=(child_end, frames, key, secret), daemon=True)
+    sim_proc.start()
+    sim_url = ctl.recv()
     arrived: dict[tuple[str, int], float] = {}
+    arrivals: dict[tuple[str, int], float] = {}  # kept: the order timing looks them up
     latency: list[float] = []
+    wire: list[float] = []
+    acked: list[float] = []
 
     service: list[float] = []
 
@@ -94,21 +120,40 @@ def main() -> None:
             self.symbol, self.ts = sym, row.ts
             self.open, self.high, self.low, self.close, self.volume = row.open, row.high, row.low, row.close, row.volume
 
-    with serve(app) as sim, StateStore(Path(tempfile.mkdtemp()) / "state.db") as store:
-        broker = AlpacaBroker(key, secret, url_override=sim.url, retry_wait=0.0)
-        runner = Timed(broker, pf, history, {}, store, RunnerConfig(limits=RiskLimits(queue_for_next_open=True)))
+    from live_bridge.ids import parse_client_order_id
+
+    class TimedBroker(AlpacaBroker):
+        def submit(self, order):
+            t0 = time.perf_counter()
+            p = parse_client_order_id(order.client_order_id, ["sma_cross"])
+            bar = arrivals.get((p.symbol, int(pd.Timestamp(p.bar_time).value // 1000))) if p.intent != "stop" else None
+            ack = super().submit(order)
+            if bar is not None:  # entries and exits decided on a bar (not the stops placed on fills)
+                wire.append(t0 - bar)
+                acked.append(time.perf_counter() - bar)
+            return ack
+
+    with StateStore(Path(tempfile.mkdtemp()) / "state.db") as store:
+        broker = TimedBroker(key, secret, url_override=sim_url, retry_wait=0.0)
+        # the snapshot is refreshed while idle (every 30 s live); the bench compresses the hours between
+        # daily bars to IDLE seconds, so the refresh interval shrinks with it
+        runner = Timed(broker, pf, history, {}, store, RunnerConfig(limits=RiskLimits(queue_for_next_open=True),
+                                                                    snapshot_seconds=IDLE))
         runner.start()
         sent0 = 0
         for step in range(args.bars):
-            bars = clock.step()
+            ctl.send("step")
+            bars = ctl.recv()
             if not bars:
                 break
-            for s, b in bars.items():
+            time.sleep(IDLE)  # the close, then the bars a little later: the runner is idle in between
+            for s in bars:
                 row = frames[s].iloc[step]
-                arrived[(s, int(row.ts.value // 1000))] = time.perf_counter()
+                arrived[(s, int(row.ts.value // 1000))] = arrivals[(s, int(row.ts.value // 1000))] = time.perf_counter()
                 runner.on_bar(Bar(s, row))
             runner.settle(120)
-        orders = len(app.state.broker.orders()) - sent0
+        ctl.send("orders")
+        orders = ctl.recv() - sent0
         errors = list(runner.errors)
         runner.stop()
         # the decision alone, and one REST order round trip, for scale
@@ -125,20 +170,25 @@ def main() -> None:
             t0 = time.perf_counter()
             broker.account()
             rt.append(time.perf_counter() - t0)
+    ctl.send("stop")
+    sim_proc.join(10)
 
     lat = np.array(latency) * 1000
-    rows = [("bar arrival -> decision done (orders sent), all symbols of a step queued", lat),
+    rows = [("bar arrival -> decision done (orders handed to the sender), all symbols queued", lat),
+            ("bar arrival -> order on the wire (submit called), bars with an order", np.array(wire) * 1000),
+            ("bar arrival -> order acknowledged by the broker", np.array(acked) * 1000),
             ("one symbol's decision, from its turn in the queue (service time)", np.array(service) * 1000),
             ("sleeves.decide alone (signals + exits over 600 bars)", np.array(t) * 1000),
             ("one REST round trip (GET /v2/account via alpaca-py)", np.array(rt) * 1000)]
     print(f"\nlive decision latency: {args.symbols} symbols x {len(lat) // max(args.symbols, 1)} bars, "
-          f"{orders} orders sent (synthetic daily bars; simulator on loopback)\n")
+          f"{orders} orders sent (synthetic daily bars; simulator in its own process on loopback)\n")
     print(f"{'measure':78s} {'n':>6s} {'p50 ms':>9s} {'p99 ms':>9s} {'max ms':>9s}")
     for name, x in rows:
         print(f"{name:78s} {len(x):6d} {np.percentile(x, 50):9.2f} {np.percentile(x, 99):9.2f} {x.max():9.2f}")
     if errors:
         print(f"\nrunner errors: {len(errors)}, first: {errors[0]}")
-    print(f"\ntarget: p99 < 50 ms -> {'met' if np.percentile(lat, 99) < 50 else 'NOT met'}")
+    worst = max(np.percentile(lat, 99), np.percentile(np.array(wire) * 1000, 99) if wire else 0.0)
+    print(f"\ntarget: p99 < 50 ms (decision done, and order on the wire) -> {'met' if worst < 50 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: boo
         fills = AlpacaFillFeed(key, secret, paper=paper, on_update=lambda u: runner.on_fill(u)
                                if hasattr(u, "execution_id") else None,
                                url_override_ws=ws + "/stream" if ws else None, url_override_rest=url)
+        runner.seed_fill_feed(fills)  # what the store counted before a restart is not counted again
         fills.start()
         bars = None
         if tf == "1Min":

@@ -20,7 +20,7 @@ import secrets
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,14 +68,30 @@ class ReplayResult:
     bar_feed: FeedStats | None = None  # minute replays: what the bar feed delivered (stream vs REST fallback)
 
 
+@dataclass(frozen=True)
+class Faults:
+    """What a replay's ``on_step`` hook can break: REST answers (``rest.add(path, status, times)``),
+    answers after a change took effect (``after_accept``: an order accepted, then 504), the
+    websockets (``streams``: drop_all, duplicate_next, reorder_next, pause/resume) and the broker
+    (``broker``: the simulated account, e.g. its BrokerConfig)."""
+
+    rest: object  # simulator.FaultQueue
+    after_accept: object  # simulator.FaultQueue
+    streams: StreamControl
+    broker: object
+
+
 def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float = 100_000.0,
            work_dir: str | Path | None = None, limits: RiskLimits | None = None, step_timeout: float = 30.0,
-           progress=None, candidates: bool = False) -> ReplayResult:
+           progress=None, candidates: bool = False, on_step=None, broker_config: BrokerConfig | None = None,
+           ) -> ReplayResult:
     """Replay [start, end) of the params' symbols (1Day or 1Min) through the live runner and the simulator.
 
     ``limits`` default to the backtest's reach: daily entries queue for the next open, and minute
     replays drop the live entry cutoff before the close (the backtest's ``flat_at_close`` already
     takes no entry in a session's last two bars; pass ``RiskLimits()`` to see what the cutoff refuses).
+    ``on_step(step, faults: Faults)`` runs before each clock step (chaos tests inject faults there);
+    ``broker_config`` replaces the simulated broker's (its ``cash`` is this function's).
     """
     from .alpaca import AlpacaBroker
     from .alpaca_feeds import AlpacaFillFeed
@@ -97,7 +113,8 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     state = SimulatorState(api_key=key, secret_key=secret)
     clock = ReplayClock({s: f[["ts", "open", "high", "low", "close", "volume"]] for s, f in frames.items()}, tf)
     control = StreamControl()
-    app = broker_app(clock, config=BrokerConfig(cash=cash), state=state, api_key=key, secret_key=secret,
+    bcfg = replace(broker_config, cash=cash) if broker_config is not None else BrokerConfig(cash=cash)
+    app = broker_app(clock, config=bcfg, state=state, api_key=key, secret_key=secret,
                      routers=[streams_router(state, clock.hub, control)])
     work = Path(work_dir or tempfile.mkdtemp(prefix="tradelab-replay-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -123,7 +140,11 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
             source.start()
             clock.between = lambda bars: _settle_fills(runner, sim_broker, step_timeout)
             steps, fill_bars = 0, []
-            while (bars := clock.step()) is not None:
+            while True:
+                if on_step is not None:
+                    on_step(steps, Faults(state.faults, app.state.after_accept, control, sim_broker))
+                if (bars := clock.step()) is None:
+                    break
                 steps += 1
                 # Every fill of a step is its symbol's bar of the step (at the open or inside). The
                 # stamp cannot say which: an inside fill is stamped at the bar's close, which is the

@@ -25,22 +25,25 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from research.exits import stop_price
+from data_lake.schema import TIMEFRAMES
+from research.exits import ExitRules, stop_price
 from research.params import ParamsFile
 
+from .history import COLUMNS, History, bar_problem
 from .ids import client_order_id, parse_client_order_id
 from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, Proposal, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
+from .sender import Sender
 from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, sleeves
 from .state import StateStore
 
 log = logging.getLogger(__name__)
-COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class RunnerConfig:
     trade_from: pd.Timestamp | None = None
     decision_log: Path | None = None
     snapshot_seconds: float = 30.0  # max age of the broker snapshot a decision may use (see _context)
+    sender_threads: int = 4  # broker calls in flight at once (different symbols; see sender.py)
+    max_bar_jump: float = 0.5  # |log(close / previous close)| beyond which a bar is refused (history.bar_problem)
+    max_missing_bars: int = 3  # more bars missing before a bar than this: no new entry on it, and an alert
 
 
 class ReconcileError(RuntimeError):
@@ -97,7 +103,8 @@ class Runner:
         if missing:
             raise ValueError(f"no regimes for {', '.join(sorted(set(missing)))}: the params trade per regime")
         self.regimes = dict(regimes)
-        self.history = {sym: {c: np.asarray(a[c]) for c in COLUMNS} for sym, a in history.items()}
+        self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
+        self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar
         self.risk = RiskManager(config.limits)
         self.day: DayState | None = None
         self.recent: list[datetime] = []
@@ -106,26 +113,53 @@ class Runner:
         self._q: queue.Queue[_Work] = queue.Queue()
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._log = open(config.decision_log, "a", buffering=1) if config.decision_log else None  # noqa: SIM115
+        # buffered, flushed after each event (bar, fill, ack): one write per event, none lost to a crash
+        self._log = open(config.decision_log, "a") if config.decision_log else None  # noqa: SIM115
         self.errors: list[str] = []
         self.fills_seen = 0  # distinct executions handled (lockstep replays wait on it)
         self._ctx: RiskContext | None = None
         self._ctx_at = 0.0
+        self._sender: Sender | None = None  # REST calls off the worker thread, in order per symbol (lazy)
+        self._inflight: dict[str, OrderAck] = {}
+        self._gapped: set[str] = set()  # symbols whose latest bar came after a data gap: no entry on it
+        self.alerts: list[dict] = []
+        self._stale: dict[str, int] = {}  # symbol -> last bar ts already alerted as stale  # bad bars, data gaps, stale feeds: also in the decision log  # handed to the sender, not acknowledged yet (by client_order_id)
         self.trade_from_us = None if config.trade_from is None else int(config.trade_from.value // 1000)
 
     # --- the worker ------------------------------------------------------------------------------
     def start(self) -> None:
+        self._warm_up()
         self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the queued events, then stop (graceful: SIGTERM/SIGINT land here)."""
+        """Finish the queued events and the orders in flight, then stop (graceful: SIGTERM/SIGINT land here)."""
         if self._thread is not None:
+            self.settle(timeout)
             self._q.put(_Work("stop", None))
             self._thread.join(timeout)
+        if self._sender is not None:
+            self._sender.close(timeout)
         if self._log:
             self._log.close()
             self._log = None
+
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(self.config.sender_threads)
+        return self._sender
+
+    def _warm_up(self) -> None:
+        """Decide once per sleeve on the history: numba loads its kernels now, not on the first live bar."""
+        for sl in self.sleeves:
+            if not all(len(self.history.get(x, {}).get("ts", ())) for x in sl.data):
+                continue
+            if sl.legs is None:
+                decide(sl, self.history[sl.symbol], self.config.timeframe, self.regimes.get(sl.benchmark),
+                       self.trade_from_us)
+            else:
+                decide_basket(sl, self.history, self.config.timeframe, self.trade_from_us)
 
     def on_bar(self, bar: object) -> None:
         """Feed callback (any thread): a completed bar with symbol, ts (UTC), open, high, low, close, volume."""
@@ -136,17 +170,28 @@ class Runner:
         self._q.put(_Work("fill", fill))
 
     def settle(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued event has been handled (lockstep replays call this)."""
+        """Wait until every queued event has been handled and every order sent and acknowledged
+        (lockstep replays call this)."""
         end = time.monotonic() + timeout
-        marker = _Work("noop", None)
-        self._q.put(marker)
-        return marker.done.wait(max(0.0, end - time.monotonic()))
+        while True:
+            marker = _Work("noop", None)
+            self._q.put(marker)
+            if not marker.done.wait(max(0.0, end - time.monotonic())):
+                return False
+            if (self._sender is None or self._sender.pending == 0) and not self._inflight:
+                return True
+            if not self.sender.drain(max(0.0, end - time.monotonic())):
+                return False
 
     def _loop(self) -> None:
         while True:
             if self._q.empty():
                 self._prefetch()  # idle: refresh the broker snapshot now, not on the next bar's clock
-            w = self._q.get()
+                self._watch_feed()
+            try:  # wake up while idle to keep the snapshot fresh (_prefetch)
+                w = self._q.get(timeout=self.config.snapshot_seconds / 4)
+            except queue.Empty:
+                continue
             try:
                 if w.kind == "stop":
                     return
@@ -154,25 +199,44 @@ class Runner:
                     self._bar(w.item)
                 elif w.kind == "fill":
                     self._fill(w.item)
+                elif w.kind == "ack":
+                    self._ack(*w.item)
             except Exception as exc:  # one bad event must not kill the runner: log it, keep going
                 log.exception("runner: %s event failed", w.kind)
                 self.errors.append(f"{w.kind}: {type(exc).__name__}: {exc}")
                 self._write({"event": "error", "kind": w.kind, "error": f"{type(exc).__name__}: {exc}"})
             finally:
+                if self._log:
+                    self._log.flush()  # a kill -9 loses no line of a handled event
                 w.done.set()
 
     # --- bars -> decisions -> orders ----------------------------------------------------------------
     def _bar(self, bar: object) -> None:
         sym = bar.symbol
         ts = int(pd.Timestamp(bar.ts).tz_convert("UTC").value // 1000)
-        h = self.history.setdefault(sym, {c: np.empty(0) for c in COLUMNS})
-        if len(h["ts"]) and ts <= h["ts"][-1]:
+        hist = self._hist.get(sym)
+        if hist is None:
+            hist = self._hist[sym] = History({}, self.config.timeframe)
+        values = tuple(float(getattr(bar, c)) for c in COLUMNS[1:])
+        if hist.last_ts is not None and ts <= hist.last_ts:
             return  # a bar seen already (stream and poll overlap)
-        for c, v in zip(COLUMNS, (ts, bar.open, bar.high, bar.low, bar.close, bar.volume)):
-            h[c] = np.append(h[c], np.int64(v) if c == "ts" else float(v))
+        problem = bar_problem(float(hist.arrays["close"][-1]) if len(hist) else None, *values, self.config.max_bar_jump)
+        if problem:  # never decided on: the history keeps the last good bar
+            self._alert("bad_bar", sym, problem, bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
+            return
+        hist.append(ts, *values)
+        h = self.history[sym] = hist.arrays
+        missing = hist.missing_before_last()
+        if missing > self.config.max_missing_bars:
+            self._gapped.add(sym)
+            self._alert("data_gap", sym, f"{missing} bars missing before this one (max_missing_bars="
+                        f"{self.config.max_missing_bars}): no new entry on it", bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
+        else:
+            self._gapped.discard(sym)
         for sleeve in self._watch.get(sym, ()):
             if sleeve.legs is None:
-                d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us)
+                d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us,
+                              bars=hist.bars)
                 self.decisions.append(d)
                 self._act(sleeve, d)
             elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
@@ -182,7 +246,8 @@ class Runner:
                 self._act_basket(sleeve, bd)
 
     def _prefetch(self) -> None:
-        if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds:
+        """While idle: refetch the snapshot at half its allowed age, so a bar never waits for it."""
+        if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds / 2:
             try:
                 self._context()
             except Exception as exc:  # the broker is unreachable now: the next decision fetches again
@@ -207,7 +272,10 @@ class Runner:
         self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
             else self.day.roll(clock, account)
         self._halts(account, clock)
-        self._ctx = RiskContext(account, self.broker.positions(), self.broker.open_orders(), self.day,
+        orders = self.broker.open_orders()
+        known = {o.client_order_id for o in orders}
+        orders = (*orders, *(p for c, p in self._inflight.items() if c not in known))  # sent, not acknowledged yet
+        self._ctx = RiskContext(account, self.broker.positions(), orders, self.day,
                                 self.store.peak_equity(account.equity), clock, tuple(self.recent))
         self._ctx_at = time.monotonic()
         return self._ctx
@@ -217,7 +285,8 @@ class Runner:
         entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
                  "actions": []}
         ctx = self._context(d.bar_time)
-        mine = [o for o in ctx.open_orders if self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
+        mine = [o for o in ctx.open_orders
+                if o.symbol == sleeve.symbol and self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
         if d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
             # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
@@ -229,6 +298,8 @@ class Runner:
             side = "sell" if have > 0 else "buy"
             self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "exit"), sleeve.symbol, side,
                                    abs(have), strategy=sleeve.strategy, reason=d.reason), d, ctx, entry)
+        elif d.target != 0 and have == 0 and d.position == 0 and sleeve.symbol in self._gapped:
+            entry["actions"].append({"skip": "no entry on the first bar after a data gap (see the data_gap alert)"})
         elif d.target != 0 and have == 0 and d.position == 0:
             stop_frac = d.rules.stop_loss or d.rules.trailing_stop or self.config.limits.default_stop_pct or 0.02
             qty = size(ctx.account.equity, d.close, d.close * stop_frac, self.config.limits,
@@ -267,6 +338,9 @@ class Runner:
         t = d.bar_time.to_pydatetime()
         held = {leg: self.store.position(sleeve.strategy, leg).qty for leg in sleeve.traded}
         enters = [leg for leg in sleeve.traded if d.previous[leg] == 0 and d.target[leg] != 0 and held[leg] == 0]
+        if enters and self._gapped & set(sleeve.data):
+            entry["actions"].append({"skip": f"no entry after a data gap in {', '.join(sorted(self._gapped & set(sleeve.data)))}"})
+            enters = []
         for leg in sleeve.traded:
             h, w0, w = held[leg], d.previous[leg], d.target[leg]
             if h != 0 and (w == 0 or w0 == 0 or (h > 0) != (w > 0)):  # to flat (held without a weight: too)
@@ -277,7 +351,7 @@ class Runner:
             else:
                 continue
             for o in ctx.open_orders:
-                if self._owner(o.client_order_id) == (sleeve.strategy, leg):
+                if o.symbol == leg and self._owner(o.client_order_id) == (sleeve.strategy, leg):
                     self._cancel(o, entry)
             if qty >= 1:
                 self._send(OrderIntent(client_order_id(sleeve.strategy, leg, t, "exit"), leg, side, qty,
@@ -298,9 +372,9 @@ class Runner:
                 acks.append(self._send(OrderIntent(client_order_id(sleeve.strategy, leg, t, "entry"), leg,
                                                    "buy" if d.target[leg] > 0 else "sell", qty[leg],
                                                    strategy=sleeve.strategy, reason=d.reason), _leg(d, leg), ctx, entry))
-            if sleeve.strategy == "pairs" and None in acks:  # never one leg of a pair alone
-                for ack in filter(None, acks):
-                    self._cancel(ack, entry)
+            if sleeve.strategy == "pairs" and False in acks:  # never one leg of a pair alone
+                for o in self._pair_entries(t):
+                    self._cancel(o, entry)
                 entry["actions"].append({"skip": "pair entry abandoned: a leg was refused"})
         late = [leg for leg in sleeve.traded if d.target[leg] != 0 and d.target[leg] == d.previous[leg] and held[leg] == 0]
         if late:
@@ -324,41 +398,124 @@ class Runner:
             self._write(line)
 
     def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict,
-              stop_frac: float | None = None) -> OrderAck | None:
-        """Risk check, record, submit; the broker's ack, or None when refused (the record says why)."""
+              stop_frac: float | None = None) -> bool:
+        """Risk check, record the intent, hand the order to the sender; False when the risk check refused it.
+
+        The broker's answer comes back through ``_ack`` (an "order" line in the decision log); until
+        then the order counts in the risk context as pending (``_inflight``).
+        """
+        stored = self.store.intent(intent.client_order_id)
+        if stored is not None:  # decided before a restart: that decision stands (at most one order per intent)
+            return self._resend(stored[0], entry)
         verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)
-        record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty, "type": intent.type,
-                  "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
+        record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty,
+                  "type": intent.type, "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
         entry["actions"].append(record)
         if not verdict.allowed:
-            return None
-        for oid in verdict.cancel_first:
-            self.broker.cancel(oid)
-            if self._ctx is not None:
-                self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != oid))
+            return False
         order = verdict.order(intent)
-        self.store.record_intent(order)
+        rules = json.dumps(asdict(d.rules)) if d.rules is not None else None  # the stop a restart must place
+        self.store.record_intent(order, decision_ref=rules)  # before it can reach the broker: a crash is reconciled by this id
         self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
-        try:
-            ack = self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
-        except BrokerError as exc:  # the broker's own refusal (buying power, wash trade...): logged, not fatal
-            record.update(status="refused by the broker", broker_error=str(exc))
-            log.warning("runner: %s refused by the broker: %s", order.client_order_id, exc)
-            return None
-        self.store.record_order(ack)
+        pending = OrderAck("pending:" + order.client_order_id, order.client_order_id, order.symbol, order.side, order.qty,
+                           0.0, None, "pending_new", order.type, order.stop_price, order.limit_price,
+                           ctx.clock.timestamp)
+        self._inflight[order.client_order_id] = pending
         if self._ctx is not None:
             account = self._ctx.account
             if not verdict.reduces_risk:  # what the order holds of the buying power, until the next snapshot
                 account = replace(account, buying_power=account.buying_power - order.qty * d.close)
-            self._ctx = replace(self._ctx, account=account, open_orders=(*self._ctx.open_orders, ack))
-        record.update(status=ack.status, broker_id=ack.id)
-        return ack
+            kept = tuple(x for x in self._ctx.open_orders if x.id not in verdict.cancel_first)
+            self._ctx = replace(self._ctx, account=account, open_orders=(*kept, pending))
+        self._dispatch(order, verdict.cancel_first)
+        return True
+
+    def _resend(self, order: OrderIntent, entry: dict) -> bool:
+        """An intent the store holds from before a restart: sent again only if the broker never got it."""
+        known = self.store.order(order.client_order_id)
+        entry["actions"].append({"order": order.client_order_id, "symbol": order.symbol, "side": order.side,
+                                 "qty": order.qty, "type": order.type, "allowed": True, "rule": None,
+                                 "risk": "decided before a restart: " + ("already at the broker" if known else
+                                                                         "sent again with the same id")})
+        if known is None and order.client_order_id not in self._inflight:
+            self._dispatch(order, ())
+        return True
+
+    def _dispatch(self, order: OrderIntent, cancels: tuple[str, ...]) -> None:
+        """Hand a recorded order (and the cancels that must precede it) to the sender."""
+        def submit() -> OrderAck:
+            for oid in cancels:  # wash-trade avoidance: the opposite open orders go first
+                if oid.startswith("pending:"):  # still in flight a moment ago: by its client_order_id
+                    found = self.broker.order_by_client_id(oid.removeprefix("pending:"))
+                    if found is None or found.is_terminal:
+                        continue
+                    oid = found.id
+                self.broker.cancel(oid)
+            return self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
+
+        self.sender.call(order.symbol, submit, lambda ack, err: self._q.put(_Work("ack", (order, ack, err))))
+
+    def _ack(self, order: OrderIntent, ack: OrderAck | None, err: BaseException | None) -> None:
+        """The broker's answer to an order the sender sent (on the worker thread: the store's one writer)."""
+        self._inflight.pop(order.client_order_id, None)
+        line = {"event": "order", "order": order.client_order_id, "symbol": order.symbol}
+        if err is not None:
+            drop = ("pending:" + order.client_order_id,)
+            if self._ctx is not None:
+                self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id not in drop))
+            refused = isinstance(err, BrokerError)  # the broker's own refusal (buying power, wash trade...)
+            line.update(status="refused by the broker" if refused else "failed", broker_error=f"{type(err).__name__}: {err}")
+            log.warning("runner: %s %s: %s", order.client_order_id, line["status"], err)
+            if not refused:
+                self.errors.append(f"order {order.client_order_id}: {type(err).__name__}: {err}")
+            self._abandon_pair(order, line)
+        else:
+            self.store.record_order(ack)
+            if self._ctx is not None:
+                self._ctx = replace(self._ctx, open_orders=tuple(ack if x.client_order_id == ack.client_order_id else x
+                                                                  for x in self._ctx.open_orders))
+            line.update(status=ack.status, broker_id=ack.id)
+        self._write(line)
+
+    def _abandon_pair(self, order: OrderIntent, line: dict) -> None:
+        """A pair's entry leg the broker refused: cancel the other leg's entry of the same bar."""
+        p = parse_client_order_id(order.client_order_id, self.names)
+        if p is None or p.strategy != "pairs" or p.intent != "entry" or self._ctx is None:
+            return
+        line["actions"] = []
+        for o in self._pair_entries(p.bar_time):
+            self._cancel(o, line)
+
+    def _pair_entries(self, bar_time: datetime) -> list[OrderAck]:
+        """The open (or in-flight) pairs entry orders decided at ``bar_time``."""
+        out = []
+        for o in self._ctx.open_orders if self._ctx is not None else ():
+            q = parse_client_order_id(o.client_order_id, self.names)
+            if q is not None and q.strategy == "pairs" and q.intent == "entry" and q.bar_time == bar_time:
+                out.append(o)
+        return out
 
     def _cancel(self, o: OrderAck, entry: dict) -> None:
-        self.broker.cancel(o.id)
+        """Cancel an open order (through the sender: after the symbol's earlier calls)."""
         if self._ctx is not None:
             self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id))
         entry["actions"].append({"cancel": o.client_order_id})
+
+        def cancel() -> None:
+            oid = o.id
+            if oid.startswith("pending:"):  # sent by the sender just before: find it by its id
+                found = self.broker.order_by_client_id(o.client_order_id)
+                if found is None or found.is_terminal:
+                    return
+                oid = found.id
+            self.broker.cancel(oid)
+
+        def done(_, err: BaseException | None) -> None:
+            if err is not None:
+                log.warning("runner: cancel of %s failed: %s", o.client_order_id, err)
+                self._q.put(_Work("noop", None))
+
+        self.sender.call(o.symbol, cancel, done)
 
     # --- fills -------------------------------------------------------------------------------------
     def _fill(self, fill: Fill) -> None:
@@ -372,23 +529,54 @@ class Runner:
         line = {"event": "fill", "order": fill.client_order_id, "side": fill.side, "qty": fill.qty,
                 "price": fill.price, "at": fill.timestamp.isoformat(), "actions": []}
         if parsed is not None and parsed.intent == "entry" and owner is not None:
-            rules = self.rules_by_cid.get(fill.client_order_id)
-            qty = self.store.position(*owner).qty
-            direction = 1 if qty > 0 else -1
-            level = stop_price(direction, fill.price, fill.price, rules) if rules is not None else None
-            if level is not None and qty != 0:
-                cid = client_order_id(owner[0], owner[1], parsed.bar_time, "stop", 1)
-                ctx = self._context()
-                intent = OrderIntent(cid, owner[1], "sell" if qty > 0 else "buy", abs(qty), type="stop",
-                                     stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
-                d = Decision(owner[0], owner[1], pd.Timestamp(fill.timestamp), fill.price, "", direction, direction,
-                             fill.price, level, None, rules, "stop on the entry fill")
-                self._send(intent, d, ctx, line)
+            self._protect(fill.client_order_id, fill.price, fill.timestamp, line)
         self._write(line)
 
+    def _protect(self, entry_cid: str, price: float, at: datetime, line: dict) -> None:
+        """The protective stop of an entry filled at ``price``: research.exits.stop_price of the fill."""
+        parsed = parse_client_order_id(entry_cid, self.names)
+        owner = (parsed.strategy, parsed.symbol)
+        rules = self.rules_by_cid.get(entry_cid) or self._stored_rules(entry_cid)
+        qty = self.store.position(*owner).qty
+        direction = 1 if qty > 0 else -1
+        level = stop_price(direction, price, price, rules) if rules is not None else None
+        if level is not None and qty != 0:
+            cid = client_order_id(owner[0], owner[1], parsed.bar_time, "stop", 1)
+            intent = OrderIntent(cid, owner[1], "sell" if qty > 0 else "buy", abs(qty), type="stop",
+                                 stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
+            d = Decision(owner[0], owner[1], pd.Timestamp(at), price, "", direction, direction,
+                         price, level, None, rules, "stop on the entry fill")
+            self._send(intent, d, self._context(), line)
+
+    def _stored_rules(self, cid: str) -> ExitRules | None:
+        """The exit rules recorded with an entry's intent (a restart lost the in-memory ones)."""
+        stored = self.store.intent(cid)
+        return ExitRules(**json.loads(stored[1])) if stored is not None and stored[1] else None
+
     def _owner(self, cid: str) -> tuple[str, str] | None:
-        parsed = parse_client_order_id(cid, self.names)
-        return None if parsed is None else (parsed.strategy, parsed.symbol)
+        return _owner(cid, tuple(self.names))
+
+    def _alert(self, kind: str, symbol: str, message: str, **extra) -> None:
+        """A data problem a person should see: warning log, decision log line, ``alerts``."""
+        line = {"event": kind, "symbol": symbol, "message": message, **extra}
+        self.alerts.append(line)
+        log.warning("runner: %s %s: %s", kind, symbol, message)
+        self._write(line)
+
+    def _watch_feed(self) -> None:
+        """While idle, intraday: a symbol without a bar for more than max_missing_bars + 1 intervals
+        of an open session is alerted once per gap (its next bar will not enter either)."""
+        ctx, step = self._ctx, TIMEFRAMES.get(self.config.timeframe, 0)
+        if ctx is None or not step or not ctx.clock.is_open:
+            return
+        now_us = int(pd.Timestamp(ctx.clock.timestamp).value // 1000)
+        late_us = (self.config.max_missing_bars + 2) * step * 60_000_000  # the bar closes one interval after it starts
+        for sym, hist in self._hist.items():
+            last = hist.last_ts
+            if last is not None and now_us - last > late_us and self._stale.get(sym) != last:
+                self._stale[sym] = last
+                self._alert("stale_data", sym, f"no bar since {pd.Timestamp(last, unit='us', tz='UTC')} "
+                            f"(more than {self.config.max_missing_bars + 1} intervals in an open session)")
 
     def _write(self, entry: dict) -> None:
         if self._log:
@@ -396,14 +584,63 @@ class Runner:
             self._log.write(json.dumps(_jsonable(entry), default=str) + "\n")
 
     # --- start-up -------------------------------------------------------------------------------------
+    def _catch_up(self, ack: OrderAck) -> list[str]:
+        """Count the fills of an order that happened while the runner was down (its stop too, for an entry).
+
+        The missed quantity becomes one Fill with the fill feed's synthetic id ``<order id>:<cum qty>``
+        and the price that makes the counted notional add up to ``filled_qty * filled_avg_price``, so a
+        feed seeded from the store (``seed_fill_feed``) never counts it again.
+        """
+        qty, notional = self.store.fill_totals().get(ack.client_order_id, (0.0, 0.0))
+        step = ack.filled_qty - qty
+        if step <= 1e-9 or not ack.filled_avg_price:
+            return []
+        price = (ack.filled_qty * ack.filled_avg_price - notional) / step
+        fill = Fill(f"{ack.id}:{ack.filled_qty:.9g}", ack.id, ack.client_order_id, ack.symbol, ack.side, step, price,
+                    self.broker.clock().timestamp)
+        self._fill(fill)
+        return [f"counted {step:g} {ack.symbol} filled while down ({ack.client_order_id})"]
+
+    def seed_fill_feed(self, feed) -> None:
+        """Tell a fill feed what the store has counted already (before ``feed.start()`` after a restart)."""
+        for cid, (qty, notional) in self.store.fill_totals().items():
+            feed.seed(cid, qty, notional / qty if qty else None)
+
     def reconcile(self, tolerance: float = 1e-6) -> list[str]:
-        """Adopt the broker's orders and positions, or raise ReconcileError naming every mismatch."""
-        notes = []
+        """Adopt the broker's orders, count the fills missed while down, then compare positions:
+        ReconcileError naming every mismatch."""
+        notes, unsent = [], []
         for intent in self.store.open_intents():  # sent before a crash? look it up before anything else
             ack = self.broker.order_by_client_id(intent.client_order_id)
             if ack is not None:
                 self.store.record_order(ack)
                 notes.append(f"adopted {intent.client_order_id} ({ack.status})")
+                notes += self._catch_up(ack)
+            else:
+                unsent.append(intent)
+        for cid in self.store.uncounted_fills():  # acknowledged as filled, the fill itself never counted
+            ack = self.broker.order_by_client_id(cid)
+            if ack is not None:
+                notes += self._catch_up(ack)
+        for intent in unsent:  # stored, never sent: a stop still protecting its position goes out now;
+            # an entry or exit is the decision of its bar (re-deciding that bar sends it, a later bar decides anew)
+            have = self.store.position(intent.strategy, intent.symbol).qty
+            if intent.type == "stop" and have and sign(intent.side) == -np.sign(have) and intent.qty <= abs(have) + 1e-9:
+                self._dispatch(intent, ())
+                notes.append(f"sent the stop {intent.client_order_id} stored before the crash")
+            else:
+                notes.append(f"not sent: {intent.client_order_id} ({intent.type} {intent.side}), decided before the crash")
+        stops = {self._owner(o.client_order_id) for o in self.broker.open_orders() if o.type == "stop"}
+        stops |= {(i.strategy, i.symbol) for i in unsent if i.type == "stop" and i.client_order_id in self._inflight}
+        totals = self.store.fill_totals()
+        for (strategy, symbol), p in self.store.positions().items():  # a fill counted, its stop never placed
+            entry = self.store.last_entry(strategy, symbol)
+            if strategy in self.names and (strategy, symbol) not in stops and entry in totals:
+                q, notional = totals[entry]
+                line = {"event": "reconcile", "order": entry, "actions": []}
+                self._protect(entry, notional / q, self.broker.clock().timestamp, line)
+                self._write(line)
+                notes.append(f"placed the missing stop of {entry}")
         for o in self.broker.open_orders():
             if self._owner(o.client_order_id) is not None:
                 self.store.record_order(o)
@@ -414,6 +651,13 @@ class Runner:
         if bad:
             raise ReconcileError("positions disagree; halting (close or adopt them by hand): " + "; ".join(bad))
         return notes
+
+
+@lru_cache(maxsize=8192)
+def _owner(cid: str, names: tuple[str, ...]) -> tuple[str, str] | None:
+    """(strategy, symbol) of a tradelab client_order_id (None: not ours); cached, ids repeat every bar."""
+    parsed = parse_client_order_id(cid, names)
+    return None if parsed is None else (parsed.strategy, parsed.symbol)
 
 
 def _leg(d: BasketDecision, leg: str) -> Decision:

@@ -121,9 +121,12 @@ def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | No
 
 
 def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
-           trade_from_us: int | None = None) -> tuple[Decision, object]:
-    """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path."""
-    bars = bars_from_arrays(dict(arrays), timeframe)
+           trade_from_us: int | None = None, bars: Bars | None = None) -> tuple[Decision, object]:
+    """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path.
+
+    ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
+    """
+    bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
     labels = next_labels(bars, timeframe == "1Day", regimes if sleeve.by_regime else None)
     if sleeve.by_regime:
         names = np.asarray(sleeve.labels, dtype=object)

@@ -226,6 +226,34 @@ class StateStore:
                                (client_order_id,)).fetchone()
         return None if row is None else OrderAck(*row[:-1], datetime.fromisoformat(row[-1]))
 
+    def intent(self, client_order_id: str) -> tuple[OrderIntent, str | None] | None:
+        """A stored intent and its decision_ref, or None."""
+        row = self._db.execute(f"SELECT {', '.join(_INTENT_COLS)}, decision_ref FROM intents WHERE client_order_id = ?",
+                               (client_order_id,)).fetchone()
+        return None if row is None else (OrderIntent(*row[:-1]), row[-1])
+
+    def fill_totals(self) -> dict[str, tuple[float, float]]:
+        """Per client_order_id, (quantity, notional) of the fills counted: what a fill feed is seeded with."""
+        rows = self._db.execute("SELECT client_order_id, SUM(qty), SUM(qty * price) FROM fills "
+                                "GROUP BY client_order_id").fetchall()
+        return {r[0]: (float(r[1]), float(r[2])) for r in rows}
+
+    def uncounted_fills(self) -> list[str]:
+        """Orders whose recorded ``filled_qty`` is more than the fills counted for them (a crash in between)."""
+        rows = self._db.execute("SELECT o.client_order_id FROM orders o LEFT JOIN (SELECT client_order_id, "
+                                "SUM(qty) AS q FROM fills GROUP BY client_order_id) f "
+                                "ON f.client_order_id = o.client_order_id "
+                                "WHERE o.filled_qty > COALESCE(f.q, 0) + 1e-9 ORDER BY o.rowid").fetchall()
+        return [r[0] for r in rows]
+
+    def last_entry(self, strategy: str, symbol: str) -> str | None:
+        """The client_order_id of the latest entry intent of (strategy, symbol) that has fills."""
+        row = self._db.execute("SELECT i.client_order_id FROM intents i WHERE i.strategy = ? AND i.symbol = ? "
+                               "AND i.client_order_id LIKE '%-entry-%' AND EXISTS (SELECT 1 FROM fills f "
+                               "WHERE f.client_order_id = i.client_order_id) ORDER BY i.rowid DESC LIMIT 1",
+                               (strategy, symbol)).fetchone()
+        return None if row is None else row[0]
+
     def open_intents(self) -> list[OrderIntent]:
         """Intents without a terminal order, oldest first: what a restart must look up before resending.
 

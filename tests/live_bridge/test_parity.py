@@ -98,6 +98,7 @@ def test_stops_are_placed_on_the_entry_fill(sma):
     lines = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     entries = [x for x in lines if x["event"] == "fill" and "-entry-" in x["order"]]
     assert entries and all(any(a.get("type") == "stop" and a["allowed"] for a in x["actions"]) for x in entries)
-    stops = [a for x in entries for a in x["actions"]]
-    assert all(a["status"] in ("new", "accepted") for a in stops)
+    stops = {a["order"] for x in entries for a in x["actions"]}
+    acks = {x["order"]: x for x in lines if x["event"] == "order"}
+    assert all(acks[o]["status"] in ("new", "accepted") for o in stops), "the broker did not take every stop"
     assert np.isfinite(result.equity).all()

@@ -1,0 +1,71 @@
+"""kill -9 the live runner at 20+ random points of a daily replay (between an order's submit and its
+ack among them), restart it each time: no order twice, the same positions and cash as an
+uninterrupted replay, and a state store that is never corrupt."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from research.params import DataWindow, ExitRulesModel, dumps
+from tests.chaos import harness
+from tests.research.test_params import entry, params_file
+
+SYMBOLS = ["AAPL", "MSFT"]
+START, END = "2012-03-01", "2013-03-01"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from data_lake import Lake
+    from data_lake.sources.sample import sample_bars, sample_meta
+
+    root = tmp_path_factory.mktemp("kill")
+    lake = Lake(root / "lake")
+    for sym in SYMBOLS:
+        lake.write_bars(sym, "1Day", sample_bars(sym), sample_meta())
+    entries = [entry(symbol=s, params={"fast": 5, "slow": 20, "short": False},
+                     exit_rules=ExitRulesModel(stop_loss=0.02, allow_short=False)) for s in SYMBOLS]
+    data = DataWindow(timeframe="1Day", start="2005-01-03", end="2013-03-01", symbols=SYMBOLS,
+                      bars_hash={s: "x" for s in SYMBOLS})
+    path = root / "params.json"
+    path.write_bytes(dumps(params_file(entries, data=data)))
+    clean = harness.run(lake, path, SYMBOLS, START, END, root / "clean")
+    return lake, path, root, clean
+
+
+def _economics(orders: list[dict]) -> Counter:
+    """Orders by economic effect: the decision (id without its digest), side, type, quantity, level."""
+    return Counter((o["cid"].rsplit("-", 1)[0], o["side"], o["type"], o["qty"], o["stop_price"], o["filled"])
+                   for o in orders)
+
+
+def test_an_uninterrupted_child_runner_trades(setup):
+    _, _, _, clean = setup
+    assert clean.steps >= 240 and sum(clean.kills.values()) == 0
+    assert sum(o["filled"] > 0 for o in clean.orders) >= 10, "too few trades to prove anything"
+    assert clean.store_problems == []
+
+
+def test_kill_9_at_random_points_loses_and_doubles_nothing(setup, chaos):
+    lake, path, root, clean = setup
+    res = harness.run(lake, path, SYMBOLS, START, END, root / "killed", kills=22, inner_kill=0.35, seed=7)
+
+    kills = sum(res.kills.values())
+    chaos["kills_survived"] += kills
+    dup = sum(n - 1 for n in res.accepted.values() if n > 1)
+    extra = _economics(res.orders) - _economics(clean.orders)
+    missing = _economics(clean.orders) - _economics(res.orders)
+    chaos["duplicate_orders"] += dup + sum(extra.values())
+    mismatched = {s for s in set(res.positions) | set(clean.positions)
+                  if res.positions.get(s, 0) != clean.positions.get(s, 0)}
+    chaos["position_mismatches"] += len(mismatched)
+
+    assert kills >= 20, res.kills
+    assert res.kills["after_submit"] + res.kills["after_intent"] >= 1, "no kill between an order's submit and its ack"
+    assert dup == 0 and not extra, f"orders doubled: {extra}"
+    assert not missing, f"orders lost: {missing}"
+    assert not mismatched, f"positions {res.positions} vs uninterrupted {clean.positions}"
+    assert res.cash == pytest.approx(clean.cash, abs=1e-6) and res.equity == pytest.approx(clean.equity, abs=1e-6)
+    assert res.store_problems == []
