@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_lake.calendar import nyse
 from data_lake.schema import TIMEFRAMES
 from research.exits import ExitRules, stop_price
 from research.params import ParamsFile
@@ -570,10 +571,13 @@ class Runner:
         if ctx is None or not step or not ctx.clock.is_open:
             return
         now_us = int(pd.Timestamp(ctx.clock.timestamp).value // 1000)
+        cal = nyse()
+        i = int(cal.dates.searchsorted(pd.Timestamp(session_day(ctx.clock.timestamp))))
+        opened = int(cal.open_us[i]) if i < len(cal.dates) else now_us  # bars are due from the session's open
         late_us = (self.config.max_missing_bars + 2) * step * 60_000_000  # the bar closes one interval after it starts
         for sym, hist in self._hist.items():
             last = hist.last_ts
-            if last is not None and now_us - last > late_us and self._stale.get(sym) != last:
+            if last is not None and now_us - max(last, opened) > late_us and self._stale.get(sym) != last:
                 self._stale[sym] = last
                 self._alert("stale_data", sym, f"no bar since {pd.Timestamp(last, unit='us', tz='UTC')} "
                             f"(more than {self.config.max_missing_bars + 1} intervals in an open session)")

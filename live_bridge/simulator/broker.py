@@ -26,7 +26,9 @@ Alpaca behaviours reproduced because clients trip on them (HTTP status, code, me
 * a price with more than 2 decimals from $1 (4 below) -> 422 "... sub-penny increment ...";
 * bracket / OCO exits on the wrong side of the base price -> 422;
 * unknown symbol -> 422 "asset not found: X"; qty <= 0 -> 422 "qty must be > 0"; fractional qty,
-  notional, trailing stops, ioc/fok/opg/cls, extended hours -> 422 naming what is unsupported.
+  notional, trailing stops, ioc/fok/opg/cls, extended hours -> 422 naming what is unsupported;
+  any other malformed field (a wrong type, an unknown enum, NaN, a qty or price past the bounds in
+  ``orders.py``) -> 422 naming the field, and nothing changes (tests/chaos/test_fuzz_simulator.py).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from .clock import ReplayClock
 from .engine import Engine
 from .hub import Hub
 from .ledger import Asset, BrokerConfig
-from .orders import (TIFS, Order, OrderError, OrderSpec, asset_id, num, parse_order, parse_price, parse_qty,
-                     unprocessable)
+from .orders import (TIFS, Order, OrderError, OrderSpec, asset_id, num, parse_client_order_id, parse_order,
+                     parse_percentage, parse_price, parse_qty, unprocessable)
 
 NOT_FOUND = 40410000
 
@@ -227,7 +229,7 @@ class Broker(Engine):
             qty = parse_qty(body["qty"]) if body.get("qty") is not None else old.qty
             limit = parse_price(body.get("limit_price"), "limit_price") or old.limit_price
             stop = parse_price(body.get("stop_price"), "stop_price") or old.stop_price
-            cid = body.get("client_order_id") or str(uuid.uuid4())
+            cid = parse_client_order_id(body.get("client_order_id")) or str(uuid.uuid4())
             self._unique(cid)
             spec = OrderSpec(old.symbol, old.side, old.type, qty, tif, limit, stop, old.order_class, cid,
                              None, None, None, old.position_intent)
@@ -275,9 +277,7 @@ class Broker(Engine):
             if qty is not None:
                 n = parse_qty(qty)
             elif percentage is not None:
-                pct = float(percentage)
-                if not 0 < pct <= 100:
-                    raise unprocessable("percentage must be in (0, 100]", 40010001)
+                pct = parse_percentage(percentage)
                 n = math.floor(abs(pos) * pct / 100)  # whole shares only
                 if n == 0:
                     raise unprocessable("qty must be > 0")

@@ -163,7 +163,7 @@ def encode_token(symbol: str, ts_us: int) -> str:
 def decode_token(token: str) -> tuple[str, int]:
     try:
         symbol, ts = base64.urlsafe_b64decode(token.encode()).decode().split("|")
-        return symbol, int(ts)
+        return symbol, int(np.int64(ts))  # a time past int64 is no token of ours
     except Exception:  # noqa: BLE001 - any malformed token is the client's error
         raise BadRequest("invalid page_token") from None
 
@@ -226,23 +226,23 @@ def bars_json(cols: dict[str, np.ndarray]) -> list[dict]:
 def parse_time(text: str, *, end: bool) -> int:
     """RFC 3339 or YYYY-MM-DD as UTC microseconds; a date covers its whole New York day."""
     text = text.strip().replace(" ", "+")  # an unescaped '+' in a query string arrives as ' '
-    try:
+    try:  # in nanoseconds first: a date pandas reads but cannot localize (9999-12-31) is refused too
         if _DATE_RE.match(text):
-            day = pd.Timestamp(text).tz_localize(NY)
+            day = pd.Timestamp(text).as_unit("ns").tz_localize(NY)
             t = day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1) if end else day
         else:
-            t = pd.Timestamp(text)
+            t = pd.Timestamp(text).as_unit("ns")
             if t.tzinfo is None:
                 raise ValueError
-    except ValueError:
+        return int(t.tz_convert("UTC").value // 1000)
+    except (ValueError, OverflowError):
         raise BadRequest(f"invalid {'end' if end else 'start'}: {text}") from None
-    return int(t.tz_convert("UTC").value // 1000)
 
 
 def _parse_limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
     return int(text)
 

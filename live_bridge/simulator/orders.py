@@ -29,7 +29,12 @@ SUB_PENNY = "sub-penny increment does not fulfill minimum pricing criteria"
 TYPES = ("market", "limit", "stop", "stop_limit")
 CLASSES = {"": "", "simple": "", "bracket": "bracket", "oco": "oco", "oto": "oto"}
 TIFS = ("day", "gtc")
+INTENTS = ("buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close")
 MAX_CLIENT_ORDER_ID = 128
+# Bounds no real order comes near; they keep qty x price finite (1e400 shares would overflow a float,
+# and int() of "1e999999999" would build a billion-digit number before any other check ran).
+MAX_QTY = 10**9
+MAX_PRICE = 10**7
 NAMESPACE = uuid.UUID("6f1c6c52-4b53-4a8e-9f55-7d0a4c1e2b10")  # asset ids are uuid5(symbol)
 
 
@@ -186,6 +191,8 @@ def parse_qty(value: Any) -> int:
     d = _decimal(value, "qty")
     if d <= 0:
         raise unprocessable("qty must be > 0")
+    if d > MAX_QTY:
+        raise unprocessable(f"qty must be <= {MAX_QTY}", 40010001)
     if d != d.to_integral_value():
         raise unprocessable("fractional qty is not supported by the simulator: qty must be whole shares")
     return int(d)
@@ -198,10 +205,37 @@ def parse_price(value: Any, name: str) -> float | None:
     d = _decimal(value, name)
     if d <= 0:
         raise unprocessable(f"{name} must be > 0", 40010001)
+    if d > MAX_PRICE:
+        raise unprocessable(f"{name} must be <= {MAX_PRICE}", 40010001)
     places = -d.normalize().as_tuple().exponent
     if places > (2 if d >= 1 else 4):
         raise unprocessable(f"invalid {name} {value}. {SUB_PENNY}")
     return float(d)
+
+
+def parse_percentage(value: Any) -> float:
+    """A percentage of a position in (0, 100] (DELETE /v2/positions/{symbol}?percentage=)."""
+    d = _decimal(value, "percentage")
+    if not 0 < d <= 100:
+        raise unprocessable("percentage must be in (0, 100]", 40010001)
+    return float(d)
+
+
+def parse_client_order_id(value: Any) -> str | None:
+    """A client_order_id: a string of at most 128 characters; null or "" leaves it to the server."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_CLIENT_ORDER_ID:
+        raise unprocessable(f"client_order_id must be a string of at most {MAX_CLIENT_ORDER_ID} characters",
+                            40010001)
+    return value
+
+
+def _leg(body: dict, name: str) -> dict:
+    leg = body.get(name)
+    if leg is not None and not isinstance(leg, dict):
+        raise unprocessable(f"invalid {name}: must be an object", 40010001)
+    return leg or {}
 
 
 def parse_order(body: Any) -> OrderSpec:
@@ -225,12 +259,12 @@ def parse_order(body: Any) -> OrderSpec:
         raise unprocessable(f"time_in_force {tif} is not supported by the simulator (day, gtc)", 40010001)
     if body.get("extended_hours"):
         raise unprocessable("extended_hours orders are not supported by the simulator", 40010001)
-    klass = CLASSES.get(body.get("order_class") or "")
+    klass = body.get("order_class") or ""
+    klass = CLASSES.get(klass) if isinstance(klass, str) else None
     if klass is None:
         raise unprocessable(f"order_class {body.get('order_class')} is not supported by the simulator",
                             40010001)
-    tp = body.get("take_profit") or {}
-    sl = body.get("stop_loss") or {}
+    tp, sl = _leg(body, "take_profit"), _leg(body, "stop_loss")
     take_profit = parse_price(tp.get("limit_price"), "take_profit.limit_price")
     stop_loss = parse_price(sl.get("stop_price"), "stop_loss.stop_price")
     stop_loss_limit = parse_price(sl.get("limit_price"), "stop_loss.limit_price")
@@ -249,9 +283,9 @@ def parse_order(body: Any) -> OrderSpec:
                             40010001)
     if klass == "oto" and take_profit is None and stop_loss is None:
         raise unprocessable("oto orders require take_profit or stop_loss", 40010001)
-    coid = body.get("client_order_id")
-    if coid is not None and (not isinstance(coid, str) or len(coid) > MAX_CLIENT_ORDER_ID):
-        raise unprocessable(f"client_order_id must be a string of at most {MAX_CLIENT_ORDER_ID} characters",
-                            40010001)
-    return OrderSpec(symbol, side, kind, qty, tif, limit, stop, klass, coid or None,
-                     take_profit, stop_loss, stop_loss_limit, body.get("position_intent"))
+    coid = parse_client_order_id(body.get("client_order_id"))
+    intent = body.get("position_intent")
+    if intent is not None and intent not in INTENTS:
+        raise unprocessable(f"invalid position_intent: {intent}", 40010001)
+    return OrderSpec(symbol, side, kind, qty, tif, limit, stop, klass, coid,
+                     take_profit, stop_loss, stop_loss_limit, intent)

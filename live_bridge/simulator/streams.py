@@ -9,7 +9,9 @@ for ``TradingStream``. Quirks reproduced because alpaca-py 0.44 depends on them:
   that header selects binary msgpack (without it: JSON text, as Alpaca does). In msgpack a
   bar's ``t`` must be a msgpack Timestamp: alpaca-py calls ``t.to_datetime()`` on it.
 * ``[{"T":"success","msg":"connected"}]`` comes first; auth within 10 s (else 404); bad keys 402
-  ``auth failed``; a second session of one key on one endpoint 406 ``connection limit exceeded``.
+  ``auth failed``; a second session of one key on one endpoint 406 ``connection limit exceeded``;
+  a message that cannot be read, or a subscribe whose channels are not lists of symbols, 400
+  ``invalid syntax`` (and changes nothing).
 * trade updates: no welcome; alpaca-py authenticates with ``{"action":"authenticate","data":
   {"key_id","secret_key"}}`` (current docs: ``{"action":"auth","key","secret"}``; both work) and
   checks only ``data.status == "authorized"``. Paper Alpaca sends this JSON in *binary* frames.
@@ -192,11 +194,13 @@ async def _market_data(ws: WebSocket, state: SimulatorState, hub: Hub, control: 
             if action == "auth":
                 await error(403, "already authenticated")
                 continue
-            if action not in ("subscribe", "unsubscribe"):
-                await error(400, "invalid syntax")
+            lists = {name: [] if msg.get(name) is None else msg.get(name) for name in _MD_CHANNELS}
+            if action not in ("subscribe", "unsubscribe") or not all(
+                    isinstance(v, list) and all(isinstance(s, str) for s in v) for v in lists.values()):
+                await error(400, "invalid syntax")  # the whole message is refused: nothing changes
                 continue
-            for name in _MD_CHANNELS:
-                symbols = set(msg.get(name) or ())
+            for name, symbols in lists.items():
+                symbols = set(symbols)
                 chans[name] = chans[name] | symbols if action == "subscribe" else chans[name] - symbols
             subscribe()  # before the ack: a bar published after the ack is never missed
             await send({"T": "subscription", **{c: sorted(s) for c, s in chans.items()}})
@@ -215,8 +219,8 @@ async def _market_data(ws: WebSocket, state: SimulatorState, hub: Hub, control: 
 
     await send({"T": "success", "msg": "connected"})
     msg = await _first_message(ws, lambda: error(404, "auth timeout"))
-    while msg.get("action") != "auth":  # Alpaca answers 401 and keeps waiting for the auth
-        await error(401, "not authenticated")
+    while msg.get("action") != "auth":  # Alpaca answers 401 (400 if unreadable) and keeps waiting
+        await (error(400, "invalid syntax") if not msg else error(401, "not authenticated"))
         msg = await _first_message(ws, lambda: error(404, "auth timeout"))
     if (msg.get("key"), msg.get("secret")) != (state.api_key, state.secret_key):
         await error(402, "auth failed")
@@ -243,9 +247,10 @@ async def _trading(ws: WebSocket, state: SimulatorState, hub: Hub, control: Stre
         while True:
             msg = await _receive(ws)
             if msg.get("action") == "listen":
-                wanted = set((msg.get("data") or {}).get("streams") or ())
+                streams = _object(msg.get("data")).get("streams")
                 listening.clear()
-                listening.update(wanted & {"trade_updates"})  # unknown streams are left out
+                if isinstance(streams, list):  # unknown (or malformed) streams are left out, as Alpaca does
+                    listening.update(s for s in streams if s == "trade_updates")
                 subscribe()
                 await send("listening", {"streams": sorted(listening)})
 
@@ -266,7 +271,7 @@ async def _trading(ws: WebSocket, state: SimulatorState, hub: Hub, control: Stre
             held = None
 
     msg = await _first_message(ws, None)
-    data = msg.get("data") or {}
+    data = _object(msg.get("data"))
     keys = (data.get("key_id"), data.get("secret_key"))
     if "data" not in msg:  # the newer {"action": "auth", "key", "secret"} form
         keys = (msg.get("key"), msg.get("secret"))
@@ -338,16 +343,26 @@ async def _pump(hub: Hub, kind: str, reader, writer) -> None:
 
 
 async def _receive(ws: WebSocket) -> dict[str, Any]:
-    """The next client message, msgpack (binary) or JSON (text); a disconnect raises."""
+    """The next client message, msgpack (binary) or JSON (text), ``{}`` if it is not an object or
+    cannot be read; a disconnect raises."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     raw = message.get("bytes")
-    if raw is None:
-        decoded = json.loads(message["text"])
-    else:  # alpaca-py's data stream sends msgpack, its trading stream JSON text
-        decoded = json.loads(raw) if raw.lstrip()[:1] in (b"{", b"[") else msgpack.unpackb(raw)
-    return decoded if isinstance(decoded, dict) else {}
+    try:
+        if raw is None:
+            decoded = json.loads(message["text"])
+        else:  # alpaca-py's data stream sends msgpack, its trading stream JSON text
+            decoded = json.loads(raw) if raw.lstrip()[:1] in (b"{", b"[") else msgpack.unpackb(raw)
+        json.dumps(decoded, ensure_ascii=False, default=repr).encode()  # no lone surrogate (unencodable)
+    except (ValueError, RecursionError, msgpack.UnpackException):
+        return {}  # unreadable: answered like any message that is not an object
+    return _object(decoded)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}`` (a malformed message has no fields)."""
+    return value if isinstance(value, dict) else {}
 
 
 async def _first_message(ws: WebSocket, on_timeout: Callable[[], Awaitable[None]] | None) -> dict[str, Any]:

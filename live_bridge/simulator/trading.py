@@ -13,8 +13,10 @@ be unique"; the client resolves it with GET /v2/orders:by_client_order_id.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
@@ -40,13 +42,35 @@ def _error(err: OrderError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status)
 
 
+def _timestamp(text: str) -> pd.Timestamp:
+    """A time pandas can hold in nanoseconds (1677..2262), else ValueError: "9999-12-31" and "NaT" too."""
+    try:
+        t = pd.Timestamp(text).as_unit("ns")
+    except OverflowError:
+        raise ValueError(text) from None
+    if pd.isna(t):
+        raise ValueError(text)
+    return t
+
+
 def _time_us(text: str, name: str) -> int:
     try:
-        t = pd.Timestamp(text.strip().replace(" ", "+"))
-    except ValueError:
+        t = _timestamp(text.strip().replace(" ", "+"))
+        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        return int(t.value // 1000)
+    except (ValueError, OverflowError):
         raise BadParam(f"invalid {name}: {text}") from None
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value // 1000)
+
+
+async def _json(request: Request) -> Any:
+    """The body's JSON, or None if it is not JSON. A lone surrogate ("\\ud800") counts as not JSON:
+    no answer echoing it could be encoded (Alpaca's Go decoder never yields one)."""
+    try:
+        body = await request.json()
+        json.dumps(body, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        return None
+    return body
 
 
 def _flag(text: str | None) -> bool:
@@ -97,7 +121,7 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
             for name in ("start", "end"):
                 if q.get(name):
                     try:
-                        pd.Timestamp(q[name][:10])
+                        _timestamp(q[name][:10])
                     except ValueError:
                         raise BadParam(f"invalid {name}: {q[name]}", 400) from None
             return ok(clock.calendar_json(q.get("start"), q.get("end")))
@@ -147,9 +171,8 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
     # -------------------------------------------------------------------------- orders
     @router.post("/v2/orders")
     async def submit(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
+        body = await _json(request)
+        if not isinstance(body, dict):
             return _error(OrderError(400, 40010000, "request body format is invalid"))
         return await run_in_threadpool(answer, request, lambda: ok(broker.submit(body).to_json()))
 
@@ -162,7 +185,7 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
             if status not in ("open", "closed", "all"):
                 raise BadParam(f"invalid status: {status}")
             limit = q.get("limit") or "50"
-            if not limit.isdigit() or not 1 <= int(limit) <= MAX_ORDERS:
+            if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_ORDERS:
                 raise BadParam(f"invalid limit: must be between 1 and {MAX_ORDERS}")
             direction = q.get("direction") or "desc"
             if direction not in ("asc", "desc"):
@@ -193,10 +216,7 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
 
     @router.patch("/v2/orders/{order_id}")
     async def replace(order_id: str, request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await _json(request)
         if not isinstance(body, dict):
             return _error(OrderError(400, 40010000, "request body format is invalid"))
         return await run_in_threadpool(answer, request,
