@@ -9,10 +9,13 @@ At a bar close of a symbol, for every sleeve (strategy, symbol) of the params fi
 2. The decision becomes intents: an entry (market, sized by ``risk.size`` from the stop distance
    and capped), an exit (market, after cancelling the sleeve's stop), or a stop to (re)place.
 3. Each intent passes ``RiskManager.check`` (rejections name the rule), is recorded in the state
-   store, then sent with its deterministic ``client_order_id``; the ack is recorded.
+   store, then handed to the sender (runner_orders.py: broker calls off this thread) with its
+   deterministic ``client_order_id``; the ack comes back as an event and is recorded.
 4. An entry's fill places its protective stop at ``research.exits.stop_price`` of the fill price,
    so it works for the rest of the entry bar as in the backtest.
 Every decision, verdict and order is a line of the JSONL decision log (no keys, ever).
+Multi-leg sleeves (pairs, rotation) trade their legs' target weights (``_act_basket``). Start-up
+after a crash is runner_recovery.py; bad bars and data gaps are refused here (history.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -33,18 +36,20 @@ import pandas as pd
 
 from data_lake.calendar import nyse
 from data_lake.schema import TIMEFRAMES
-from research.exits import ExitRules, stop_price
 from research.params import ParamsFile
 
 from .history import COLUMNS, History, bar_problem
 from .ids import client_order_id, parse_client_order_id
-from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
-from .risk import DayState, Proposal, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
+from .ports import Broker, Fill, OrderAck, OrderIntent, session_day, sign
+from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
+from .runner_orders import OrderDesk, Work
+from .runner_recovery import ReconcileError, Recovery
 from .sender import Sender
 from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, sleeves
 from .state import StateStore
 
 log = logging.getLogger(__name__)
+__all__ = ["COLUMNS", "ReconcileError", "Runner", "RunnerConfig"]
 
 
 @dataclass(frozen=True)
@@ -61,18 +66,7 @@ class RunnerConfig:
     max_missing_bars: int = 3  # more bars missing before a bar than this: no new entry on it, and an alert
 
 
-class ReconcileError(RuntimeError):
-    """The broker and the state store disagree beyond tolerance: the runner halts with this report."""
-
-
-@dataclass
-class _Work:
-    kind: str  # "bar" | "fill" | "call"
-    item: object
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class Runner:
+class Runner(OrderDesk, Recovery):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
@@ -111,7 +105,7 @@ class Runner:
         self.recent: list[datetime] = []
         self.decisions: list[Decision] = []
         self.rules_by_cid: dict[str, object] = {}
-        self._q: queue.Queue[_Work] = queue.Queue()
+        self._q: queue.Queue[Work] = queue.Queue()
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         # buffered, flushed after each event (bar, fill, ack): one write per event, none lost to a crash
@@ -137,7 +131,7 @@ class Runner:
         """Finish the queued events and the orders in flight, then stop (graceful: SIGTERM/SIGINT land here)."""
         if self._thread is not None:
             self.settle(timeout)
-            self._q.put(_Work("stop", None))
+            self._q.put(Work("stop", None))
             self._thread.join(timeout)
         if self._sender is not None:
             self._sender.close(timeout)
@@ -164,18 +158,18 @@ class Runner:
 
     def on_bar(self, bar: object) -> None:
         """Feed callback (any thread): a completed bar with symbol, ts (UTC), open, high, low, close, volume."""
-        self._q.put(_Work("bar", bar))
+        self._q.put(Work("bar", bar))
 
     def on_fill(self, fill: Fill) -> None:
         """Feed callback (any thread): one execution."""
-        self._q.put(_Work("fill", fill))
+        self._q.put(Work("fill", fill))
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every queued event has been handled and every order sent and acknowledged
         (lockstep replays call this)."""
         end = time.monotonic() + timeout
         while True:
-            marker = _Work("noop", None)
+            marker = Work("noop", None)
             self._q.put(marker)
             if not marker.done.wait(max(0.0, end - time.monotonic())):
                 return False
@@ -398,127 +392,6 @@ class Runner:
             log.warning("runner: halt %s: %s", ev.rule, ev.message)
             self._write(line)
 
-    def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict,
-              stop_frac: float | None = None) -> bool:
-        """Risk check, record the intent, hand the order to the sender; False when the risk check refused it.
-
-        The broker's answer comes back through ``_ack`` (an "order" line in the decision log); until
-        then the order counts in the risk context as pending (``_inflight``).
-        """
-        stored = self.store.intent(intent.client_order_id)
-        if stored is not None:  # decided before a restart: that decision stands (at most one order per intent)
-            return self._resend(stored[0], entry)
-        verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)
-        record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty,
-                  "type": intent.type, "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
-        entry["actions"].append(record)
-        if not verdict.allowed:
-            return False
-        order = verdict.order(intent)
-        rules = json.dumps(asdict(d.rules)) if d.rules is not None else None  # the stop a restart must place
-        self.store.record_intent(order, decision_ref=rules)  # before it can reach the broker: a crash is reconciled by this id
-        self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
-        pending = OrderAck("pending:" + order.client_order_id, order.client_order_id, order.symbol, order.side, order.qty,
-                           0.0, None, "pending_new", order.type, order.stop_price, order.limit_price,
-                           ctx.clock.timestamp)
-        self._inflight[order.client_order_id] = pending
-        if self._ctx is not None:
-            account = self._ctx.account
-            if not verdict.reduces_risk:  # what the order holds of the buying power, until the next snapshot
-                account = replace(account, buying_power=account.buying_power - order.qty * d.close)
-            kept = tuple(x for x in self._ctx.open_orders if x.id not in verdict.cancel_first)
-            self._ctx = replace(self._ctx, account=account, open_orders=(*kept, pending))
-        self._dispatch(order, verdict.cancel_first)
-        return True
-
-    def _resend(self, order: OrderIntent, entry: dict) -> bool:
-        """An intent the store holds from before a restart: sent again only if the broker never got it."""
-        known = self.store.order(order.client_order_id)
-        entry["actions"].append({"order": order.client_order_id, "symbol": order.symbol, "side": order.side,
-                                 "qty": order.qty, "type": order.type, "allowed": True, "rule": None,
-                                 "risk": "decided before a restart: " + ("already at the broker" if known else
-                                                                         "sent again with the same id")})
-        if known is None and order.client_order_id not in self._inflight:
-            self._dispatch(order, ())
-        return True
-
-    def _dispatch(self, order: OrderIntent, cancels: tuple[str, ...]) -> None:
-        """Hand a recorded order (and the cancels that must precede it) to the sender."""
-        def submit() -> OrderAck:
-            for oid in cancels:  # wash-trade avoidance: the opposite open orders go first
-                if oid.startswith("pending:"):  # still in flight a moment ago: by its client_order_id
-                    found = self.broker.order_by_client_id(oid.removeprefix("pending:"))
-                    if found is None or found.is_terminal:
-                        continue
-                    oid = found.id
-                self.broker.cancel(oid)
-            return self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
-
-        self.sender.call(order.symbol, submit, lambda ack, err: self._q.put(_Work("ack", (order, ack, err))))
-
-    def _ack(self, order: OrderIntent, ack: OrderAck | None, err: BaseException | None) -> None:
-        """The broker's answer to an order the sender sent (on the worker thread: the store's one writer)."""
-        self._inflight.pop(order.client_order_id, None)
-        line = {"event": "order", "order": order.client_order_id, "symbol": order.symbol}
-        if err is not None:
-            drop = ("pending:" + order.client_order_id,)
-            if self._ctx is not None:
-                self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id not in drop))
-            refused = isinstance(err, BrokerError)  # the broker's own refusal (buying power, wash trade...)
-            line.update(status="refused by the broker" if refused else "failed", broker_error=f"{type(err).__name__}: {err}")
-            log.warning("runner: %s %s: %s", order.client_order_id, line["status"], err)
-            if not refused:
-                self.errors.append(f"order {order.client_order_id}: {type(err).__name__}: {err}")
-            self._abandon_pair(order, line)
-        else:
-            self.store.record_order(ack)
-            if self._ctx is not None:
-                self._ctx = replace(self._ctx, open_orders=tuple(ack if x.client_order_id == ack.client_order_id else x
-                                                                  for x in self._ctx.open_orders))
-            line.update(status=ack.status, broker_id=ack.id)
-        self._write(line)
-
-    def _abandon_pair(self, order: OrderIntent, line: dict) -> None:
-        """A pair's entry leg the broker refused: cancel the other leg's entry of the same bar."""
-        p = parse_client_order_id(order.client_order_id, self.names)
-        if p is None or p.strategy != "pairs" or p.intent != "entry" or self._ctx is None:
-            return
-        line["actions"] = []
-        for o in self._pair_entries(p.bar_time):
-            self._cancel(o, line)
-
-    def _pair_entries(self, bar_time: datetime) -> list[OrderAck]:
-        """The open (or in-flight) pairs entry orders decided at ``bar_time``."""
-        out = []
-        for o in self._ctx.open_orders if self._ctx is not None else ():
-            q = parse_client_order_id(o.client_order_id, self.names)
-            if q is not None and q.strategy == "pairs" and q.intent == "entry" and q.bar_time == bar_time:
-                out.append(o)
-        return out
-
-    def _cancel(self, o: OrderAck, entry: dict) -> None:
-        """Cancel an open order (through the sender: after the symbol's earlier calls)."""
-        if self._ctx is not None:
-            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id))
-        entry["actions"].append({"cancel": o.client_order_id})
-
-        def cancel() -> None:
-            oid = o.id
-            if oid.startswith("pending:"):  # sent by the sender just before: find it by its id
-                found = self.broker.order_by_client_id(o.client_order_id)
-                if found is None or found.is_terminal:
-                    return
-                oid = found.id
-            self.broker.cancel(oid)
-
-        def done(_, err: BaseException | None) -> None:
-            if err is not None:
-                log.warning("runner: cancel of %s failed: %s", o.client_order_id, err)
-                self._q.put(_Work("noop", None))
-
-        self.sender.call(o.symbol, cancel, done)
-
-    # --- fills -------------------------------------------------------------------------------------
     def _fill(self, fill: Fill) -> None:
         owner = self._owner(fill.client_order_id)
         strategy = owner[0] if owner else None
@@ -532,27 +405,6 @@ class Runner:
         if parsed is not None and parsed.intent == "entry" and owner is not None:
             self._protect(fill.client_order_id, fill.price, fill.timestamp, line)
         self._write(line)
-
-    def _protect(self, entry_cid: str, price: float, at: datetime, line: dict) -> None:
-        """The protective stop of an entry filled at ``price``: research.exits.stop_price of the fill."""
-        parsed = parse_client_order_id(entry_cid, self.names)
-        owner = (parsed.strategy, parsed.symbol)
-        rules = self.rules_by_cid.get(entry_cid) or self._stored_rules(entry_cid)
-        qty = self.store.position(*owner).qty
-        direction = 1 if qty > 0 else -1
-        level = stop_price(direction, price, price, rules) if rules is not None else None
-        if level is not None and qty != 0:
-            cid = client_order_id(owner[0], owner[1], parsed.bar_time, "stop", 1)
-            intent = OrderIntent(cid, owner[1], "sell" if qty > 0 else "buy", abs(qty), type="stop",
-                                 stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
-            d = Decision(owner[0], owner[1], pd.Timestamp(at), price, "", direction, direction,
-                         price, level, None, rules, "stop on the entry fill")
-            self._send(intent, d, self._context(), line)
-
-    def _stored_rules(self, cid: str) -> ExitRules | None:
-        """The exit rules recorded with an entry's intent (a restart lost the in-memory ones)."""
-        stored = self.store.intent(cid)
-        return ExitRules(**json.loads(stored[1])) if stored is not None and stored[1] else None
 
     def _owner(self, cid: str) -> tuple[str, str] | None:
         return _owner(cid, tuple(self.names))
@@ -588,75 +440,6 @@ class Runner:
             self._log.write(json.dumps(_jsonable(entry), default=str) + "\n")
 
     # --- start-up -------------------------------------------------------------------------------------
-    def _catch_up(self, ack: OrderAck) -> list[str]:
-        """Count the fills of an order that happened while the runner was down (its stop too, for an entry).
-
-        The missed quantity becomes one Fill with the fill feed's synthetic id ``<order id>:<cum qty>``
-        and the price that makes the counted notional add up to ``filled_qty * filled_avg_price``, so a
-        feed seeded from the store (``seed_fill_feed``) never counts it again.
-        """
-        qty, notional = self.store.fill_totals().get(ack.client_order_id, (0.0, 0.0))
-        step = ack.filled_qty - qty
-        if step <= 1e-9 or not ack.filled_avg_price:
-            return []
-        price = (ack.filled_qty * ack.filled_avg_price - notional) / step
-        fill = Fill(f"{ack.id}:{ack.filled_qty:.9g}", ack.id, ack.client_order_id, ack.symbol, ack.side, step, price,
-                    self.broker.clock().timestamp)
-        self._fill(fill)
-        return [f"counted {step:g} {ack.symbol} filled while down ({ack.client_order_id})"]
-
-    def seed_fill_feed(self, feed) -> None:
-        """Tell a fill feed what the store has counted already (before ``feed.start()`` after a restart)."""
-        for cid, (qty, notional) in self.store.fill_totals().items():
-            feed.seed(cid, qty, notional / qty if qty else None)
-
-    def reconcile(self, tolerance: float = 1e-6) -> list[str]:
-        """Adopt the broker's orders, count the fills missed while down, then compare positions:
-        ReconcileError naming every mismatch."""
-        notes, unsent = [], []
-        for intent in self.store.open_intents():  # sent before a crash? look it up before anything else
-            ack = self.broker.order_by_client_id(intent.client_order_id)
-            if ack is not None:
-                self.store.record_order(ack)
-                notes.append(f"adopted {intent.client_order_id} ({ack.status})")
-                notes += self._catch_up(ack)
-            else:
-                unsent.append(intent)
-        for cid in self.store.uncounted_fills():  # acknowledged as filled, the fill itself never counted
-            ack = self.broker.order_by_client_id(cid)
-            if ack is not None:
-                notes += self._catch_up(ack)
-        for intent in unsent:  # stored, never sent: a stop still protecting its position goes out now;
-            # an entry or exit is the decision of its bar (re-deciding that bar sends it, a later bar decides anew)
-            have = self.store.position(intent.strategy, intent.symbol).qty
-            if intent.type == "stop" and have and sign(intent.side) == -np.sign(have) and intent.qty <= abs(have) + 1e-9:
-                self._dispatch(intent, ())
-                notes.append(f"sent the stop {intent.client_order_id} stored before the crash")
-            else:
-                notes.append(f"not sent: {intent.client_order_id} ({intent.type} {intent.side}), decided before the crash")
-        stops = {self._owner(o.client_order_id) for o in self.broker.open_orders() if o.type == "stop"}
-        stops |= {(i.strategy, i.symbol) for i in unsent if i.type == "stop" and i.client_order_id in self._inflight}
-        totals = self.store.fill_totals()
-        for (strategy, symbol), p in self.store.positions().items():  # a fill counted, its stop never placed
-            entry = self.store.last_entry(strategy, symbol)
-            if strategy in self.names and (strategy, symbol) not in stops and entry in totals:
-                q, notional = totals[entry]
-                line = {"event": "reconcile", "order": entry, "actions": []}
-                self._protect(entry, notional / q, self.broker.clock().timestamp, line)
-                self._write(line)
-                notes.append(f"placed the missing stop of {entry}")
-        for o in self.broker.open_orders():
-            if self._owner(o.client_order_id) is not None:
-                self.store.record_order(o)
-        broker = {s: p.qty for s, p in self.broker.positions().items()}
-        stored = self.store.net_positions()
-        bad = [f"{s}: broker {broker.get(s, 0):g} vs store {stored.get(s, 0):g}" for s in sorted(set(broker) | set(stored))
-               if abs(broker.get(s, 0.0) - stored.get(s, 0.0)) > tolerance]
-        if bad:
-            raise ReconcileError("positions disagree; halting (close or adopt them by hand): " + "; ".join(bad))
-        return notes
-
-
 @lru_cache(maxsize=8192)
 def _owner(cid: str, names: tuple[str, ...]) -> tuple[str, str] | None:
     """(strategy, symbol) of a tradelab client_order_id (None: not ours); cached, ids repeat every bar."""

@@ -112,6 +112,14 @@ def _has_exits(r: ExitRules) -> bool:
     return bool(r.stop_loss or r.take_profit or r.trailing_stop or r.time_stop or r.flat_at_close)
 
 
+class _All:
+    def __getitem__(self, _: object) -> str:
+        return "all"
+
+
+_ALL = _All()
+
+
 def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | None) -> np.ndarray:
     """Per bar, the regime label of the session the next bar falls in (see the module docstring)."""
     nxt = bars.session + (1 if timeframe_is_daily else (bars.bars_left <= 0).astype(np.int64))
@@ -127,13 +135,14 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
     ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
     """
     bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
-    labels = next_labels(bars, timeframe == "1Day", regimes if sleeve.by_regime else None)
     if sleeve.by_regime:
+        labels = next_labels(bars, timeframe == "1Day", regimes)
         names = np.asarray(sleeve.labels, dtype=object)
         order = np.argsort(names)
         pos = np.clip(np.searchsorted(names[order], labels), 0, len(names) - 1)
         codes = np.where(names[order][pos] == labels, order[pos], -1).astype(np.int64)
     else:
+        labels = _ALL  # one entry for every regime: no labels to look up (an object array per bar costs)
         codes = np.zeros(len(bars), dtype=np.int64)
     if trade_from_us is not None:
         codes[np.asarray(arrays["ts"]) < trade_from_us] = -1

@@ -1,0 +1,183 @@
+"""The runner's order desk: risk check, intent stored, the order handed to the sender, its answer.
+
+A mixin of ``Runner`` (live_bridge/runner.py), split out for size: it shares the runner's state
+(store, broker, risk context, worker queue). Every broker call goes through ``Sender`` (one
+symbol's calls in order, symbols in parallel) and its answer comes back to the worker thread as an
+``ack`` event, so the state store keeps one writer. Decided intents are stored before they can
+reach the broker; an intent found in the store (decided before a restart) is never decided again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+
+import pandas as pd
+
+from research.exits import ExitRules, stop_price
+
+from .ids import client_order_id, parse_client_order_id
+from .ports import BrokerError, OrderAck, OrderIntent
+from .risk import Proposal, RiskContext
+from .sleeves import Decision
+
+log = logging.getLogger("live_bridge.runner")
+
+
+@dataclass
+class Work:
+    """One event for the runner's worker thread."""
+
+    kind: str  # "bar" | "fill" | "ack" | "noop" | "stop"
+    item: object
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class OrderDesk:
+    """Sending, acknowledging and cancelling orders (mixed into Runner)."""
+
+    def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict,
+              stop_frac: float | None = None) -> bool:
+        """Risk check, record the intent, hand the order to the sender; False when the risk check refused it.
+
+        The broker's answer comes back through ``_ack`` (an "order" line in the decision log); until
+        then the order counts in the risk context as pending (``_inflight``).
+        """
+        stored = self.store.intent(intent.client_order_id)
+        if stored is not None:  # decided before a restart: that decision stands (at most one order per intent)
+            return self._resend(stored[0], entry)
+        verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)
+        record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty,
+                  "type": intent.type, "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
+        entry["actions"].append(record)
+        if not verdict.allowed:
+            return False
+        order = verdict.order(intent)
+        rules = json.dumps(asdict(d.rules)) if d.rules is not None else None  # the stop a restart must place
+        self.store.record_intent(order, decision_ref=rules)  # before it can reach the broker: a crash is reconciled by this id
+        self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
+        pending = OrderAck("pending:" + order.client_order_id, order.client_order_id, order.symbol, order.side, order.qty,
+                           0.0, None, "pending_new", order.type, order.stop_price, order.limit_price,
+                           ctx.clock.timestamp)
+        self._inflight[order.client_order_id] = pending
+        if self._ctx is not None:
+            account = self._ctx.account
+            if not verdict.reduces_risk:  # what the order holds of the buying power, until the next snapshot
+                account = replace(account, buying_power=account.buying_power - order.qty * d.close)
+            kept = tuple(x for x in self._ctx.open_orders if x.id not in verdict.cancel_first)
+            self._ctx = replace(self._ctx, account=account, open_orders=(*kept, pending))
+        self._dispatch(order, verdict.cancel_first)
+        return True
+
+    def _resend(self, order: OrderIntent, entry: dict) -> bool:
+        """An intent the store holds from before a restart: sent again only if the broker never got it."""
+        known = self.store.order(order.client_order_id)
+        entry["actions"].append({"order": order.client_order_id, "symbol": order.symbol, "side": order.side,
+                                 "qty": order.qty, "type": order.type, "allowed": True, "rule": None,
+                                 "risk": "decided before a restart: " + ("already at the broker" if known else
+                                                                         "sent again with the same id")})
+        if known is None and order.client_order_id not in self._inflight:
+            self._dispatch(order, ())
+        return True
+
+    def _dispatch(self, order: OrderIntent, cancels: tuple[str, ...]) -> None:
+        """Hand a recorded order (and the cancels that must precede it) to the sender."""
+        def submit() -> OrderAck:
+            for oid in cancels:  # wash-trade avoidance: the opposite open orders go first
+                if oid.startswith("pending:"):  # still in flight a moment ago: by its client_order_id
+                    found = self.broker.order_by_client_id(oid.removeprefix("pending:"))
+                    if found is None or found.is_terminal:
+                        continue
+                    oid = found.id
+                self.broker.cancel(oid)
+            return self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
+
+        self.sender.call(order.symbol, submit, lambda ack, err: self._q.put(Work("ack", (order, ack, err))))
+
+    def _ack(self, order: OrderIntent, ack: OrderAck | None, err: BaseException | None) -> None:
+        """The broker's answer to an order the sender sent (on the worker thread: the store's one writer)."""
+        self._inflight.pop(order.client_order_id, None)
+        line = {"event": "order", "order": order.client_order_id, "symbol": order.symbol}
+        if err is not None:
+            drop = ("pending:" + order.client_order_id,)
+            if self._ctx is not None:
+                self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id not in drop))
+            refused = isinstance(err, BrokerError)  # the broker's own refusal (buying power, wash trade...)
+            line.update(status="refused by the broker" if refused else "failed", broker_error=f"{type(err).__name__}: {err}")
+            log.warning("runner: %s %s: %s", order.client_order_id, line["status"], err)
+            if not refused:
+                self.errors.append(f"order {order.client_order_id}: {type(err).__name__}: {err}")
+            self._abandon_pair(order, line)
+        else:
+            self.store.record_order(ack)
+            if self._ctx is not None:
+                self._ctx = replace(self._ctx, open_orders=tuple(ack if x.client_order_id == ack.client_order_id else x
+                                                                  for x in self._ctx.open_orders))
+            line.update(status=ack.status, broker_id=ack.id)
+        self._write(line)
+
+    def _abandon_pair(self, order: OrderIntent, line: dict) -> None:
+        """A pair's entry leg the broker refused: cancel the other leg's entry of the same bar."""
+        p = parse_client_order_id(order.client_order_id, self.names)
+        if p is None or p.strategy != "pairs" or p.intent != "entry" or self._ctx is None:
+            return
+        line["actions"] = []
+        for o in self._pair_entries(p.bar_time):
+            self._cancel(o, line)
+
+    def _pair_entries(self, bar_time: datetime) -> list[OrderAck]:
+        """The open (or in-flight) pairs entry orders decided at ``bar_time``."""
+        out = []
+        for o in self._ctx.open_orders if self._ctx is not None else ():
+            q = parse_client_order_id(o.client_order_id, self.names)
+            if q is not None and q.strategy == "pairs" and q.intent == "entry" and q.bar_time == bar_time:
+                out.append(o)
+        return out
+
+    def _cancel(self, o: OrderAck, entry: dict) -> None:
+        """Cancel an open order (through the sender: after the symbol's earlier calls)."""
+        if self._ctx is not None:
+            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id))
+        entry["actions"].append({"cancel": o.client_order_id})
+
+        def cancel() -> None:
+            oid = o.id
+            if oid.startswith("pending:"):  # sent by the sender just before: find it by its id
+                found = self.broker.order_by_client_id(o.client_order_id)
+                if found is None or found.is_terminal:
+                    return
+                oid = found.id
+            self.broker.cancel(oid)
+
+        def done(_, err: BaseException | None) -> None:
+            if err is not None:
+                log.warning("runner: cancel of %s failed: %s", o.client_order_id, err)
+                self._q.put(Work("noop", None))
+
+        self.sender.call(o.symbol, cancel, done)
+
+    # --- fills -------------------------------------------------------------------------------------
+
+    def _protect(self, entry_cid: str, price: float, at: datetime, line: dict) -> None:
+        """The protective stop of an entry filled at ``price``: research.exits.stop_price of the fill."""
+        parsed = parse_client_order_id(entry_cid, self.names)
+        owner = (parsed.strategy, parsed.symbol)
+        rules = self.rules_by_cid.get(entry_cid) or self._stored_rules(entry_cid)
+        qty = self.store.position(*owner).qty
+        direction = 1 if qty > 0 else -1
+        level = stop_price(direction, price, price, rules) if rules is not None else None
+        if level is not None and qty != 0:
+            cid = client_order_id(owner[0], owner[1], parsed.bar_time, "stop", 1)
+            intent = OrderIntent(cid, owner[1], "sell" if qty > 0 else "buy", abs(qty), type="stop",
+                                 stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
+            d = Decision(owner[0], owner[1], pd.Timestamp(at), price, "", direction, direction,
+                         price, level, None, rules, "stop on the entry fill")
+            self._send(intent, d, self._context(), line)
+
+    def _stored_rules(self, cid: str) -> ExitRules | None:
+        """The exit rules recorded with an entry's intent (a restart lost the in-memory ones)."""
+        stored = self.store.intent(cid)
+        return ExitRules(**json.loads(stored[1])) if stored is not None and stored[1] else None
