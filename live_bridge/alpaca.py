@@ -10,13 +10,21 @@ Alpaca quirks handled here, because a runner trips on each of them:
   must be unique", even after a cancel). alpaca-py itself re-POSTs an order answered 429/504 with
   the same body, so a 504 sent *after* Alpaca accepted the order comes back to us as that 422.
   Either way the order exists: we read it with ``get_order_by_client_id`` and return it. When
-  the answer is lost outright (5xx after alpaca-py's retries, a timeout, a reset connection) we
-  look the id up before raising, and we never POST a second time ourselves.
-* **Retries.** alpaca-py retries 429 and 504 ``_retry`` times (3), sleeping ``_retry_wait``
-  seconds (3) in between; its constructor ignores a wait of 0, so we set the attributes directly
-  (``retry_attempts`` / ``retry_wait``). Alpaca sends no Retry-After on 429.
+  the answer is lost outright (a timeout, a reset connection) we look the id up; if Alpaca has no
+  such order we send it again, with the same id (a copy that did land meanwhile turns the resend
+  into the 422 above), at most ``retry_attempts`` times. After 5xx answers alpaca-py has retried
+  already, the lookup decides and nothing is resent.
+* **Retries.** alpaca-py retries the statuses in ``_retry_codes`` ``_retry`` times (3), sleeping
+  ``_retry_wait`` seconds (3) in between; its defaults are 429 and 504 only, so a lone 500 or 503
+  failed a read and lost the runner's decisions on that bar. We retry :data:`RETRY_STATUSES`;
+  that is safe for orders because every order carries a client_order_id (above). Its constructor
+  ignores a wait of 0, so we set the attributes directly (``retry_attempts`` / ``retry_wait``).
+  Alpaca sends no Retry-After on 429. Every such answer is logged (a warning naming the status
+  and the path), retried or not.
 * **Timeouts.** alpaca-py's ``requests.Session`` has no timeout at all: a half-open socket would
-  hang the runner forever. We mount an adapter that applies ``timeout`` to every request.
+  hang the runner forever. We mount an adapter that applies ``timeout`` to every request and
+  retries a GET or DELETE that got no answer (``retry_attempts`` times: both are idempotent; a
+  DELETE of an order already cancelled answers 422, which ``cancel`` resolves).
 * **Keys.** alpaca-py keeps the keys on its clients, and the ``websockets`` library logs every
   frame at DEBUG, the auth frame (with the keys) included. Nothing here logs a client, reprs
   show no key, and stream sockets get a logger that never logs frames (:func:`ws_params`).
@@ -46,6 +54,7 @@ from alpaca.trading.requests import (
     TakeProfitRequest,
 )
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from . import ports
 from .ports import Account, MarketClock, OrderAck, OrderIntent, Position
@@ -54,6 +63,8 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_ID = "client_order_id must be unique"
 MAX_ORDERS = 500  # Alpaca's largest page of GET /v2/orders
+#: Answers alpaca-py retries (its default is 429 and 504): rate limits and transient server errors.
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class BrokerError(ports.BrokerError):
@@ -102,10 +113,15 @@ def network_error(err: requests.RequestException) -> BrokerError:
 
 
 class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request a timeout (alpaca-py sends none)."""
+    """Gives every request a timeout (alpaca-py sends none) and retries idempotent ones left unanswered."""
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
+    def __init__(self, timeout: float, retries: int = 0) -> None:
+        # Only answer-less failures: statuses are alpaca-py's to retry (RETRY_STATUSES). urllib3
+        # retries a refused connection for any method (nothing was sent) and a read timeout or a
+        # reset only for GET and DELETE; a POST without an answer goes to AlpacaBroker._submit.
+        super().__init__(max_retries=Retry(total=retries, connect=retries, read=retries, status=0, other=0,
+                                           redirect=False, allowed_methods=frozenset({"GET", "DELETE"}),
+                                           respect_retry_after_header=False, raise_on_status=False))
         self.timeout = timeout
 
     def send(self, request, **kwargs):  # noqa: ANN001, ANN201 - requests' signature
@@ -114,13 +130,24 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+def _log_retryable(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A requests response hook: every answer in RETRY_STATUSES is a fault worth a line in the log."""
+    if response.status_code in RETRY_STATUSES:
+        log.warning("Alpaca answered %s to %s %s", response.status_code, response.request.method,
+                    urlsplit(response.url).path)  # the path only: no query, and headers never
+
+
 def tune_rest_client(client: Any, *, retry_attempts: int, retry_wait: float, timeout: float) -> None:
-    """Set alpaca-py's 429/504 retry policy and a request timeout on a REST client (see module doc)."""
+    """Set the retry policy (RETRY_STATUSES, unanswered GET/DELETE), a request timeout and the fault log
+    on an alpaca-py REST client (see module doc)."""
     client._retry = max(0, int(retry_attempts))
     client._retry_wait = max(0.0, float(retry_wait))
-    adapter = _TimeoutAdapter(timeout)
+    client._retry_codes = list(RETRY_STATUSES)
+    adapter = _TimeoutAdapter(timeout, client._retry)
     client._session.mount("http://", adapter)
     client._session.mount("https://", adapter)
+    if _log_retryable not in client._session.hooks["response"]:
+        client._session.hooks["response"].append(_log_retryable)
 
 
 def rest_url_for(ws_url: str | None) -> str | None:
@@ -279,23 +306,30 @@ class AlpacaBroker:
         return OcoAck(order_ack(parent), order_ack(stops[0]))
 
     def _submit(self, request: Any, cid: str, what: tuple[str, str, float]):  # noqa: ANN202
-        try:
-            return self._call(self._client.submit_order, request)
-        except BrokerError as err:
-            duplicate = err.status == 422 and DUPLICATE_ID in err.message
-            if not (duplicate or err.status == 0 or err.status >= 500):
-                raise
-            # The order may exist: refused as a duplicate, or accepted and its answer lost.
+        resends = self._client._retry
+        while True:
             try:
-                existing = self._call(self._client.get_order_by_client_id, cid)
-            except BrokerError:
-                raise err from None
-            ack = order_ack(existing)
-            if (ack.symbol, ack.side, ack.qty) != (what[0], what[1], float(what[2])):
-                raise BrokerError(422, err.code, f"client_order_id {cid} is already used by another order "
-                                                 f"({ack.side} {ack.qty:g} {ack.symbol})") from None
-            log.info("order %s already at the broker (%s after %s); not sent again", cid, ack.status, err)
-            return existing
+                return self._call(self._client.submit_order, request)
+            except BrokerError as err:
+                duplicate = err.status == 422 and DUPLICATE_ID in err.message
+                if not (duplicate or err.status == 0 or err.status >= 500):
+                    raise
+                # The order may exist: refused as a duplicate, or accepted and its answer lost.
+                try:
+                    existing = self._call(self._client.get_order_by_client_id, cid)
+                except BrokerError as lookup:
+                    if not (lookup.status == 404 and err.status == 0 and resends > 0):
+                        raise err from None
+                    # No answer and no such order: send it again, under the same id (module doc).
+                    resends -= 1
+                    log.warning("order %s: %s, and Alpaca has no such order: sending it again", cid, err)
+                    continue
+                ack = order_ack(existing)
+                if (ack.symbol, ack.side, ack.qty) != (what[0], what[1], float(what[2])):
+                    raise BrokerError(422, err.code, f"client_order_id {cid} is already used by another "
+                                                     f"order ({ack.side} {ack.qty:g} {ack.symbol})") from None
+                log.info("order %s already at the broker (%s after %s); not sent again", cid, ack.status, err)
+                return existing
 
     def replace_stop(self, order_id: str, stop_price: float) -> OrderAck:
         """Move a working stop (PATCH /v2/orders/{id}); returns the new order that replaces it.

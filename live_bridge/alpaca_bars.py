@@ -14,7 +14,10 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
-from .alpaca import LiveBar, tune_rest_client
+import requests
+from alpaca.common.exceptions import APIError
+
+from .alpaca import LiveBar, broker_error, network_error, tune_rest_client
 
 _TF = {"1Day": TimeFrame(1, TimeFrameUnit.Day), "1Hour": TimeFrame(1, TimeFrameUnit.Hour),
        "1Min": TimeFrame(1, TimeFrameUnit.Minute)}
@@ -36,12 +39,18 @@ class RestBars:
         return f"RestBars({self.timeframe})"
 
     def since(self, symbols: list[str], now: datetime) -> list[LiveBar]:
-        """New bars of ``symbols`` up to ``now``, oldest first per symbol."""
+        """New bars of ``symbols`` up to ``now``, oldest first per symbol; safe to call again after a BrokerError."""
         start = min((self.last.get(s, now - self.lookback) for s in symbols), default=now - self.lookback)
         req = StockBarsRequest(symbol_or_symbols=list(symbols), timeframe=_TF[self.timeframe],
                                start=start, end=now, feed=self.feed, adjustment=Adjustment.RAW)
+        try:  # a BrokerError (status, Alpaca's message), never alpaca-py's error with the request headers
+            data = self._client.get_stock_bars(req).data
+        except APIError as err:
+            raise broker_error(err) from None
+        except requests.RequestException as err:
+            raise network_error(err) from None
         out = []
-        for sym, bars in self._client.get_stock_bars(req).data.items():
+        for sym, bars in data.items():
             for b in bars:
                 if sym in self.last and b.timestamp <= self.last[sym]:
                     continue

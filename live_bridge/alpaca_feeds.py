@@ -418,6 +418,9 @@ class AlpacaFillFeed(_Feed):
         if self._moves_forward(cid, ack):
             self._status[cid] = (ack.status, ack.filled_qty)
             self._call(self.on_update, OrderUpdate(event, ack, at))
+        elif source == "stream":  # repeated, late (a poll saw it first) or out of order: logged only
+            log.info("trade update %s of %s (%s, filled %g) is no news: ignored", event, cid, ack.status,
+                     ack.filled_qty)
         if ack.is_terminal:
             self._watch.pop(ack.id, None)
         else:

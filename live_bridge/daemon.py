@@ -20,6 +20,7 @@ from data_lake import Lake
 from research.params import ParamsFile
 from research.regimes import load_regimes
 
+from .ports import BrokerError
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
 from .sleeves import sleeves
@@ -87,8 +88,11 @@ def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: boo
                     log.warning("HALT file found: stopping")
                     break
                 if rest is not None:
-                    for bar in rest.since(symbols, broker.clock().timestamp):
-                        runner.on_bar(bar)
+                    try:
+                        for bar in rest.since(symbols, broker.clock().timestamp):
+                            runner.on_bar(bar)
+                    except BrokerError as err:  # Alpaca unreachable for now: the next poll asks again
+                        log.warning("bars poll failed: %s", err)
         finally:
             if bars is not None:
                 bars.stop()

@@ -129,7 +129,8 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
         broker = AlpacaBroker(key, secret, paper=True, url_override=sim.url, retry_wait=0.0)
         runner = Runner(broker, params, history, regimes, store, cfg, candidates=candidates)
         fills = AlpacaFillFeed(key, secret, on_update=lambda u: runner.on_fill(u) if isinstance(u, Fill) else None,
-                               url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0)
+                               url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0,
+                               reconcile_interval=min(60.0, step_timeout / 3))  # a held-back fill is polled in time
         source = _RestSource(key, secret, tf, sim.url, clock, history, first_ts) if tf == "1Day" else \
             _StreamSource(key, secret, symbols, ws + "/v2/iex", sim.url, clock, first_ts)
         runner.reconcile()  # before the worker starts: one thread at a time uses the store
@@ -220,7 +221,16 @@ class _RestSource:
         pass
 
     def take(self, bars: dict, timeout: float) -> list:
-        return self.rest.since(sorted(bars), self.clock.now.to_pydatetime())
+        from .ports import BrokerError
+
+        end = time.monotonic() + timeout
+        while True:  # the bars endpoint failing for a while (5xx, timeouts) delays the bar, never skips it
+            try:
+                return self.rest.since(sorted(bars), self.clock.now.to_pydatetime())
+            except BrokerError as err:
+                if time.monotonic() > end:
+                    raise TimeoutError(f"the bars endpoint kept failing: {err}") from None
+                time.sleep(0.05)
 
     def stats(self) -> None:
         return None

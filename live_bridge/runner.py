@@ -40,7 +40,7 @@ from research.params import ParamsFile
 
 from .history import COLUMNS, History, bar_problem
 from .ids import client_order_id, parse_client_order_id
-from .ports import Broker, Fill, OrderAck, OrderIntent, session_day, sign
+from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .runner_orders import OrderDesk, Work
 from .runner_recovery import ReconcileError, Recovery
@@ -116,6 +116,7 @@ class Runner(OrderDesk, Recovery):
         self._ctx_at = 0.0
         self._sender: Sender | None = None  # REST calls off the worker thread, in order per symbol (lazy)
         self._inflight: dict[str, OrderAck] = {}
+        self._pending_acts: dict[tuple[str, str], tuple] = {}  # decisions to act on once the broker answers
         self._gapped: set[str] = set()  # symbols whose latest bar came after a data gap: no entry on it
         self.alerts: list[dict] = []
         self._stale: dict[str, int] = {}  # symbol -> last bar ts already alerted as stale  # bad bars, data gaps, stale feeds: also in the decision log  # handed to the sender, not acknowledged yet (by client_order_id)
@@ -174,7 +175,9 @@ class Runner(OrderDesk, Recovery):
             if not marker.done.wait(max(0.0, end - time.monotonic())):
                 return False
             if (self._sender is None or self._sender.pending == 0) and not self._inflight:
-                return True
+                if not self._pending_acts:
+                    return True
+                time.sleep(0.05)  # a decision waits for the broker to answer (_retry_acts)
             if not self.sender.drain(max(0.0, end - time.monotonic())):
                 return False
 
@@ -183,8 +186,9 @@ class Runner(OrderDesk, Recovery):
             if self._q.empty():
                 self._prefetch()  # idle: refresh the broker snapshot now, not on the next bar's clock
                 self._watch_feed()
-            try:  # wake up while idle to keep the snapshot fresh (_prefetch)
-                w = self._q.get(timeout=self.config.snapshot_seconds / 4)
+                self._retry_acts()
+            try:  # wake up while idle to keep the snapshot fresh (_prefetch) and to retry decisions
+                w = self._q.get(timeout=0.2 if self._pending_acts else self.config.snapshot_seconds / 4)
             except queue.Empty:
                 continue
             try:
@@ -233,12 +237,40 @@ class Runner(OrderDesk, Recovery):
                 d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us,
                               bars=hist.bars)
                 self.decisions.append(d)
-                self._act(sleeve, d)
+                self._act_now(sleeve, d, sym, ts)
             elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
                      for x in sleeve.data):  # the last leg's bar of this time: decide once
                 bd = decide_basket(sleeve, self.history, self.config.timeframe, self.trade_from_us)
                 self.decisions.append(bd)
-                self._act_basket(sleeve, bd)
+                self._act_now(sleeve, bd, sym, ts)
+
+    def _act_now(self, sleeve: Sleeve, d: Decision | BasketDecision, sym: str, ts: int) -> None:
+        """Act on a decision; if the broker cannot be read right now (after the adapter's retries), act
+        on it again when idle, unless a newer bar of the symbol came first (ids are per bar: never twice)."""
+        def act() -> None:
+            if self._hist[sym].last_ts == ts:  # still the latest bar: its decision stands
+                (self._act if sleeve.legs is None else self._act_basket)(sleeve, d)
+
+        self._try(("act", sleeve.strategy, sleeve.symbol), act, f"deciding {sleeve.strategy} {sleeve.symbol}",
+                  bar_time=d.bar_time)
+
+    def _try(self, key: tuple, fn, what: str, **info) -> None:
+        """Run ``fn``; if the broker cannot be read right now (after the adapter's retries: status 0, 429,
+        5xx), run it again when idle (``_retry_acts``). Order ids are deterministic: a rerun never doubles."""
+        try:
+            fn()
+        except BrokerError as err:
+            if not (err.status == 0 or err.status == 429 or err.status >= 500):
+                raise
+            self._pending_acts[key] = (fn, what, info)
+            self._write({"event": "broker_unavailable", "what": what, **info, "error": str(err),
+                         "then": "again when the broker answers"})
+            log.warning("runner: broker unavailable %s: %s (retrying when idle)", what, err)
+
+    def _retry_acts(self) -> None:
+        for key, (fn, what, info) in list(self._pending_acts.items()):
+            del self._pending_acts[key]
+            self._try(key, fn, what, **info)
 
     def _prefetch(self) -> None:
         """While idle: refetch the snapshot at half its allowed age, so a bar never waits for it."""
@@ -308,7 +340,8 @@ class Runner(OrderDesk, Recovery):
                                        strategy=sleeve.strategy, reason=d.reason), d, ctx, entry, stop_frac)
         elif d.target != 0 and have != 0 and sign("buy" if have > 0 else "sell") == d.target and d.stop is not None:
             stops = [o for o in mine if o.type == "stop"]
-            if not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9:
+            if not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9:
+                # a new level, or a stop that does not cover the position (a partial entry fill after it)
                 for o in stops:
                     self._cancel(o, entry)
                 self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "stop"), sleeve.symbol,

@@ -49,6 +49,7 @@ class OrderDesk:
         stored = self.store.intent(intent.client_order_id)
         if stored is not None:  # decided before a restart: that decision stands (at most one order per intent)
             return self._resend(stored[0], entry)
+        ctx = self._ctx if self._ctx is not None else ctx  # current: cancels just made are out of it
         verdict = self.risk.check(Proposal(intent, d.close, stop_frac), ctx)
         record = {"order": intent.client_order_id, "symbol": intent.symbol, "side": intent.side, "qty": intent.qty,
                   "type": intent.type, "allowed": verdict.allowed, "rule": verdict.rule, "risk": verdict.message}
@@ -105,7 +106,9 @@ class OrderDesk:
             drop = ("pending:" + order.client_order_id,)
             if self._ctx is not None:
                 self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id not in drop))
-            refused = isinstance(err, BrokerError)  # the broker's own refusal (buying power, wash trade...)
+            # the broker's own refusal (buying power, wash trade...); a timeout or 5xx is a failure whose
+            # intent stays open for reconcile
+            refused = isinstance(err, BrokerError) and 400 <= err.status < 500
             line.update(status="refused by the broker" if refused else "failed", broker_error=f"{type(err).__name__}: {err}")
             log.warning("runner: %s %s: %s", order.client_order_id, line["status"], err)
             if not refused:
@@ -175,7 +178,8 @@ class OrderDesk:
                                  stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
             d = Decision(owner[0], owner[1], pd.Timestamp(at), price, "", direction, direction,
                          price, level, None, rules, "stop on the entry fill")
-            self._send(intent, d, self._context(), line)
+            self._try(("protect", entry_cid), lambda: self._send(intent, d, self._context(), line),
+                      f"placing the stop of {entry_cid}")
 
     def _stored_rules(self, cid: str) -> ExitRules | None:
         """The exit rules recorded with an entry's intent (a restart lost the in-memory ones)."""

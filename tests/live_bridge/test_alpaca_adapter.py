@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from live_bridge.alpaca import AlpacaBroker, BrokerError, LiveBar, OcoAck
 from live_bridge.alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed, OrderUpdate, expected_bar
@@ -157,6 +158,50 @@ def test_429_is_retried_by_alpaca_py_until_its_attempts_run_out():
     assert equity == 100_000 and (err.value.status, err.value.message) == (429, "too many requests.")
 
 
+def test_a_lone_500_or_503_is_retried_too_and_every_faulty_answer_is_logged(caplog):
+    with simulator() as s:
+        s.state.faults.add("/v2/account", status=500)
+        s.state.faults.add("/v2/positions", status=503, times=3)
+        account, positions = s.broker.account(), s.broker.positions()
+    faults = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Alpaca answered")]
+    assert account.equity == 100_000 and positions == {}
+    assert faults[0] == "Alpaca answered 500 to GET /v2/account"
+    assert faults[1:] == 3 * ["Alpaca answered 503 to GET /v2/positions"]
+
+
+def lose_posts(broker: AlpacaBroker, times: int, *, after_sending: bool) -> None:
+    """The next ``times`` POSTs get no answer (a read timeout): sent and placed, or never sent."""
+    adapter = broker._client._session.get_adapter("http://")
+    real, left = adapter.send, [times]
+
+    def send(request, **kwargs):  # noqa: ANN001, ANN202 - requests' signature
+        if request.method == "POST" and left[0] > 0:
+            left[0] -= 1
+            if after_sending:
+                real(request, **kwargs)
+            raise requests.ReadTimeout("simulated: no answer")
+        return real(request, **kwargs)
+
+    adapter.send = send
+
+
+def test_an_order_whose_answer_is_lost_is_looked_up_then_sent_again_and_placed_once(caplog):
+    with simulator() as s:
+        s.clock.step()
+        lose_posts(s.broker, 1, after_sending=True)
+        landed = s.broker.submit(buy("landed"))  # placed, answer lost: the lookup finds it
+        lose_posts(s.broker, 2, after_sending=False)
+        resent = s.broker.submit(buy("resent"))  # lost on the way twice: the third send places it
+        lose_posts(s.broker, 4, after_sending=False)
+        with pytest.raises(BrokerError) as lost:  # 1 send + 3 resends, none arrived
+            s.broker.submit(buy("lost"))
+        posts = [r.status for r in s.state.requests.all("/v2/orders") if r.method == "POST"]
+    again = [r for r in caplog.records if "sending it again" in r.getMessage()]
+    assert (landed.client_order_id, resent.client_order_id) == ("landed", "resent")
+    assert s.sim.accepted == {"landed": 1, "resent": 1} and posts == [200, 200] and len(again) == 5
+    assert lost.value.status == 0 and "ReadTimeout" in str(lost.value)
+
+
 def test_cancel_is_quiet_on_a_filled_order_and_close_all_flattens(caplog):
     with simulator() as s:
         s.clock.step()
@@ -252,7 +297,7 @@ def test_a_stream_bar_after_a_failed_poll_first_fetches_the_gap():
             eventually(lambda: feed.connected and s.hub.subscribers("bar") == 1)
             s.clock.step()
             eventually(lambda: len(got) == 1)
-            s.state.faults.add("/v2/stocks/bars", status=500)  # the outage poll fails
+            s.state.faults.add("/v2/stocks/bars", status=500, times=4)  # the outage poll fails, retries too
             s.control.drop_all()
             eventually(lambda: not feed.connected)
             s.clock.step()  # lost with the socket; the poll gets the 500
