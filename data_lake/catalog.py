@@ -78,9 +78,17 @@ def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
 
 
 def query(lake: Lake | str, sql: str) -> pd.DataFrame:
-    """Run one SQL statement against the lake's views and return the result as a DataFrame."""
+    """Run one read-only SQL statement against the lake's views and return the result as a DataFrame.
+
+    Anything else (COPY ... TO, ATTACH, EXPORT, several statements) is refused: a query must not
+    put files into the lake behind the manifest's back.
+    """
     con = connect(lake)
     try:
+        kinds = [s.type for s in con.extract_statements(sql)]
+        if kinds != [duckdb.StatementType.SELECT]:
+            got = ", ".join(k.name for k in kinds) or "no statement"
+            raise LakeError(f"query: expected one SELECT (DESCRIBE, SHOW and SUMMARIZE work too), got {got}")
         return con.execute(sql).df()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]

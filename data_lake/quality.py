@@ -91,17 +91,23 @@ def check_bars(frame: pd.DataFrame, timeframe: str) -> QualityReport:
     if "trade_count" in frame:
         tc = frame["trade_count"].to_numpy(dtype=np.float64, na_value=np.nan)
         flag(tc < 0, "negative trade_count")
-        flag(np.isfinite(tc) & (tc % 1 != 0), "trade_count is not a whole number")
+        # the file column is int64: anything past 2**63 (or inf) would be stored as garbage
+        flag(tc >= 2.0**63, "trade_count is infinite or too large")
+        with np.errstate(invalid="ignore"):  # inf % 1 is NaN: flagged just above
+            flag(np.isfinite(tc) & (tc % 1 != 0), "trade_count is not a whole number")
 
     ts_col = frame["ts"]
     nat = ts_col.isna().to_numpy()
     flag(nat, "missing timestamp")
     ts = ts_col.to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT")).view(np.int64)
     if n > 1:
-        prev, cur = ts[:-1], ts[1:]
-        valid = ~nat[:-1] & ~nat[1:]
-        flag(np.r_[False, valid & (cur == prev)], "duplicate timestamp")
-        flag(np.r_[False, valid & (cur < prev)], "timestamp out of order")
+        # against the latest stamp of ALL earlier rows, not just the row before: dropping the bad rows
+        # (--quarantine) must leave strictly increasing stamps ([5, 4, 5] would otherwise keep 5 twice)
+        none = np.iinfo(np.int64).min
+        latest = np.r_[none, np.maximum.accumulate(np.where(nat, none, ts))[:-1]]
+        valid = ~nat & (latest != none)
+        flag(valid & (ts == latest), "duplicate timestamp")
+        flag(valid & (ts < latest), "timestamp out of order")
     _check_calendar(ts, nat, timeframe, flag)
 
     if not found:

@@ -247,11 +247,11 @@ class Lake:
             manifest.collect(self.root, self.grace_seconds)
             # files are encoded on the pool while the next batch is merged (pyarrow drops the GIL)
             with ThreadPoolExecutor(max_workers=2) as pool:
-                writes = []
+                writes, quarantined = [], []
                 for symbol, timeframe, frame, meta, report in checked:
                     if not report.ok:
                         bad = report.bad_mask
-                        self._write_quarantine(symbol, timeframe, frame, report, meta)
+                        quarantined.append((symbol, timeframe, frame, report, meta))
                         total.rows_quarantined += int(bad.sum())
                         frame = frame.loc[~bad].reset_index(drop=True)
                     if len(frame):
@@ -259,6 +259,9 @@ class Lake:
                             writes.append(pool.submit(atomic_write_table, table, path, **BAR_PARQUET))
                 for w in writes:
                     w.result()  # re-raises a failed write: the manifest is then not swapped
+            # only now: a batch refused by _merge (mixed adjustments) or a failed write quarantines nothing
+            for args in quarantined:
+                self._write_quarantine(*args)
             if total.partitions_written:
                 manifest.save(self.root)  # the commit point: the new files become visible at once
         return total

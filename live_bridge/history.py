@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from data_lake.calendar import US_PER_MIN, nyse
+from data_lake.schema import TIMEFRAMES
 from research.bars import Bars, bars_from_arrays
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -52,18 +54,16 @@ class History:
         """Add a bar; False (nothing added) when it is not newer than the last one (a bar seen already)."""
         if self.n and ts <= self._buf["ts"][self.n - 1]:
             return False
-        one = {"ts": np.array([ts], np.int64), "open": np.array([open_]), "high": np.array([high]),
-               "low": np.array([low]), "close": np.array([close]), "volume": np.array([volume])}
-        facts = bars_from_arrays(one, self.timeframe)  # the calendar facts of one bar: its own session's
+        facts = _facts(ts, self.timeframe)  # the calendar facts of one bar: its own session's
         if self.n == len(self._buf["ts"]):
             for d in (self._buf, self._facts):
                 for c, a in d.items():
                     d[c] = np.concatenate([a, np.empty_like(a)])
         i = self.n
-        for c in COLUMNS:
-            self._buf[c][i] = one[c][0]
-        for c in _FACTS:
-            self._facts[c][i] = getattr(facts, c)[0]
+        for c, v in zip(COLUMNS, (ts, open_, high, low, close, volume)):
+            self._buf[c][i] = v
+        for c, v in zip(_FACTS, facts):
+            self._facts[c][i] = v
         self.n += 1
         self._views()
         return True
@@ -85,6 +85,22 @@ class History:
         n = self.n
         self.arrays = {c: self._buf[c][:n] for c in COLUMNS}
         self.bars = Bars(*(self._buf[c][:n] for c in COLUMNS[1:]), *(self._facts[c][:n] for c in _FACTS))
+
+
+def _facts(ts: int, timeframe: str) -> tuple[int, int, int]:
+    """(session, bar_in_session, bars_left) of one bar, as ``research.bars.bars_from_arrays`` computes
+    them (a test holds the two equal); scalar arithmetic, because it runs for every live bar."""
+    cal, step = nyse(), TIMEFRAMES[timeframe]
+    if step == 0:
+        i = int(np.searchsorted(cal.day_us, ts))
+        if i >= len(cal.day_us) or cal.day_us[i] != ts:
+            raise ValueError("a daily bar not stamped on an NYSE session")
+        return i, 0, 0
+    i = int(np.searchsorted(cal.open_us, ts, side="right")) - 1
+    if i < 0 or ts >= cal.close_us[i]:
+        raise ValueError("a bar outside NYSE sessions")
+    width = step * US_PER_MIN
+    return i, int((ts - cal.open_us[i]) // width), int(-(-(int(cal.close_us[i]) - ts) // width) - 1)
 
 
 def bar_problem(prev_close: float | None, open_: float, high: float, low: float, close: float, volume: float,

@@ -130,6 +130,7 @@ class StateStore:
             raise StateError(f"{self.path} is open by another writer (lock {self.path}.lock)") from None
         # check_same_thread=False: the runner opens the store, then hands it to its one worker thread
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # we BEGIN ourselves
+        self._positions: dict | None = None  # position() cache, dropped by every fill
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         with self._tx() as db:
@@ -278,6 +279,7 @@ class StateStore:
         """
         if not (fill.qty > 0 and fill.price > 0):
             raise ValueError(f"fill {fill.execution_id}: qty and price must be positive")
+        self._positions = None
         with self._tx() as db:
             if db.execute("SELECT 1 FROM fills WHERE execution_id = ?", (fill.execution_id,)).fetchone():
                 return False
@@ -313,9 +315,15 @@ class StateStore:
         return float(row[0])
 
     def position(self, strategy: str, symbol: str) -> StrategyPosition:
-        """One strategy's position in one symbol (zero if it never traded it)."""
-        row = self._db.execute(_POSITION_SQL, (strategy, symbol)).fetchone()
-        return StrategyPosition(strategy, symbol, *(row or (0.0, 0.0, 0.0)))
+        """One strategy's position in one symbol (zero if it never traded it).
+
+        Read at every decision, so kept in memory: this store is the file's only writer (the flock),
+        and every write to positions (``record_fill``) drops the copy.
+        """
+        if self._positions is None:
+            self._positions = {(r[0], r[1]): StrategyPosition(*r) for r in self._db.execute(
+                "SELECT strategy, symbol, qty, avg_price, realized FROM positions")}
+        return self._positions.get((strategy, symbol)) or StrategyPosition(strategy, symbol, 0.0, 0.0, 0.0)
 
     def positions(self) -> dict[tuple[str, str], StrategyPosition]:
         """Every open (non-zero) position, keyed by (strategy, symbol)."""

@@ -293,6 +293,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON; write null for a missing value")
 
 
+def _finite(text: str) -> float:
+    if not math.isfinite(v := float(text)):  # 1e400: Python reads inf, the models would store null
+        raise ValueError(f"number {text} is out of range (a float overflows)")
+    return v
+
+
+def _int64(text: str) -> int:
+    # past 64 bits the numba kernels cannot take it (time_stop 10**30 would crash the live bridge)
+    if len(text.lstrip("-")) > 19 or not -(2**63) <= (v := int(text)) < 2**63:
+        shown = text if len(text) <= 30 else text[:30] + "..."
+        raise ValueError(f"number {shown} is out of range (64-bit integers)")
+    return v
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -317,7 +331,14 @@ def _describe(exc: ValidationError) -> list[str]:
 def loads(data: bytes | str, source: str = "<params>") -> ParamsFile:
     """Parse and validate a params file's text; ValueError naming ``source``, each bad field and why."""
     try:
-        json.loads(data, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        # decoded here, not by json (which would also take UTF-16 or a BOM that the validator refuses)
+        json.loads(data.decode() if isinstance(data, bytes) else data, parse_constant=_no_constant,
+                   parse_float=_finite, parse_int=_int64, object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise ValueError(f"{source}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: invalid JSON: nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except ValueError as exc:

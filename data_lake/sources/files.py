@@ -36,8 +36,11 @@ def _key(name: object) -> str:
 def map_columns(columns: list[object]) -> dict[str, object]:
     """Map the lake's column names to the file's, raising LakeError for missing or ambiguous ones."""
     by_key: dict[str, list[object]] = {}
+    names = {str(c) for c in columns}
     for col in columns:
-        by_key.setdefault(_key(col), []).append(col)
+        # pandas renames a repeated header "Open" to "Open.1": the same column twice, so ambiguous
+        base = re.sub(r"\.\d+$", "", str(col))
+        by_key.setdefault(_key(base if base in names else col), []).append(col)
     out: dict[str, object] = {}
     for target, aliases in _ALIASES.items():
         hits = [c for a in aliases for c in by_key.get(a, [])]
@@ -66,6 +69,9 @@ def read_table_file(path: Path) -> pd.DataFrame:
             return raw
         if name.endswith((".csv", ".csv.gz", ".txt")):
             return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except UnicodeDecodeError as exc:  # e.g. a Latin-1 export from a spreadsheet
+        raise LakeError(f"cannot read {path.name}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                        "save it as UTF-8") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LakeError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
     raise LakeError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
@@ -75,11 +81,16 @@ def _parse_ts(raw: pd.Series, timeframe: str, tz: str | None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.to_datetime(raw)
     else:
-        text = raw.astype(str).str.strip()
-        # errors="coerce": an unparseable stamp becomes NaT, which the gate reports by row
-        ts = pd.to_datetime(text.where(text != "", None), errors="coerce", format="mixed", utc=False)
-        if ts.dtype == object:  # mixed offsets: parse each to UTC
-            ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+        try:
+            text = raw.astype(str).str.strip()
+        except UnicodeDecodeError:
+            raise LakeError(f"timestamp column {raw.name!r} holds bytes that are not text") from None
+        text = text.where(text != "", None)
+        try:
+            # errors="coerce": an unparseable stamp becomes NaT, which the gate reports by row
+            ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+        except ValueError:  # mixed offsets (a file spanning a DST change): parse each to UTC
+            ts = _mixed_offsets(text)
     if TIMEFRAMES[timeframe] == 0:
         return pd.Series(session_stamp(pd.DatetimeIndex(ts)), index=raw.index)
     if getattr(ts.dt, "tz", None) is None:
@@ -90,6 +101,22 @@ def _parse_ts(raw: pd.Series, timeframe: str, tz: str | None) -> pd.Series:
         except Exception as exc:  # zoneinfo raises several types for a bad name
             raise LakeError(f"unknown time zone {tz!r}: {exc}") from None
     return ts.dt.tz_convert("UTC").dt.as_unit("us")
+
+
+_OFFSET = r"\d:\d\d(?::\d\d(?:\.\d*)?)?\s*(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _mixed_offsets(text: pd.Series) -> pd.Series:
+    """Stamps with different UTC offsets, in UTC; a file mixing stamps with and without one is refused."""
+    ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    aware = text.str.contains(_OFFSET, na=False).to_numpy()
+    naive = ~aware & ts.notna().to_numpy()
+    if aware.any() and naive.any():  # utc=True would silently read the naive ones as UTC
+        raise LakeError(
+            f"timestamps mix UTC offsets and none (row {np.flatnonzero(aware)[0] + 1} has one, "
+            f"row {np.flatnonzero(naive)[0] + 1} has none): give every timestamp an offset, or none and --tz"
+        )
+    return ts
 
 
 def file_bars(path: str | Path, timeframe: str, *, tz: str | None = None,
@@ -106,14 +133,16 @@ def file_bars(path: str | Path, timeframe: str, *, tz: str | None = None,
     if adjustment == Adjustment.ALL:
         if "adj_close" not in num:
             raise LakeError("--adjustment all needs an 'Adj Close' column")
-        factor = num["adj_close"] / num["close"]
+        with np.errstate(all="ignore"):  # a zero or huge price gives inf / NaN: the gate names the row
+            factor = num["adj_close"] / num["close"]
     elif adjustment != Adjustment.RAW:
         raise LakeError("files support --adjustment raw or all")
     out = pd.DataFrame({"ts": _parse_ts(raw[cols["ts"]], timeframe, tz).to_numpy()})
-    for c in ("open", "high", "low", "close"):
-        out[c] = num[c] * factor
-    out["volume"] = num["volume"] / factor
-    out["vwap"] = num.get("vwap", np.full(len(out), np.nan)) * factor
+    with np.errstate(all="ignore"):
+        for c in ("open", "high", "low", "close"):
+            out[c] = num[c] * factor
+        out["volume"] = num["volume"] / factor
+        out["vwap"] = num.get("vwap", np.full(len(out), np.nan)) * factor
     out["trade_count"] = num.get("trade_count", np.full(len(out), np.nan))
     return out
 

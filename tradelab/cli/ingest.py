@@ -69,6 +69,7 @@ def synthetic(
 
     store, syms = open_lake(lake), parse_symbols(symbols)
     check_timeframe(timeframe)
+    end = _date(end, "--end").isoformat()
     batches = []
     with progress() as bar:
         task = bar.add_task("generate", total=len(syms))

@@ -6,9 +6,11 @@ Exit codes: 0 ok, 1 the notebook (or the post-success step) failed, 2 a bad conf
 
 from __future__ import annotations
 
+import keyword
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -45,8 +47,8 @@ def run(job: str, config: Path | None, params: list[str]) -> None:
     t0 = time.monotonic()
     installed: list[str] = []
     try:
-        cfg = jobs.load_config(config, job)
-        overrides = _paths(job, cfg.parameters, jobs.parse_overrides(params))
+        cfg = _config(config, job)
+        overrides = _paths(job, cfg.parameters, _overrides(params))
         hook = (lambda run_dir: installed.append(_install(run_dir, Path(overrides["params_dir"])))) if job == "nightly" else None
         result = jobs.run_job(cfg, job, overrides=overrides, on_success=hook,
                               progress_bar=sys.stderr.isatty())  # no tqdm noise in cron logs
@@ -67,14 +69,52 @@ def run(job: str, config: Path | None, params: list[str]) -> None:
         out.print(f"report -> {report}", highlight=False, soft_wrap=True)
 
 
+def _config(path: Path | None, job: str):
+    """``jobs.load_config``, with a folder, an unreadable or a binary --config named as such."""
+    from tradelab import jobs
+
+    try:
+        cfg = jobs.load_config(path, job)
+    except OSError as exc:
+        raise LakeError(f"config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise LakeError(f"config {path}: not UTF-8 text (a TOML file is)") from None
+    _no_keywords(cfg.parameters, f"config {path}")
+    return cfg
+
+
+def _overrides(items: list[str]) -> dict:
+    """``jobs.parse_overrides``, refusing runaway JSON and names papermill cannot assign (keywords)."""
+    from tradelab import jobs
+
+    try:
+        values = jobs.parse_overrides(items)
+    except RecursionError:
+        raise LakeError("-p: a value nests JSON too deeply") from None
+    _no_keywords(values, "-p")
+    return values
+
+
+def _no_keywords(params: Mapping[str, object], where: str) -> None:
+    for name in params:
+        if keyword.iskeyword(name):  # papermill would inject "class = 1": a SyntaxError in the notebook
+            raise LakeError(f"{where}: parameter name {name!r} is a Python keyword")
+
+
+def _path(value: object, name: str) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        raise LakeError(f"parameter {name} must be a path, got {value!r}")
+    return str(Path(value).resolve())
+
+
 def _paths(job: str, configured: dict, overrides: dict) -> dict:
     """Absolute lake / params paths (relative ones are from the current folder, like every command),
     and the job's name, as notebook parameters: the notebook runs in notebooks/, the install step here."""
     given = {**configured, **overrides}
     out_ = dict(overrides)
-    out_["lake"] = str(Path(given.get("lake") or os.environ.get("TRADELAB_LAKE") or "lake").resolve())
+    out_["lake"] = _path(given.get("lake") or os.environ.get("TRADELAB_LAKE") or "lake", "lake")
     if job == "nightly":
-        out_["params_dir"] = str(Path(given.get("params_dir") or "params").resolve())
+        out_["params_dir"] = _path(given.get("params_dir") or "params", "params_dir")
     out_["job"] = job
     return out_
 

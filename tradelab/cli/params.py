@@ -14,7 +14,7 @@ import typer
 
 from data_lake import LakeError
 
-from .ui import out, print_frame, user_errors
+from .ui import out, output_path, print_frame, user_errors
 
 app = typer.Typer(help="The params file: show, validate, diff, schema.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -121,5 +121,9 @@ def schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to
     if out_file is None:
         sys.stdout.write(schema_bytes().decode())
         return
-    write_schema(out_file)
+    output_path(out_file, "--out")
+    try:
+        write_schema(out_file)
+    except OSError as exc:
+        raise LakeError(f"--out {out_file}: {exc.strerror}") from None
     out.print(f"schema -> {out_file}", highlight=False)

@@ -7,6 +7,7 @@ next session, and draws the timeline (plotly, one self-contained HTML file).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,7 @@ from data_lake.calendar import day_index, nyse
 from data_lake.schema import check_symbol
 from research.regimes import LABELS, VOLS, WARMUP, RegimeParams, params_hash, regimes_from_daily, save_regimes
 
-from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, print_frame, user_errors
+from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, output_path, print_frame, user_errors
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -73,6 +74,10 @@ def regimes(
 ) -> None:
     """Label each session by trend x volatility of a benchmark, known before the session opens."""
     bench = check_symbol(benchmark)
+    _check_options(dict(trend_window=trend_window, slope_bars=slope_bars, er_window=er_window,
+                        vol_window=vol_window, vol_history=vol_history),
+                   dict(slope_min=slope_min, er_min=er_min, low_pct=low_pct, high_pct=high_pct,
+                        extreme_pct=extreme_pct))
     try:
         params = RegimeParams(
             trend_window=trend_window, slope_bars=slope_bars, slope_min=slope_min, er_window=er_window,
@@ -81,6 +86,8 @@ def regimes(
         )
     except ValueError as exc:
         raise LakeError(str(exc)) from None
+    path = plot or Path("runs") / f"regimes-{bench}.html"
+    output_path(plot, "--plot")
     store = open_lake(lake)
     bars = store.load_arrays(bench, "1Day")
     if not len(bars["ts"]):
@@ -102,9 +109,25 @@ def regimes(
         markup=False, highlight=False,
     )
     out.print(f"table regimes/{bench} -> {store.root / rel}", highlight=False)
-    path = plot or Path("runs") / f"regimes-{bench}.html"
-    write_plot(frame, bars, bench, path)
+    try:
+        write_plot(frame, bars, bench, path)
+    except OSError as exc:
+        raise LakeError(f"--plot {path}: {exc.strerror}; the labels are in the lake (table regimes/{bench})") \
+            from None
     out.print(f"plot -> {path}", highlight=False)
+
+
+MAX_WINDOW = 100_000  # sessions: far past any history, far below what the kernels' int64 holds
+
+
+def _check_options(windows: dict[str, int], figures: dict[str, float]) -> None:
+    """Refuse absurd windows (the kernels overflow) and NaN / inf thresholds (every comparison fails)."""
+    for name, v in windows.items():
+        if v > MAX_WINDOW:
+            raise LakeError(f"--{name.replace('_', '-')} {v}: at most {MAX_WINDOW:,} sessions")
+    for name, v in figures.items():
+        if not math.isfinite(v):
+            raise LakeError(f"--{name.replace('_', '-')} {v}: expected a finite number")
 
 
 def label_counts(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -12,14 +14,79 @@ import typer
 from data_lake import LakeError
 from data_lake.schema import check_timeframe, parse_symbols
 
-from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, print_frame, progress, user_errors
+from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, output_path, print_frame, progress, user_errors
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise LakeError(f"{name} {text!r}: expected comma-separated numbers (fractions, e.g. 0.02)") from None
+        values = ()
+    if not values:  # none at all would leave no exit rules to sweep
+        raise LakeError(f"{name} {text!r}: expected comma-separated numbers (fractions, e.g. 0.02)")
+    return values
+
+
+def _whole(text: str, name: str) -> tuple[int, ...]:
+    values = _floats(text, name)
+    if not all(math.isfinite(v) and v.is_integer() and abs(v) < 2**31 for v in values):
+        raise LakeError(f"{name} {text!r}: expected comma-separated whole numbers of bars, e.g. 0,20")
+    return tuple(int(v) for v in values)
+
+
+def _date(text: str | None, name: str) -> str | None:
+    """The date as given (it is part of the sweep's id), once it is known to parse."""
+    import pandas as pd
+
+    try:
+        if text is not None and pd.isna(pd.Timestamp(text)):
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise LakeError(f"{name} {text!r} is not a date (YYYY-MM-DD)") from None
+    return text
+
+
+MAX_GRID_VALUES = 100_000
+
+
+def _grid(text: str) -> tuple[str, tuple]:
+    """``parse_grid_arg``, after refusing a range too long to hold (fast=1:1e12:1 would exhaust memory)."""
+    from research.sweep.plan import parse_grid_arg
+
+    parts = text.partition("=")[2].split(":")
+    if len(parts) == 3:
+        try:
+            start, stop, step = (float(v) for v in parts)
+            n = (stop - start) / step
+        except (ValueError, ZeroDivisionError):
+            n = 0.0  # malformed: parse_grid_arg names the problem
+        if n > MAX_GRID_VALUES:
+            raise LakeError(f"--grid {text!r}: {n:,.0f} values; at most {MAX_GRID_VALUES:,} per param")
+    return parse_grid_arg(text)
+
+
+def _check_grid(strategy: str, grid_items: tuple[tuple[str, tuple], ...], heatmap: str | None) -> None:
+    """Refuse, before anything runs, a grid and a --heatmap that would only fail inside or after the sweep."""
+    from research.signals import get
+
+    hints = typing.get_type_hints(get(strategy).params)  # ValueError naming the strategies if unknown
+    for name, values in grid_items:
+        numeric = hints.get(name) in (int, float)
+        wrong = [v for v in values if numeric and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if wrong:
+            raise LakeError(f"--grid {name}: expected numbers, got {wrong[0]!r}")
+    names = [n for n, _ in grid_items]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise LakeError(f"--grid {repeated[0]} is given twice: list its values once (name=a,b,c)")
+    if "short" in names and _has_short(strategy):
+        raise LakeError("--grid short: shorts are set with --short (or --no-short), not swept")
+    if heatmap is not None:
+        axes = [a.strip() for a in heatmap.split(",")]
+        known = [*names, "stop_loss", "take_profit", "trailing_stop", "time_stop"]  # swept exit rules
+        if len(axes) != 2 or not set(axes) <= set(known):
+            raise LakeError(f"--heatmap {heatmap!r}: expected two swept params, e.g. fast,slow "
+                            f"(swept: {', '.join(known)})")
 
 
 def _memory(text: str) -> int:
@@ -57,7 +124,7 @@ def sweep(
     max_memory: Annotated[str, typer.Option(help="Memory budget that sizes the chunks, e.g. 2G.")] = "2G",
     chunk: Annotated[int | None, typer.Option(help="Combinations per chunk (default: sized from --max-memory).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed sweep (skips finished chunks).")] = False,
-    workers: Annotated[int, typer.Option(help="Run on a local Dask cluster of N workers (0 = in process).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Run on a local Dask cluster of N workers (0 = in process).")] = 0,
     scheduler: Annotated[str | None, typer.Option(help="Run on a Dask scheduler, e.g. tcp://host:8786.")] = None,
     start: Annotated[str | None, typer.Option(help="First date of the bars used.")] = None,
     end: Annotated[str | None, typer.Option(help="End date (exclusive) of the bars used.")] = None,
@@ -65,23 +132,27 @@ def sweep(
 ) -> None:
     """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table."""
     from research.exits import ExitRules
-    from research.sweep.plan import SweepSpec, parse_grid_arg
-    from research.sweep.report import best, check_objective, heatmap_html, top
+    from research.sweep.plan import SweepSpec
+    from research.sweep.report import best, check_objective, top
     from research.sweep.runner import run_sweep
 
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise LakeError(f"--out {out_file}: use a .parquet or .csv file")
     try:
         check_objective(objective)
-        grid_items = tuple(parse_grid_arg(g) for g in grid)
+        grid_items = tuple(_grid(g) for g in grid)
+        _check_grid(strategy, grid_items, heatmap)
+        output_path(out_file, "--out")
+        output_path(plot, "--plot")
         rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, trailing_stop=tr, time_stop=int(ts), allow_short=short,
                                 flat_at_close=False)
                       for sl, tp, tr, ts in itertools.product(_floats(stop_loss, "--stop-loss"), _floats(take_profit, "--take-profit"),
-                                                              _floats(trailing_stop, "--trailing-stop"), _floats(time_stop, "--time-stop")))
+                                                              _floats(trailing_stop, "--trailing-stop"), _whole(time_stop, "--time-stop")))
         spec = SweepSpec(strategy=strategy, symbols=tuple(parse_symbols(symbols)), timeframe=check_timeframe(timeframe),
                          grid=grid_items, rules=rules, fees=fees, slippage=slippage, by_regime=by_regime,
                          benchmark=benchmark.upper() if benchmark else None, walk_forward=walk_forward,
-                         anchored=anchored, start=start, end=end, params_fixed=(("short", short),) if _has_short(strategy) else ())
+                         anchored=anchored, start=_date(start, "--start"), end=_date(end, "--end"),
+                         params_fixed=(("short", short),) if _has_short(strategy) else ())
         store = open_lake(lake)
         client = _dask_client(workers, scheduler)
         try:
@@ -108,13 +179,25 @@ def sweep(
                     title=f"best params per regime by {objective}")
     if guards:
         _print_choices(store, spec, results, objective, min_trades, names)
+    try:
+        _write_outputs(results, spec, names, objective, heatmap, plot, out_file, sid)
+    except OSError as exc:  # e.g. a disk full or a read-only folder: the rows are safe in the lake
+        raise LakeError(f"cannot write {exc.filename}: {exc.strerror}; the rows are in the lake's sweeps table "
+                        f"(sweep {sid}; --resume shows them again)") from None
+
+
+def _write_outputs(results, spec, names: list[str], objective: str, heatmap: str | None, plot: Path | None,
+                   out_file: Path | None, sid: str) -> None:
+    """The heatmap pages (one per symbol) and the --out file."""
+    from research.sweep.report import heatmap_html
+
     if heatmap or len(names) >= 2:
         x, y = heatmap.split(",", 1) if heatmap else names[:2]
         for sym in spec.symbols:  # one page per symbol: symbols are not averaged together
             path = plot.with_name(f"{plot.stem}-{sym}{plot.suffix}") if plot else Path("runs") / f"sweep-{sid}-{sym}.html"
             path.parent.mkdir(parents=True, exist_ok=True)
             heatmap_html(results[results["symbol"] == sym], x.strip(), y.strip(), objective, str(path),
-                         title=f"{sym} {strategy}: {objective} over {x} x {y} (full period, by regime)")
+                         title=f"{sym} {spec.strategy}: {objective} over {x} x {y} (full period, by regime)")
             out.print(f"heatmap -> {path}", highlight=False)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +239,10 @@ def _dask_client(workers: int, scheduler: str | None):
         return None
     from distributed import Client
 
-    if scheduler:
-        return Client(scheduler)
-    # the client owns this LocalCluster and shuts it down on close()
-    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        if scheduler:
+            return Client(scheduler)
+        # the client owns this LocalCluster and shuts it down on close()
+        return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    except OSError as exc:  # an unreachable scheduler times out with OSError
+        raise LakeError(f"Dask: {str(exc).splitlines()[0]}") from None

@@ -52,12 +52,29 @@ def open_lake(path: Path) -> Lake:
     return Lake(path)
 
 
+def output_path(path: Path | None, option: str) -> None:
+    """Make an output file's folder now, so a bad path fails before the work (and its lake writes)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise LakeError(f"{option} {path}: is a folder, expected a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LakeError(f"{option} {path}: cannot create its folder ({exc.strerror})") from None
+
+
 def print_frame(frame: pd.DataFrame, title: str | None = None, fmt: str = "table") -> None:
     """Print a DataFrame as a rich table, CSV or JSON (records)."""
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":
-        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+        # bytes (BLOB, BIT) as their repr, as in the other formats: the JSON encoder takes them
+        # for UTF-8 text; other objects it cannot encode (UUID, Decimal) through str()
+        obj = frame.select_dtypes(include="object").columns
+        frame = frame.assign(**{c: frame[c].map(lambda v: str(v) if isinstance(v, (bytes, bytearray)) else v)
+                                for c in obj})
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso", default_handler=str) + "\n")
     elif fmt == "table":
         table = Table(title=title, show_lines=False)
         for col in frame.columns:
