@@ -23,8 +23,9 @@ demo: $(STAMP)
 	$(BIN)/tradelab params show
 	$(BIN)/tradelab parity --candidates
 
+# Two test processes, one per core (pytest-xdist); all tests of a file run in the same one.
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q --ignore=tests/chaos
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=tests/chaos
 
 # Crashes, broker and data faults, fuzzed input, secrets (tests/chaos): at most 10 minutes.
 chaos: $(STAMP)
