@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -79,6 +80,12 @@ class RegimeParams:
     periods_per_year: float = 252.0
 
     def __post_init__(self) -> None:
+        for name in ("slope_min", "er_min", "low_pct", "high_pct", "extreme_pct", "periods_per_year"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes every comparison below unnoticed
+                raise ValueError(f"regime {name} must be a finite number, got {getattr(self, name)}")
+        for name in ("trend_window", "slope_bars", "er_window", "vol_window", "vol_history"):
+            if getattr(self, name) > 100_000:
+                raise ValueError(f"regime {name} must be at most 100000 sessions, got {getattr(self, name)}")
         for name in ("trend_window", "slope_bars", "er_window", "vol_history"):
             if getattr(self, name) < 1:
                 raise ValueError(f"regime {name} must be >= 1, got {getattr(self, name)}")

@@ -24,6 +24,9 @@ ROW_BYTES = 600
 BAR_BYTES = 64
 
 
+MAX_GRID_VALUES = 100_000  # per dimension: a typo like 5:1e12:1 is refused, not allocated
+
+
 def parse_grid_arg(text: str) -> tuple[str, tuple]:
     """Parse ``name=start:stop:step`` (stop inclusive) or ``name=a,b,c`` into (name, values)."""
     if "=" not in text:
@@ -35,14 +38,18 @@ def parse_grid_arg(text: str) -> tuple[str, tuple]:
             if len(parts) != 3:
                 raise ValueError
             start, stop, step = (float(p) for p in parts)
-            if step <= 0 or stop < start:
+            if step <= 0 or stop < start or not np.isfinite([start, stop, step]).all():
                 raise ValueError
+            if (stop - start) / step >= MAX_GRID_VALUES:
+                raise ValueError(f"--grid {text!r}: more than {MAX_GRID_VALUES:,} values in one dimension")
             vals = np.arange(start, stop + step / 2, step)
             is_int = all(float(p).is_integer() for p in parts)
             values = tuple(int(round(v)) for v in vals) if is_int else tuple(round(float(v), 12) for v in vals)
         else:
             values = tuple(_scalar(v) for v in spec.split(",") if v.strip())
-    except ValueError:
+    except ValueError as exc:
+        if "values in one dimension" in str(exc):
+            raise
         raise ValueError(f"--grid {text!r}: expected name=start:stop:step (step > 0, stop >= start) "
                          "or name=a,b,c") from None
     if not values:
@@ -99,6 +106,8 @@ class SweepSpec:
         for values in itertools.product(*(v for _, v in self.grid)):
             try:
                 valid.append(strategy.make_params(**dict(self.params_fixed), **dict(zip(names, values))))
+            except TypeError as exc:  # a value of the wrong kind (e.g. fast=sma): the grid is wrong, not one combo
+                raise ValueError(f"{self.strategy} grid: {exc}") from None
             except ValueError:
                 dropped += 1  # e.g. sma_cross fast >= slow: not a strategy, not a trial
         if not valid:

@@ -170,7 +170,9 @@ def test_params_hash_is_stable_and_tracks_params():
     assert params_hash(RegimeParams(er_min=0.3)) != params_hash(RegimeParams())
 
 
-@pytest.mark.parametrize("bad", [dict(vol_window=1), dict(low_pct=0.8), dict(er_min=1.5), dict(trend_window=0)])
+@pytest.mark.parametrize("bad", [dict(vol_window=1), dict(low_pct=0.8), dict(er_min=1.5), dict(trend_window=0),
+                                 dict(slope_min=float("nan")), dict(er_min=float("nan")),
+                                 dict(trend_window=10**20)])
 def test_bad_params_refused(bad):
     with pytest.raises(ValueError, match="regime"):
         RegimeParams(**bad)

@@ -32,6 +32,10 @@ def test_parse_grid_arg():
     assert parse_grid_arg("stop=0.01:0.03:0.01") == ("stop", (0.01, 0.02, 0.03))
     with pytest.raises(ValueError, match="name=start:stop:step"):
         parse_grid_arg("fast=5:1:1")
+    with pytest.raises(ValueError, match="name=start:stop:step"):
+        parse_grid_arg("fast=5:inf:1")
+    with pytest.raises(ValueError, match="more than 100,000 values"):
+        parse_grid_arg("fast=5:1e12:1")  # refused, never allocated
 
 
 def test_rows_land_in_the_lake_and_invalid_combos_are_dropped(sample_lake_rw):
