@@ -52,3 +52,23 @@ def test_second_process_compiles_nothing(tmp_path: Path):
     assert first["compiled"], "the first process should have compiled the kernels"
     second = _run(tmp_path / "numba")
     assert second["compiled"] == [] and second["sharpe"] == first["sharpe"]
+
+
+def test_cache_folders_of_old_code_unused_for_two_weeks_are_pruned(tmp_path: Path):
+    import os
+    import time
+
+    from research._numba_cache import prune
+
+    keep, recent, stale = (tmp_path / n for n in ("current", "recent", "stale"))
+    for p in (keep, recent, stale):
+        (p / "sub").mkdir(parents=True)
+        (p / "sub" / "kernel.nbi").write_bytes(b"x")
+    month_ago = time.time() - 30 * 86400
+    for p in (keep, stale):
+        os.utime(p, (month_ago, month_ago))
+
+    removed = prune(tmp_path, keep=keep)
+
+    assert removed == [stale] and keep.exists() and recent.exists() and not stale.exists()
+    assert prune(tmp_path / "missing", keep=keep) == []
