@@ -41,10 +41,11 @@ from live_bridge.parity import check
 from live_bridge.replay import replay
 from live_bridge.risk import RiskLimits
 from live_bridge.simulator import BrokerConfig
+from tests.live_bridge.test_parity import lake  # noqa: F401 - the sample lake with IBM regimes, a fixture
 from live_bridge.sleeves import decide, sleeves
 from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel
-from research.regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
+from research.regimes import load_regimes
 from tests.research.test_params import entry, params_file
 
 SEED = 20240607
@@ -58,20 +59,6 @@ RECONCILE = 2.0  # the fill feed's reconcile poll in these replays
 KINDS = {"429": 4, "504": 3, "500": 2, "503": 2, "slow": 2, "accepted_504": 3, "accepted_500": 2,
          "drop": 2, "mute": 2, "duplicate": 3, "reorder": 2}
 LIMITS = RiskLimits(queue_for_next_open=True)  # what replay() uses for daily bars
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory):
-    from data_lake import Lake
-    from data_lake.sources.sample import sample_bars, sample_meta
-
-    lk = Lake(tmp_path_factory.mktemp("faults") / "lake")
-    for sym in ("AAPL", "MSFT", "IBM"):
-        lk.write_bars(sym, "1Day", sample_bars(sym), sample_meta())
-    arr = lk.load_arrays("IBM", "1Day")
-    save_regimes(lk, "IBM", regimes_from_daily(arr["ts"], arr["open"], arr["high"], arr["low"], arr["close"]),
-                 RegimeParams())
-    return lk
 
 
 def busy_file(lake):
