@@ -140,7 +140,6 @@ def main() -> None:
         runner = Timed(broker, pf, history, {}, store, RunnerConfig(limits=RiskLimits(queue_for_next_open=True),
                                                                     snapshot_seconds=IDLE))
         runner.start()
-        sent0 = 0
         for step in range(args.bars):
             ctl.send("step")
             bars = ctl.recv()
@@ -153,7 +152,7 @@ def main() -> None:
                 runner.on_bar(Bar(s, row))
             runner.settle(120)
         ctl.send("orders")
-        orders = ctl.recv() - sent0
+        orders = ctl.recv()
         errors = list(runner.errors)
         runner.stop()
         # the decision alone, and one REST order round trip, for scale
