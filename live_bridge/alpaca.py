@@ -233,6 +233,14 @@ class AlpacaBroker:
         self._client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
         tune_rest_client(self._client, retry_attempts=retry_attempts, retry_wait=retry_wait, timeout=timeout)
         self._where = url_override or ("paper" if paper else "live")
+        self._spec = (type(self), (api_key, secret_key),
+                      {"paper": paper, "url_override": url_override, "retry_attempts": retry_attempts,
+                       "retry_wait": retry_wait, "timeout": timeout})
+
+    def spawn_spec(self) -> tuple:
+        """(class, args, kwargs) that build this broker again in another process (sender.ProcessSender).
+        It holds the keys: it goes through a pipe to the child, never into a log or a command line."""
+        return self._spec
 
     def __repr__(self) -> str:
         return f"AlpacaBroker({self._where!r})"

@@ -62,7 +62,8 @@ def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: boo
         now = pd.Timestamp(broker.clock().timestamp)  # the broker's time (a replaying simulator's too)
         history = lake_history(lake, symbols, tf, now)
         cfg = RunnerConfig(timeframe=tf, limits=RiskLimits(queue_for_next_open=tf == "1Day"),
-                           trade_from=now, decision_log=state_dir / "decisions.jsonl")
+                           trade_from=now, decision_log=state_dir / "decisions.jsonl",
+                           sender_process=True, keep_decisions=10_000)  # alpaca-py's CPU off the decision process (sender.py)
         runner = Runner(broker, pf, history, regimes, store, cfg)
         for note in runner.reconcile():
             log.info("reconcile: %s", note)

@@ -8,8 +8,10 @@ what ``research.bars.bars_from_arrays`` makes of the same columns (a test holds 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 
@@ -91,16 +93,25 @@ def _facts(ts: int, timeframe: str) -> tuple[int, int, int]:
     """(session, bar_in_session, bars_left) of one bar, as ``research.bars.bars_from_arrays`` computes
     them (a test holds the two equal); scalar arithmetic, because it runs for every live bar."""
     cal, step = nyse(), TIMEFRAMES[timeframe]
+    day_us, open_us = _stamps()
     if step == 0:
-        i = int(np.searchsorted(cal.day_us, ts))
-        if i >= len(cal.day_us) or cal.day_us[i] != ts:
+        i = bisect.bisect_left(day_us, ts)
+        if i >= len(day_us) or day_us[i] != ts:
             raise ValueError("a daily bar not stamped on an NYSE session")
         return i, 0, 0
-    i = int(np.searchsorted(cal.open_us, ts, side="right")) - 1
+    i = bisect.bisect_right(open_us, ts) - 1
     if i < 0 or ts >= cal.close_us[i]:
         raise ValueError("a bar outside NYSE sessions")
     width = step * US_PER_MIN
     return i, int((ts - cal.open_us[i]) // width), int(-(-(int(cal.close_us[i]) - ts) // width) - 1)
+
+
+@lru_cache(maxsize=1)
+def _stamps() -> tuple[list[int], list[int]]:
+    """The calendar's session days and opens as Python ints, for a scalar bisect per bar (a fraction
+    of a scalar ``np.searchsorted`` call's overhead)."""
+    cal = nyse()
+    return cal.day_us.tolist(), cal.open_us.tolist()
 
 
 def bar_problem(prev_close: float | None, open_: float, high: float, low: float, close: float, volume: float,

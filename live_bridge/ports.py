@@ -18,6 +18,7 @@ Conventions every implementation must keep:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -39,6 +40,11 @@ def session_day(ts: datetime) -> date:
     """The New York calendar date of a UTC instant: the key of a trading day (daily P&L, halts)."""
     if ts.tzinfo is None:
         raise ValueError(f"timestamp {ts!r} is naive; the live bridge only takes timezone-aware UTC times")
+    return _ny_date(ts)
+
+
+@lru_cache(maxsize=4096)
+def _ny_date(ts: datetime) -> date:  # cached: the runner asks for the same bar times many times per bar
     return ts.astimezone(NY).date()
 
 
@@ -216,3 +222,6 @@ class BrokerError(Exception):
     def __init__(self, status: int, code: int | None, message: str) -> None:
         super().__init__(f"{status} {message}")
         self.status, self.code, self.message = status, code, message
+
+    def __reduce__(self):  # noqa: ANN204 - pickles whole (the sender process hands errors back)
+        return type(self), (self.status, self.code, self.message)

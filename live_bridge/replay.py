@@ -182,7 +182,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                  for s in symbols}
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
         "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
-        runner.decisions, runner.errors, regimes, cfg.decision_log, candidates, bar_feed)
+        list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed)
 
 
 def _load(lake: Lake, symbols: list[str], tf: str, t0: pd.Timestamp, t1: pd.Timestamp):

@@ -86,17 +86,8 @@ class OrderDesk:
 
     def _dispatch(self, order: OrderIntent, cancels: tuple[str, ...]) -> None:
         """Hand a recorded order (and the cancels that must precede it) to the sender."""
-        def submit() -> OrderAck:
-            for oid in cancels:  # wash-trade avoidance: the opposite open orders go first
-                if oid.startswith("pending:"):  # still in flight a moment ago: by its client_order_id
-                    found = self.broker.order_by_client_id(oid.removeprefix("pending:"))
-                    if found is None or found.is_terminal:
-                        continue
-                    oid = found.id
-                self.broker.cancel(oid)
-            return self.broker.submit(order)  # idempotent by client_order_id: a resend returns the same order
-
-        self.sender.call(order.symbol, submit, lambda ack, err: self._q.put(Work("ack", (order, ack, err))))
+        self.sender.call(order.symbol, "submit", (order, tuple(cancels)),
+                         lambda ack, err: self._q.put(Work("ack", (order, ack, err))))
 
     def _ack(self, order: OrderIntent, ack: OrderAck | None, err: BaseException | None) -> None:
         """The broker's answer to an order the sender sent (on the worker thread: the store's one writer)."""
@@ -146,21 +137,12 @@ class OrderDesk:
             self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id))
         entry["actions"].append({"cancel": o.client_order_id})
 
-        def cancel() -> None:
-            oid = o.id
-            if oid.startswith("pending:"):  # sent by the sender just before: find it by its id
-                found = self.broker.order_by_client_id(o.client_order_id)
-                if found is None or found.is_terminal:
-                    return
-                oid = found.id
-            self.broker.cancel(oid)
-
         def done(_, err: BaseException | None) -> None:
             if err is not None:
                 log.warning("runner: cancel of %s failed: %s", o.client_order_id, err)
                 self._q.put(Work("noop", None))
 
-        self.sender.call(o.symbol, cancel, done)
+        self.sender.call(o.symbol, "cancel", (o,), done)
 
     # --- fills -------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ the replay: one function, two callers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -152,7 +153,7 @@ def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object
     if code_next.max(initial=-1) >= kk or code_next.min(initial=-1) < -1:
         raise ValueError(f"code_next holds codes outside [-1, {kk - 1}]")
     sig = np.zeros((4, max(kk, 1), n), dtype=bool)
-    rules = [ExitRules()] * max(kk, 1)
+    rules = [_NO_RULES] * max(kk, 1)
     live = np.zeros(max(kk, 1), dtype=bool)
     for i, e in enumerate(entries):
         if e is None:
@@ -162,14 +163,25 @@ def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object
         for j in range(4):
             sig[j, i] = s[j]
         live[i] = True
-    code_next = np.where((code_next >= 0) & live[np.clip(code_next, 0, None)], code_next, -1)
-    arr = lambda name, dt: np.array([getattr(r, name) for r in rules], dtype=dt)  # noqa: E731
+    if not live.all():
+        code_next = np.where((code_next >= 0) & live[np.clip(code_next, 0, None)], code_next, -1)
     out = simulate_switching_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, code_next,
-                                sig[0], sig[1], sig[2], sig[3], arr("stop_loss", np.float64),
-                                arr("take_profit", np.float64), arr("trailing_stop", np.float64),
-                                arr("time_stop", np.int64), arr("flat_at_close", np.bool_),
-                                arr("allow_short", np.bool_))
+                                sig[0], sig[1], sig[2], sig[3], *_rule_arrays(tuple(rules)))
     return Path(out[0], out[1], Trades(*out[3:9])), out[2], out[9]
+
+
+_NO_RULES = ExitRules()
+
+
+@lru_cache(maxsize=1024)
+def _rule_arrays(rules: tuple[ExitRules, ...]) -> tuple[np.ndarray, ...]:
+    """The exit rules as the kernel's per-code arrays (cached: the live runner passes the same rules
+    every bar; the kernel only reads them)."""
+    out = []
+    for name, dt in (("stop_loss", np.float64), ("take_profit", np.float64), ("trailing_stop", np.float64),
+                     ("time_stop", np.int64), ("flat_at_close", np.bool_), ("allow_short", np.bool_)):
+        out.append(np.array([getattr(r, name) for r in rules], dtype=dt))
+    return tuple(out)
 
 
 def regime_codes(labels_next: Sequence[str], regimes: Mapping[str, int]) -> np.ndarray:

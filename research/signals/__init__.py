@@ -22,7 +22,13 @@ def get(name: str) -> Strategy:
         hint = difflib.get_close_matches(name, NAMES, n=1)
         raise ValueError(f"unknown strategy {name!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
                          f"known: {', '.join(NAMES)}")
-    return importlib.import_module(f"{__name__}.{name}").STRATEGY
+    strategy = _LOADED.get(name)
+    if strategy is None:  # imported once: the live runner asks for every bar of every symbol
+        strategy = _LOADED[name] = importlib.import_module(f"{__name__}.{name}").STRATEGY
+    return strategy
+
+
+_LOADED: dict[str, Strategy] = {}
 
 
 __all__ = ["NAMES", "Signals", "Strategy", "get", "no_signals"]

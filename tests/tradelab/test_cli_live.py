@@ -71,6 +71,7 @@ def test_live_runner_trades_the_simulator_in_another_process_and_stops_on_sigter
         assert live.returncode == 0, err[-3000:]
         assert "paper trading 2 active entries" in out
         lines = [json.loads(x) for x in log.read_text().splitlines()]
+        assert lines[0]["event"] == "start" and lines[0]["order_sender"].startswith("process ")  # sender.py
         assert sum(x["event"] == "decision" for x in lines) >= 40
         assert any(x["event"] == "fill" for x in lines), "the runner never traded"
         status = run("live", "status", "--state-dir", str(state), "--params", str(path))
