@@ -204,19 +204,23 @@ def _value(x: Any) -> str:
     return str(getattr(x, "value", x))
 
 
-def order_ack(o: Any) -> OrderAck:
-    """The port's view of an alpaca-py ``Order`` (numbers arrive as strings)."""
+def order_ack(o: Any, parent: str | None = None) -> OrderAck:
+    """The port's view of an alpaca-py ``Order`` (numbers arrive as strings), with its legs if any."""
     return OrderAck(
         id=str(o.id), client_order_id=o.client_order_id, symbol=o.symbol, side=_value(o.side),
         qty=_f(o.qty) or 0.0, filled_qty=_f(o.filled_qty) or 0.0, filled_avg_price=_f(o.filled_avg_price) or None,
         status=_value(o.status), type=_value(o.type or o.order_type), stop_price=_f(o.stop_price),
-        limit_price=_f(o.limit_price), submitted_at=_utc(o.submitted_at or o.created_at))
+        limit_price=_f(o.limit_price), submitted_at=_utc(o.submitted_at or o.created_at),
+        legs=tuple(order_ack(leg, o.client_order_id) for leg in getattr(o, "legs", None) or ()), parent=parent)
 
 
 def _order_request(intent: OrderIntent):  # noqa: ANN202 - one of three alpaca-py request types
     qty = int(intent.qty) if float(intent.qty).is_integer() else intent.qty  # "10", not "10.0", on the wire
     common = dict(symbol=intent.symbol, qty=qty, side=OrderSide(intent.side),
                   time_in_force=TimeInForce(intent.time_in_force), client_order_id=intent.client_order_id)
+    if intent.take_profit is not None:  # a protective stop with its target: one OCO (ports.OrderIntent)
+        return LimitOrderRequest(order_class=OrderClass.OCO, take_profit=TakeProfitRequest(limit_price=intent.take_profit),
+                                 stop_loss=StopLossRequest(stop_price=intent.stop_price), **common)
     if intent.type == "limit":
         return LimitOrderRequest(limit_price=intent.limit_price, **common)
     if intent.type == "stop":
@@ -272,7 +276,7 @@ class AlpacaBroker:
     def order_by_client_id(self, client_order_id: str) -> OrderAck | None:
         """The order sent under ``client_order_id``, or None if Alpaca has none (404)."""
         try:
-            return order_ack(self._call(self._client.get_order_by_client_id, client_order_id))
+            return order_ack(self._with_legs(self._call(self._client.get_order_by_client_id, client_order_id)))
         except BrokerError as err:
             if err.status == 404:
                 return None
@@ -290,9 +294,20 @@ class AlpacaBroker:
 
     # ------------------------------------------------------------------------------------ orders
     def submit(self, intent: OrderIntent) -> OrderAck:
-        """Send an order; if Alpaca already has one under this client_order_id, return that one."""
-        return order_ack(self._submit(_order_request(intent), intent.client_order_id,
-                                      (intent.symbol, intent.side, intent.qty)))
+        """Send an order; if Alpaca already has one under this client_order_id, return that one.
+
+        An intent with a ``take_profit`` goes as one OCO; the ack carries its stop leg (``legs``)."""
+        o = self._submit(_order_request(intent), intent.client_order_id, (intent.symbol, intent.side, intent.qty))
+        ack = order_ack(self._with_legs(o))
+        if intent.take_profit is not None and not any(leg.type == "stop" for leg in ack.legs):
+            raise BrokerError(0, None, f"OCO {intent.client_order_id} came back without its stop leg")
+        return ack
+
+    def _with_legs(self, o: Any) -> Any:
+        """An OCO/bracket order with its legs (a lookup may come back flat: ask for them explicitly)."""
+        if not o.legs and _value(o.order_class) in ("oco", "bracket", "oto"):
+            return self._call(self._client.get_order_by_id, o.id, GetOrderByIdRequest(nested=True))
+        return o
 
     def submit_oco(self, client_order_id: str, symbol: str, side: str, qty: float, stop_price: float,
                    limit_price: float, time_in_force: str = "day") -> OcoAck:
@@ -301,17 +316,9 @@ class AlpacaBroker:
         ``side`` is the exit side (sell protects a long). Alpaca makes the take-profit limit the
         parent order and the stop its one leg; ``replace_stop`` moves the stop by the leg's id.
         """
-        request = LimitOrderRequest(symbol=symbol, qty=qty, side=OrderSide(side), client_order_id=client_order_id,
-                                    time_in_force=TimeInForce(time_in_force), order_class=OrderClass.OCO,
-                                    take_profit=TakeProfitRequest(limit_price=limit_price),
-                                    stop_loss=StopLossRequest(stop_price=stop_price))
-        parent = self._submit(request, client_order_id, (symbol, side, qty))
-        if not parent.legs:  # a lookup may come back flat: ask for the legs explicitly
-            parent = self._call(self._client.get_order_by_id, parent.id, GetOrderByIdRequest(nested=True))
-        stops = [leg for leg in parent.legs or () if _value(leg.type or leg.order_type).startswith("stop")]
-        if not stops:
-            raise BrokerError(0, None, f"OCO {client_order_id} came back without its stop leg")
-        return OcoAck(order_ack(parent), order_ack(stops[0]))
+        ack = self.submit(OrderIntent(client_order_id, symbol, side, qty, type="stop", stop_price=stop_price,
+                                      time_in_force=time_in_force, take_profit=limit_price))
+        return OcoAck(ack, next(leg for leg in ack.legs if leg.type == "stop"))
 
     def _submit(self, request: Any, cid: str, what: tuple[str, str, float]):  # noqa: ANN202
         resends = self._client._retry

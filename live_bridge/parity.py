@@ -49,7 +49,7 @@ def check(result: ReplayResult) -> Parity:
     rows = []
     names = sorted({s.strategy for s in sleeves(result.params, result.candidates)})
     live = result.fills.copy()
-    owners = [parse_client_order_id(c, names) for c in live["client_order_id"]]
+    owners = [parse_client_order_id(result.legs.get(c, c), names) for c in live["client_order_id"]]  # OCO legs: their parent
     live["strategy"] = [o.strategy if o else None for o in owners]
     first_us = int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
     refusals = _refusals(result)

@@ -18,8 +18,8 @@ Conventions every implementation must keep:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -89,6 +89,9 @@ class OrderIntent:
     time_in_force: TimeInForce = "day"
     strategy: str = ""
     reason: str = ""
+    #: A protective stop with a take-profit: one OCO order at the broker (the take-profit limit is
+    #: the parent and carries ``client_order_id``; the stop is its leg, with an id the broker makes).
+    take_profit: float | None = None
 
     def __post_init__(self) -> None:
         # Fail at construction, not at the broker: a malformed order is a bug in the caller.
@@ -104,9 +107,15 @@ class OrderIntent:
             raise ValueError(f"{cid}: limit_price is required by, and only by, a limit order")
         if (self.type == "stop") != (self.stop_price is not None):
             raise ValueError(f"{cid}: stop_price is required by, and only by, a stop order")
-        for price in (self.limit_price, self.stop_price):
+        for price in (self.limit_price, self.stop_price, self.take_profit):
             if price is not None and not price > 0:
                 raise ValueError(f"{cid}: prices must be positive, got {price}")
+        if self.take_profit is not None:
+            if self.type != "stop":
+                raise ValueError(f"{cid}: take_profit goes with a protective stop order (one OCO), not a {self.type}")
+            if (self.take_profit - self.stop_price) * (1 if self.side == "sell" else -1) <= 0:
+                raise ValueError(f"{cid}: take_profit {self.take_profit} must be on the other side of the stop "
+                                 f"{self.stop_price} ({'above' if self.side == 'sell' else 'below'} it for a {self.side})")
 
     @property
     def signed_qty(self) -> float:
@@ -130,6 +139,10 @@ class OrderAck:
     stop_price: float | None
     limit_price: float | None
     submitted_at: datetime
+    #: An OCO's stop leg(s) (the parent is the take-profit limit); each leg's ``parent`` is this
+    #: order's client_order_id. Legs get broker-made client_order_ids.
+    legs: tuple[OrderAck, ...] = ()
+    parent: str | None = None
 
     @property
     def is_terminal(self) -> bool:

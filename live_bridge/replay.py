@@ -66,6 +66,7 @@ class ReplayResult:
     decision_log: Path | None = None
     candidates: bool = False
     bar_feed: FeedStats | None = None  # minute replays: what the bar feed delivered (stream vs REST fallback)
+    legs: dict = field(default_factory=dict)  # an OCO leg's client_order_id (the broker's) -> its parent's (ours)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                  for s in symbols}
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
         "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
-        list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed)
+        list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed, dict(runner._legs))
 
 
 def _load(lake: Lake, symbols: list[str], tf: str, t0: pd.Timestamp, t1: pd.Timestamp):

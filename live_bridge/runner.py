@@ -94,11 +94,11 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         for s in self.sleeves:
             for sym in s.data:
                 self._watch.setdefault(sym, []).append(s)
-        targets = [f"{s.strategy} {s.symbol} {lab}" for s in self.sleeves for lab, (_, r) in zip(s.labels, s.entries)
-                   if r.take_profit > 0]
-        if targets:  # the backtest would exit at the target; without the order live would not: refuse
-            raise ValueError("take-profit orders are not traded live yet, and these entries have one: "
-                             + ", ".join(targets))
+        bare = [f"{s.strategy} {s.symbol} {lab}" for s in self.sleeves for lab, (_, r) in zip(s.labels, s.entries)
+                if r.take_profit > 0 and not (r.stop_loss > 0 or r.trailing_stop > 0)]
+        if bare:  # the target goes out as one OCO with the stop: every position has a stop (risk policy)
+            raise ValueError("a take-profit is traded live together with its stop (one OCO order), and these "
+                             "entries have a take_profit but no stop_loss or trailing_stop: " + ", ".join(bare))
         missing = [s.benchmark for s in self.sleeves if s.by_regime and s.benchmark not in regimes]
         if missing:
             raise ValueError(f"no regimes for {', '.join(sorted(set(missing)))}: the params trade per regime")
@@ -112,6 +112,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         # grows all day is memory, and every full GC walks it)
         self.decisions: deque[Decision | BasketDecision] = deque(maxlen=config.keep_decisions)
         self.rules_by_cid: dict[str, object] = {}
+        self._legs: dict[str, str] = store.leg_parents()  # an OCO leg's client_order_id -> its parent's
         self._q: queue.Queue[Work] = queue.Queue()
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -328,7 +329,8 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         self._halts(account, clock)
         orders = self.broker.open_orders()
         known = {o.client_order_id for o in orders}
-        orders = (*orders, *(p for c, p in self._inflight.items() if c not in known))  # sent, not acknowledged yet
+        orders = (*orders, *(x for c, p in self._inflight.items() if c not in known  # sent, not acknowledged yet
+                             for x in (p, *p.legs)))
         self._ctx = RiskContext(account, self.broker.positions(), orders, self.day,
                                 self.store.peak_equity(account.equity), clock, tuple(self.recent))
         self._ctx_at = time.monotonic()
@@ -339,7 +341,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
                  "actions": []}
         ctx = self._context(d.bar_time)
-        mine = [o for o in ctx.open_orders
+        mine = [o for o in ctx.open_orders  # an OCO's stop leg is its parent's (self._legs)
                 if o.symbol == sleeve.symbol and self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
         if d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
@@ -347,8 +349,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
             # fill report is on its way; a market exit now would sell the same shares twice
             entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
         elif d.target == 0 and have != 0:
-            for o in mine:
-                self._cancel(o, entry)
+            self._cancel_all(mine, entry)
             side = "sell" if have > 0 else "buy"
             self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "exit"), sleeve.symbol, side,
                                    abs(have), strategy=sleeve.strategy, reason=d.reason), d, ctx, entry)
@@ -367,13 +368,17 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                                        strategy=sleeve.strategy, reason=d.reason), d, ctx, entry, stop_frac)
         elif d.target != 0 and have != 0 and sign("buy" if have > 0 else "sell") == d.target and d.stop is not None:
             stops = [o for o in mine if o.type == "stop"]
-            if not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9:
+            targets = [o for o in mine if o.type == "limit" and o.client_order_id not in self._legs]  # OCO parents
+            moved = not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9
+            if d.take_profit is not None:  # the target rides with the stop as one OCO: both must be there, at their levels
+                moved = moved or not targets or abs((targets[0].limit_price or 0) - d.take_profit) > 1e-9
+            if moved:
                 # a new level, or a stop that does not cover the position (a partial entry fill after it)
-                for o in stops:
-                    self._cancel(o, entry)
+                self._cancel_all(stops + targets, entry)
                 self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "stop"), sleeve.symbol,
                                        "sell" if have > 0 else "buy", abs(have), type="stop", stop_price=d.stop,
-                                       time_in_force="gtc", strategy=sleeve.strategy, reason="protective stop"),
+                                       time_in_force="gtc", strategy=sleeve.strategy, take_profit=d.take_profit,
+                                       reason="protective stop" + (" with take-profit (OCO)" if d.take_profit else "")),
                            d, ctx, entry)
         elif d.target != 0 and have == 0 and d.position != 0:
             entry["actions"].append({"skip": "the backtest holds a position the account does not (an entry was "
@@ -411,7 +416,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         self._write(line)
 
     def _owner(self, cid: str) -> tuple[str, str] | None:
-        return _owner(cid, tuple(self.names))
+        return _owner(self._legs.get(cid, cid), tuple(self.names))
 
     def _alert(self, kind: str, symbol: str, message: str, **extra) -> None:
         """A data problem a person should see: warning log, decision log line, ``alerts``."""

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from research.exits import ExitRules, stop_price
+from research.exits import ExitRules, stop_price, target_price
 
 from .ids import client_order_id, parse_client_order_id
 from .ports import BrokerError, OrderAck, OrderIntent
@@ -60,16 +60,15 @@ class OrderDesk:
         rules = json.dumps(asdict(d.rules)) if d.rules is not None else None  # the stop a restart must place
         self.store.record_intent(order, decision_ref=rules)  # before it can reach the broker: a crash is reconciled by this id
         self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
-        pending = OrderAck("pending:" + order.client_order_id, order.client_order_id, order.symbol, order.side, order.qty,
-                           0.0, None, "pending_new", order.type, order.stop_price, order.limit_price,
-                           ctx.clock.timestamp)
+        pending = _pending(order, ctx.clock.timestamp)
         self._inflight[order.client_order_id] = pending
         if self._ctx is not None:
             account = self._ctx.account
             if not verdict.reduces_risk:  # what the order holds of the buying power, until the next snapshot
                 account = replace(account, buying_power=account.buying_power - order.qty * d.close)
             kept = tuple(x for x in self._ctx.open_orders if x.id not in verdict.cancel_first)
-            self._ctx = replace(self._ctx, account=account, open_orders=(*kept, pending))
+            self._ctx = replace(self._ctx, account=account, open_orders=(*kept, pending, *pending.legs))
+            self._legs.update({leg.client_order_id: order.client_order_id for leg in pending.legs})
         self._dispatch(order, verdict.cancel_first)
         return True
 
@@ -106,11 +105,14 @@ class OrderDesk:
                 self.errors.append(f"order {order.client_order_id}: {type(err).__name__}: {err}")
             self._abandon_pair(order, line)
         else:
-            self.store.record_order(ack)
-            if self._ctx is not None:
-                self._ctx = replace(self._ctx, open_orders=tuple(ack if x.client_order_id == ack.client_order_id else x
-                                                                  for x in self._ctx.open_orders))
+            self._record(ack)
+            if self._ctx is not None:  # the ack (and its legs) in place of the pending order (and its pending leg)
+                kept = tuple(x for x in self._ctx.open_orders if x.client_order_id != ack.client_order_id
+                             and self._legs.get(x.client_order_id) != ack.client_order_id)
+                self._ctx = replace(self._ctx, open_orders=(*kept, ack, *ack.legs))
             line.update(status=ack.status, broker_id=ack.id)
+            if ack.legs:
+                line["legs"] = [{"order": leg.client_order_id, "type": leg.type, "broker_id": leg.id} for leg in ack.legs]
         self._write(line)
 
     def _abandon_pair(self, order: OrderIntent, line: dict) -> None:
@@ -131,6 +133,26 @@ class OrderDesk:
                 out.append(o)
         return out
 
+    def _record(self, ack: OrderAck) -> None:
+        """Store an order's ack; an OCO's legs too, with their parent (their ids are the broker's)."""
+        self.store.record_order(ack)
+        if ack.legs:
+            self.store.record_legs(ack)
+            for leg in ack.legs:
+                self._legs[leg.client_order_id] = ack.client_order_id
+                self.store.record_order(leg)
+
+    def _cancel_all(self, orders: list[OrderAck], entry: dict) -> None:
+        """Cancel these orders; an OCO's leg goes with its parent (one cancel at the broker)."""
+        parents = {o.client_order_id for o in orders}
+        for o in orders:
+            if self._legs.get(o.client_order_id) in parents:
+                if self._ctx is not None:
+                    self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != o.id
+                                                                     or x.client_order_id != o.client_order_id))
+                continue
+            self._cancel(o, entry)
+
     def _cancel(self, o: OrderAck, entry: dict) -> None:
         """Cancel an open order (through the sender: after the symbol's earlier calls)."""
         if self._ctx is not None:
@@ -147,19 +169,22 @@ class OrderDesk:
     # --- fills -------------------------------------------------------------------------------------
 
     def _protect(self, entry_cid: str, price: float, at: datetime, line: dict) -> None:
-        """The protective stop of an entry filled at ``price``: research.exits.stop_price of the fill."""
+        """The protective stop of an entry filled at ``price``: research.exits.stop_price of the fill,
+        with research.exits.target_price as its OCO take-profit when the rules have one."""
         parsed = parse_client_order_id(entry_cid, self.names)
         owner = (parsed.strategy, parsed.symbol)
         rules = self.rules_by_cid.get(entry_cid) or self._stored_rules(entry_cid)
         qty = self.store.position(*owner).qty
         direction = 1 if qty > 0 else -1
         level = stop_price(direction, price, price, rules) if rules is not None else None
+        take = target_price(direction, price, rules) if rules is not None else None
         if level is not None and qty != 0:
             cid = client_order_id(owner[0], owner[1], parsed.bar_time, "stop", 1)
             intent = OrderIntent(cid, owner[1], "sell" if qty > 0 else "buy", abs(qty), type="stop",
-                                 stop_price=level, time_in_force="gtc", strategy=owner[0], reason="protective stop")
+                                 stop_price=level, time_in_force="gtc", strategy=owner[0], take_profit=take,
+                                 reason="protective stop" + (" with take-profit (OCO)" if take else ""))
             d = Decision(owner[0], owner[1], pd.Timestamp(at), price, "", direction, direction,
-                         price, level, None, rules, "stop on the entry fill")
+                         price, level, take, rules, "stop on the entry fill")
             self._try(("protect", entry_cid), lambda: self._send(intent, d, self._context(), line),
                       f"placing the stop of {entry_cid}")
 
@@ -167,3 +192,16 @@ class OrderDesk:
         """The exit rules recorded with an entry's intent (a restart lost the in-memory ones)."""
         stored = self.store.intent(cid)
         return ExitRules(**json.loads(stored[1])) if stored is not None and stored[1] else None
+
+
+def _pending(order: OrderIntent, at: datetime) -> OrderAck:
+    """What a sent order counts as in the risk context until its ack; an OCO is its take-profit
+    parent and its stop leg, as the broker will list them (both cancel under ``pending:<id>``)."""
+    pid, cid = "pending:" + order.client_order_id, order.client_order_id
+    if order.take_profit is None:
+        return OrderAck(pid, cid, order.symbol, order.side, order.qty, 0.0, None, "pending_new", order.type,
+                        order.stop_price, order.limit_price, at)
+    leg = OrderAck(pid, cid + ":stop-leg", order.symbol, order.side, order.qty, 0.0, None, "pending_new", "stop",
+                   order.stop_price, None, at, parent=cid)
+    return OrderAck(pid, cid, order.symbol, order.side, order.qty, 0.0, None, "pending_new", "limit", None,
+                    order.take_profit, at, legs=(leg,))

@@ -49,9 +49,11 @@ class Recovery:
         for intent in self.store.open_intents():  # sent before a crash? look it up before anything else
             ack = self.broker.order_by_client_id(intent.client_order_id)
             if ack is not None:
-                self.store.record_order(ack)
+                self._record(ack)  # an OCO's legs too: their fills are this intent's strategy's
                 notes.append(f"adopted {intent.client_order_id} ({ack.status})")
                 notes += self._catch_up(ack)
+                for leg in ack.legs:  # the stop of an OCO that filled while down
+                    notes += self._catch_up(leg)
             else:
                 unsent.append(intent)
         for cid in self.store.uncounted_fills():  # acknowledged as filled, the fill itself never counted

@@ -31,13 +31,13 @@ from pathlib import Path
 from .ids import parse_client_order_id
 from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, sign
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intents.take_profit and the legs table (OCO stops); a version-1 file is migrated
 EXTERNAL = "external"  # the strategy of a fill whose order tradelab did not make (manual, close_all)
 _EPS = 1e-9
 _TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 _EARLY = frozenset({"pending_new", "accepted", "new"})  # statuses an order never returns to
 _INTENT_COLS = ("client_order_id", "symbol", "side", "qty", "type", "limit_price", "stop_price",
-                "time_in_force", "strategy", "reason")  # OrderIntent's field order
+                "time_in_force", "strategy", "reason", "take_profit")  # OrderIntent's field order
 _ORDER_COLS = ("id", "client_order_id", "symbol", "side", "qty", "filled_qty", "filled_avg_price", "status",
                "type", "stop_price", "limit_price", "submitted_at")  # OrderAck's field order
 _POSITION_SQL = "SELECT qty, avg_price, realized FROM positions WHERE strategy = ? AND symbol = ?"
@@ -48,12 +48,15 @@ INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 CREATE TABLE IF NOT EXISTS intents (
     client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
     type TEXT NOT NULL, limit_price REAL, stop_price REAL, time_in_force TEXT NOT NULL,
-    strategy TEXT NOT NULL, reason TEXT NOT NULL, decision_ref TEXT, created_at TEXT NOT NULL);
+    strategy TEXT NOT NULL, reason TEXT NOT NULL, decision_ref TEXT, created_at TEXT NOT NULL,
+    take_profit REAL);
 CREATE TABLE IF NOT EXISTS orders (
     id TEXT NOT NULL, client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL,
     qty REAL NOT NULL, filled_qty REAL NOT NULL, filled_avg_price REAL, status TEXT NOT NULL,
     type TEXT NOT NULL, stop_price REAL, limit_price REAL, submitted_at TEXT NOT NULL,
     updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS legs (
+    client_order_id TEXT PRIMARY KEY, parent TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS order_events (
     client_order_id TEXT NOT NULL, status TEXT NOT NULL, filled_qty REAL NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fills (
@@ -134,6 +137,11 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         with self._tx() as db:
+            old = db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() and \
+                db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if old and old[0] == "1":  # version 1 -> 2, in the same transaction as the new tables
+                db.execute("ALTER TABLE intents ADD COLUMN take_profit REAL")
+                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
@@ -202,7 +210,7 @@ class StateStore:
             row = db.execute("SELECT status, filled_qty, filled_avg_price FROM orders "
                              "WHERE client_order_id = ?", (ack.client_order_id,)).fetchone()
             if row is None:
-                values = (*astuple(ack)[:-1], _iso(ack.submitted_at), now)
+                values = (*(getattr(ack, c) for c in _ORDER_COLS[:-1]), _iso(ack.submitted_at), now)
                 db.execute(f"INSERT INTO orders ({', '.join(_ORDER_COLS)}, updated_at) "
                            f"VALUES ({', '.join('?' * (len(_ORDER_COLS) + 1))})", values)
                 status, filled = ack.status, ack.filled_qty
@@ -220,6 +228,20 @@ class StateStore:
             db.execute("INSERT INTO order_events VALUES (?, ?, ?, ?)",
                        (ack.client_order_id, status, filled, now))
         return True
+
+    def record_legs(self, ack: OrderAck) -> bool:
+        """Remember which order an OCO's legs belong to (their client_order_ids are the broker's):
+        their fills and open orders are then the parent's strategy's. False if nothing was new."""
+        new = False
+        with self._tx() as db:
+            for leg in ack.legs:
+                new |= db.execute("INSERT OR IGNORE INTO legs VALUES (?, ?, ?, ?)",
+                                  (leg.client_order_id, ack.client_order_id, leg.id, leg.type)).rowcount > 0
+        return new
+
+    def leg_parents(self) -> dict[str, str]:
+        """Every known leg's client_order_id -> its parent's client_order_id."""
+        return dict(self._db.execute("SELECT client_order_id, parent FROM legs"))
 
     def order(self, client_order_id: str) -> OrderAck | None:
         """The stored view of one order, or None if no ack was ever recorded for it."""
@@ -300,6 +322,8 @@ class StateStore:
 
     @staticmethod
     def _strategy_of(db: sqlite3.Connection, client_order_id: str) -> str:
+        parent = db.execute("SELECT parent FROM legs WHERE client_order_id = ?", (client_order_id,)).fetchone()
+        client_order_id = parent[0] if parent else client_order_id  # an OCO's leg: its parent's strategy
         row = db.execute("SELECT strategy FROM intents WHERE client_order_id = ?",
                          (client_order_id,)).fetchone()
         if row is not None:

@@ -4,8 +4,10 @@ Fill convention (the only one in tradelab):
 
 * A decision taken at bar t's close, from data up to t, fills at bar t+1's open.
 * A stop or target that triggers inside a bar fills at its level; if the bar opens beyond the
-  level (a gap through it), it fills at the open. When a stop and a target both lie inside one
-  bar, the stop is assumed hit first (the conservative reading of an unknown path).
+  level (a gap through it), it fills at the open: the open comes first, so a gap beyond the
+  target takes it even if the bar later trades through the stop. When a stop and a target both
+  lie inside one bar, the stop is assumed hit first (the conservative reading of an unknown
+  path). A broker holding both as one OCO order fills the same way (the live bridge does).
 * Levels are set from the entry fill price, put on the exchange's tick the way an order at the
   broker must be (``tick_nb``: a sell level rounds up, a buy level down), and are live from the
   entry bar on. A trailing stop
@@ -102,28 +104,36 @@ def level_hit_nb(pos, o, h, l, entry, extreme, stop_loss, take_profit, trailing)
     """(hit code, fill price) of the stops and target inside one bar of an open position; 0 = none.
 
     Levels on the tick (``tick_nb``); the stop is the fixed stop or the trailing one, whichever is
-    nearer; a bar opening beyond a level fills at the open; the stop wins over the target.
+    nearer. The open comes first: a bar opening beyond a level (stop or target) fills it at the
+    open. Inside the bar the order of high and low is unknown, so the stop wins over the target.
+    A broker holding the stop and the target as one OCO order fills the same way.
     """
     if pos == 1:
         stop = tick_nb(entry * (1.0 - stop_loss), True) if stop_loss > 0.0 else -np.inf
         trail = tick_nb(extreme * (1.0 - trailing), True) if trailing > 0.0 else -np.inf
         lvl = max(stop, trail)
-        if lvl > -np.inf and (o <= lvl or l <= lvl):
-            return (1 if stop >= trail else 3), (o if o <= lvl else lvl)
-        if take_profit > 0.0:
-            tp = tick_nb(entry * (1.0 + take_profit), True)
-            if o >= tp or h >= tp:
-                return 2, (o if o >= tp else tp)
+        tp = tick_nb(entry * (1.0 + take_profit), True) if take_profit > 0.0 else np.inf
+        if lvl > -np.inf and o <= lvl:
+            return (1 if stop >= trail else 3), o
+        if o >= tp:
+            return 2, o
+        if lvl > -np.inf and l <= lvl:
+            return (1 if stop >= trail else 3), lvl
+        if h >= tp:
+            return 2, tp
         return 0, np.nan
     stop = tick_nb(entry * (1.0 + stop_loss), False) if stop_loss > 0.0 else np.inf
     trail = tick_nb(extreme * (1.0 + trailing), False) if trailing > 0.0 else np.inf
     lvl = min(stop, trail)
-    if lvl < np.inf and (o >= lvl or h >= lvl):
-        return (1 if stop <= trail else 3), (o if o >= lvl else lvl)
-    if take_profit > 0.0:
-        tp = tick_nb(entry * (1.0 - take_profit), False)
-        if o <= tp or l <= tp:
-            return 2, (o if o <= tp else tp)
+    tp = tick_nb(entry * (1.0 - take_profit), False) if take_profit > 0.0 else -np.inf
+    if lvl < np.inf and o >= lvl:
+        return (1 if stop <= trail else 3), o
+    if o <= tp:
+        return 2, o
+    if lvl < np.inf and h >= lvl:
+        return (1 if stop <= trail else 3), lvl
+    if l <= tp:
+        return 2, tp
     return 0, np.nan
 
 

@@ -19,7 +19,7 @@ def test_lake_quickstart_notebook(sample_lake, tmp_path: Path):
 
 
 TINY = {"symbols": ["MSFT"], "strategies": ["sma_cross"], "grids": {"sma_cross": {"fast": [5, 10, 20], "slow": [50, 100]}},
-        "lookback": None, "walk_forward": "2y:1y", "stop_loss": [0.02], "min_trades": 2}
+        "lookback": None, "walk_forward": "2y:1y", "stop_loss": [0.02], "take_profit": [0.0, 0.05], "min_trades": 2}
 #: A gate every candidate with trades passes: only to exercise the promotion path, never a default.
 OPEN_GATE = {"min_oos_sharpe": -100.0, "min_deflated_sharpe": 0.0, "max_pbo": 1.0, "min_oos_trades": 0,
              "min_stability": 0.0}
@@ -52,6 +52,8 @@ def test_nightly_promotes_then_a_rejected_run_and_a_failed_run_leave_current_par
     pf = load(current)
     assert pf.verdict.promoted and any(e.status == "active" for e in pf.entries)
     assert pf.data.symbols == ("MSFT",) and pf.data.bars_hash["MSFT"] and pf.selection.walk_forward == "2y:1y"
+    # the take-profit values swept (-p take_profit): 6 (fast, slow) x 1 stop x 2 targets trials per cell
+    assert {e.n_trials for e in pf.entries if e.status == "active"} == {12}, [e.n_trials for e in pf.entries]
     [run] = sorted((tmp_path / "runs").glob("*/nightly-*"))
     assert {"nightly.ipynb", "nightly.html", "params.json", "report.html", "status.json"} <= {p.name for p in run.iterdir()}
     page = check_page(run / "report.html")

@@ -46,7 +46,47 @@ def test_positions_the_store_does_not_know_halt_the_runner(tmp_path):
 def test_entries_the_live_bridge_cannot_trade_like_the_backtest_are_refused(tmp_path):
     from research.params import ExitRulesModel
 
-    pf = params_file([entry(exit_rules=ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False))])
+    # a take-profit goes out with its stop as one OCO: without a stop there is nothing to pair it with
+    pf = params_file([entry(exit_rules=ExitRulesModel(take_profit=0.03, allow_short=False))])
     with StateStore(tmp_path / "state.db") as store:
-        with pytest.raises(ValueError, match="take-profit orders are not traded live yet.*sma_cross AAPL all"):
+        with pytest.raises(ValueError, match="take_profit but no stop_loss or trailing_stop: sma_cross AAPL all"):
             Runner(None, pf, {}, {}, store, RunnerConfig())
+        ok = params_file([entry(exit_rules=ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False))])
+        Runner(None, ok, {}, {}, store, RunnerConfig())
+
+
+def test_an_oco_whose_stop_leg_filled_while_down_is_adopted_and_its_fill_counted_for_the_strategy(tmp_path):
+    from live_bridge.ports import Fill
+
+    t = datetime(2024, 1, 2, 14, 31, tzinfo=UTC)
+    entry_cid = client_order_id("sma_cross", "AAPL", t, "entry")
+    oco_cid = client_order_id("sma_cross", "AAPL", t, "stop", 1)
+    buy = OrderIntent(entry_cid, "AAPL", "buy", 10, strategy="sma_cross", reason="entry")
+    oco = OrderIntent(oco_cid, "AAPL", "sell", 10, type="stop", stop_price=97.0, time_in_force="gtc",
+                      strategy="sma_cross", reason="protective stop", take_profit=110.0)
+    rows = [(100, 101, 99, 100.5, 1000), (100, 100.5, 99.5, 100, 1000), (100, 100.5, 96, 96.5, 1000),
+            (96.5, 97, 96, 96.5, 1000)]
+    with simulator(rows) as s:
+        s.clock.step()
+        with StateStore(tmp_path / "state.db") as store:
+            store.record_intent(buy)
+            store.record_order(s.broker.submit(buy))
+            s.clock.step()  # the entry fills at the open (100)
+            f = s.sim.fills()[-1]
+            store.record_fill(Fill(f.execution_id, f.order_id, f.client_order_id, f.symbol, f.side, f.qty, f.price,
+                                   datetime.fromtimestamp(f.timestamp_us / 1e6, UTC)))
+            store.record_intent(oco)  # recorded, sent, and the process died before the ack came back
+            s.broker.submit(oco)
+        s.clock.step()  # down: the bar trades through 97, the OCO's stop leg fills, its take-profit is canceled
+        leg = s.sim.fills()[-1]
+        assert leg.client_order_id != oco_cid and leg.price == 97.0
+        with StateStore(tmp_path / "state.db") as store:  # the restart
+            runner = Runner(s.broker, params_file([entry()]), {}, {}, store, RunnerConfig())
+            notes = runner.reconcile()  # raises ReconcileError if the leg's fill were not counted
+            assert f"adopted {oco_cid} (canceled)" in notes and any("counted 10 AAPL" in n for n in notes)
+            assert store.position("sma_cross", "AAPL").qty == 0
+            assert store.leg_parents() == {leg.client_order_id: oco_cid}
+            strategy = store._db.execute("SELECT strategy FROM fills WHERE client_order_id = ?",
+                                         (leg.client_order_id,)).fetchone()[0]
+            assert strategy == "sma_cross"
+            assert not any("placed the missing stop" in n for n in notes)

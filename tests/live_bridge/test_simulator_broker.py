@@ -100,17 +100,38 @@ def test_the_stop_fills_first_when_stop_and_take_profit_both_lie_inside_one_bar(
     assert broker.ledger.cash == pytest.approx(100_000 - 1000 + 990)
 
 
-def test_an_oco_exit_also_fills_its_stop_first_and_cancels_the_take_profit():
-    rows = [(100, 100.5, 99.5, 100, 1000), (100, 100, 100, 100, 1000), (100, 106, 94, 100, 1000)]
+def long_with_oco(rows: list[tuple]):
+    """Long 10 at the second bar's open, protected by an OCO (target 105, stop 95); the rest of the
+    rows stepped through."""
     clock, broker, _ = make({"AAPL": frame("2024-01-02", rows)})
     order(broker)
     clock.step()  # long 10 at 100
     oco = broker.submit({"symbol": "AAPL", "qty": 10, "side": "sell", "type": "limit", "time_in_force": "gtc",
                          "order_class": "oco", "take_profit": {"limit_price": 105},
                          "stop_loss": {"stop_price": 95}})
-    clock.step()
-    clock.step()
+    for _ in rows[1:]:
+        clock.step()
+    return broker, oco
+
+
+def test_an_oco_exit_also_fills_its_stop_first_and_cancels_the_take_profit():
+    rows = [(100, 100.5, 99.5, 100, 1000), (100, 100, 100, 100, 1000), (100, 106, 94, 100, 1000)]
+    broker, oco = long_with_oco(rows)
     assert (oco.status, oco.legs[0].status, broker.fills()[-1].price) == ("canceled", "filled", 95.0)
+
+
+def test_an_oco_whose_bar_opens_beyond_the_target_takes_the_target_at_the_open_as_research_does():
+    from research.exits import ExitRules, simulate_exits
+    from tests.research.test_exits import make as bars_of
+    from tests.research.test_exits import sig
+
+    # bar 2 opens at 106 (beyond the 105 target) and trades down to 94 (through the 95 stop)
+    rows = [(100, 100.5, 99.5, 100, 1000), (100, 100, 100, 100, 1000), (106, 107, 94, 100, 1000)]
+    broker, oco = long_with_oco(rows)
+    assert (oco.status, oco.legs[0].status, broker.fills()[-1].price) == ("filled", "canceled", 106.0)
+    o, h, lo, c = ([float(r[i]) for r in rows] for i in range(4))
+    path = simulate_exits(bars_of(o, h, lo, c), sig(3, le=[0]), ExitRules(stop_loss=0.05, take_profit=0.05))
+    assert (path.trades.exit_bar[0], path.trades.exit_price[0]) == (2, 106.0)  # the same fill, by the backtest
 
 
 def test_limits_fill_at_the_limit_when_traded_through_or_at_a_better_open():

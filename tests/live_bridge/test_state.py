@@ -155,6 +155,31 @@ def test_wal_mode_and_schema_version(tmp_path):
         StateStore(tmp_path / "s.db")
 
 
+def test_a_version_1_store_is_migrated_in_place_and_keeps_its_intents(tmp_path):
+    # the version-1 schema as it shipped (no take_profit column, no legs table), with one stored intent
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE intents (
+            client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
+            type TEXT NOT NULL, limit_price REAL, stop_price REAL, time_in_force TEXT NOT NULL,
+            strategy TEXT NOT NULL, reason TEXT NOT NULL, decision_ref TEXT, created_at TEXT NOT NULL);
+        INSERT INTO intents VALUES ('old-1', 'AAPL', 'sell', 10, 'stop', NULL, 95.0, 'gtc', 'sma_cross',
+                                    'protective stop', NULL, '2024-01-02T14:31:00+00:00');
+    """)
+    db.close()
+    with StateStore(tmp_path / "s.db") as s:
+        assert s.intent("old-1")[0] == OrderIntent("old-1", "AAPL", "sell", 10, type="stop", stop_price=95.0,
+                                                   time_in_force="gtc", strategy="sma_cross", reason="protective stop")
+        oco = OrderIntent("new-1", "AAPL", "sell", 10, type="stop", stop_price=95.0, time_in_force="gtc",
+                          strategy="sma_cross", take_profit=110.0)
+        assert s.record_intent(oco) and s.intent("new-1")[0] == oco
+        assert s.leg_parents() == {}
+    assert sqlite3.connect(tmp_path / "s.db").execute(
+        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+
+
 def test_integrity_check_finds_tampering_and_overfills(tmp_path):
     c = cid()
     with StateStore(tmp_path / "s.db") as s:
@@ -282,3 +307,16 @@ time.sleep(60)
     with StateStore(tmp_path / "s.db") as s:
         assert [i.client_order_id for i in s.open_intents()] == ["b", "c"]
         assert s.integrity_check().ok
+
+
+def test_a_take_profit_rides_only_on_a_protective_stop_and_on_the_far_side_of_it():
+    ok = OrderIntent("c", "AAPL", "sell", 10, type="stop", stop_price=95.0, take_profit=110.0)
+    assert ok.take_profit == 110.0
+    with pytest.raises(ValueError, match="above it for a sell"):
+        OrderIntent("c", "AAPL", "sell", 10, type="stop", stop_price=95.0, take_profit=90.0)
+    with pytest.raises(ValueError, match="below it for a buy"):
+        OrderIntent("c", "AAPL", "buy", 10, type="stop", stop_price=105.0, take_profit=106.0)
+    with pytest.raises(ValueError, match="not a market"):
+        OrderIntent("c", "AAPL", "sell", 10, take_profit=110.0)
+    with pytest.raises(ValueError, match="must be positive"):
+        OrderIntent("c", "AAPL", "sell", 10, type="stop", stop_price=95.0, take_profit=-1.0)

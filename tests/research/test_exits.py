@@ -57,6 +57,21 @@ def test_take_profit_and_stop_in_one_bar_counts_the_stop():
     assert (p.trades.exit_price[0], p.trades.reason[0]) == (11.0, ExitReason.TAKE_PROFIT)
 
 
+def test_the_open_comes_first_a_gap_beyond_the_target_takes_it_even_if_the_bar_then_hits_the_stop():
+    # long from 10: stop 9.5, target 11; bar 2 opens at 11.4 (beyond the target) and later trades to 9.0
+    bars = make([10, 10, 11.4, 10], [10, 10.2, 11.6, 10], [10, 9.9, 9.0, 10], [10, 10, 9.2, 10])
+    p = simulate_exits(bars, sig(4, le=[0]), ExitRules(stop_loss=0.05, take_profit=0.10))
+    assert (p.trades.exit_bar[0], p.trades.exit_price[0], p.trades.reason[0]) == (2, 11.4, ExitReason.TAKE_PROFIT)
+    # short mirror: from 10, stop 10.5, target 9; bar 2 opens at 8.7 and later trades to 11
+    bars = make([10, 10, 8.7, 10], [10, 10.1, 11.0, 10], [10, 9.9, 8.5, 10], [10, 10, 10.8, 10])
+    p = simulate_exits(bars, sig(4, se=[0]), ExitRules(stop_loss=0.05, take_profit=0.10))
+    assert (p.trades.exit_bar[0], p.trades.exit_price[0], p.trades.reason[0]) == (2, 8.7, ExitReason.TAKE_PROFIT)
+    # a gap through the stop still takes the stop at the open
+    bars = make([10, 10, 9.2, 10], [10, 10.2, 11.6, 10], [10, 9.9, 9.0, 10], [10, 10, 9.2, 10])
+    p = simulate_exits(bars, sig(4, le=[0]), ExitRules(stop_loss=0.05, take_profit=0.10))
+    assert (p.trades.exit_bar[0], p.trades.exit_price[0], p.trades.reason[0]) == (2, 9.2, ExitReason.STOP_LOSS)
+
+
 def test_trailing_stop_trails_previous_highs_only():
     # entry bar 1 at 10; highs 12 (bar 1), 13 (bar 2); trail 10%: level for bar 3 = 13 * 0.9 = 11.7
     bars = make([10, 10, 12, 12.5, 12], [10, 12, 13, 12.6, 12.1], [10, 9.95, 11.8, 11.6, 11], [10, 11.9, 12.8, 12, 11.5])
