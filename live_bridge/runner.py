@@ -12,7 +12,9 @@ At a bar close of a symbol, for every sleeve (strategy, symbol) of the params fi
    store, then handed to the sender (runner_orders.py: broker calls off this thread) with its
    deterministic ``client_order_id``; the ack comes back as an event and is recorded.
 4. An entry's fill places its protective stop at ``research.exits.stop_price`` of the fill price,
-   so it works for the rest of the entry bar as in the backtest.
+   so it works for the rest of the entry bar as in the backtest; with a take-profit, the stop and
+   ``research.exits.target_price`` go out as one OCO (the target is the parent; the stop leg's id is
+   the broker's, and ``self._legs``, kept in the store, says whose it is).
 Every decision, verdict and order is a line of the JSONL decision log (no keys, ever).
 Multi-leg sleeves (pairs, rotation) trade their legs' target weights (``_act_basket``). Start-up
 after a crash is runner_recovery.py; bad bars and data gaps are refused here (history.py).

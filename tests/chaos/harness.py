@@ -92,8 +92,8 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
     ctl = {"child": None, "n": 0, "timer_fired": False}
 
     def expected() -> dict[str, float]:
-        return {o.client_order_id: float(o.filled_qty) for o in sim.orders()
-                if o.client_order_id.startswith("tl-") and o.filled_qty > 0}
+        return {o.client_order_id: float(o.filled_qty) for o in sim.orders()  # an OCO's leg: by its parent
+                if _ours(o).startswith("tl-") and o.filled_qty > 0}
 
     def spawn(url: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -167,7 +167,7 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
             if child is not None and not child.dead():
                 child.send({"cmd": "stop"})
                 child.proc.wait(30)
-        res.orders = [{"cid": o.client_order_id, "symbol": o.symbol, "side": o.side, "type": o.type, "qty": int(o.qty),
+        res.orders = [{"cid": _ours(o), "symbol": o.symbol, "side": o.side, "type": o.type, "qty": int(o.qty),
                        "stop_price": o.stop_price, "status": o.status, "filled": int(o.filled_qty)} for o in sim.orders()]
         res.accepted = Counter(sim.accepted)
         res.positions = {s: int(p.qty) for s, p in sim.ledger.positions.items() if p.qty}
@@ -185,3 +185,8 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
     log = work / "child.log"
     res.child_log = log.read_text() if log.exists() else ""
     return res
+
+
+def _ours(o) -> str:
+    """An order's client_order_id; an OCO leg's (the simulator makes it) as its parent's + ``:leg``."""
+    return o.parent.client_order_id + ":leg" if o.parent is not None else o.client_order_id

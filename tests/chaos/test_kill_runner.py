@@ -16,23 +16,28 @@ SYMBOLS = ["AAPL", "MSFT"]
 START, END = "2012-03-01", "2013-03-01"
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+#: Protection by a plain stop, and by a stop and a target as one OCO (its stop leg's id is the broker's).
+RULES = {"stop": ExitRulesModel(stop_loss=0.02, allow_short=False),
+         "oco": ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False)}
+
+
+@pytest.fixture(scope="module", params=sorted(RULES))
+def setup(request, tmp_path_factory):
     from data_lake import Lake
     from data_lake.sources.sample import sample_bars, sample_meta
 
-    root = tmp_path_factory.mktemp("kill")
+    root = tmp_path_factory.mktemp(f"kill-{request.param}")
     lake = Lake(root / "lake")
     for sym in SYMBOLS:
         lake.write_bars(sym, "1Day", sample_bars(sym), sample_meta())
     entries = [entry(symbol=s, params={"fast": 5, "slow": 20, "short": False},
-                     exit_rules=ExitRulesModel(stop_loss=0.02, allow_short=False)) for s in SYMBOLS]
+                     exit_rules=RULES[request.param]) for s in SYMBOLS]
     data = DataWindow(timeframe="1Day", start="2005-01-03", end="2013-03-01", symbols=SYMBOLS,
                       bars_hash={s: "x" for s in SYMBOLS})
     path = root / "params.json"
     path.write_bytes(dumps(params_file(entries, data=data)))
     clean = harness.run(lake, path, SYMBOLS, START, END, root / "clean")
-    return lake, path, root, clean
+    return lake, path, root, clean, request.param
 
 
 def _economics(orders: list[dict]) -> Counter:
@@ -42,15 +47,19 @@ def _economics(orders: list[dict]) -> Counter:
 
 
 def test_an_uninterrupted_child_runner_trades(setup):
-    _, _, _, clean = setup
+    _, _, _, clean, kind = setup
     assert clean.steps >= 240 and sum(clean.kills.values()) == 0
     assert sum(o["filled"] > 0 for o in clean.orders) >= 10, "too few trades to prove anything"
+    if kind == "oco":  # both sides of the OCO filled in the year: the target (parent) and the stop (leg)
+        assert any(o["filled"] and o["type"] == "limit" for o in clean.orders)
+        assert any(o["filled"] and o["cid"].endswith(":leg") for o in clean.orders)
     assert clean.store_problems == []
 
 
 def test_kill_9_at_random_points_loses_and_doubles_nothing(setup, chaos):
-    lake, path, root, clean = setup
-    res = harness.run(lake, path, SYMBOLS, START, END, root / "killed", kills=22, inner_kill=0.35, seed=7)
+    lake, path, root, clean, kind = setup
+    kills = 22 if kind == "stop" else 12  # the OCO run: fewer kills, to stay inside make chaos's budget
+    res = harness.run(lake, path, SYMBOLS, START, END, root / "killed", kills=kills, inner_kill=0.35, seed=7)
 
     kills = sum(res.kills.values())
     chaos["kills_survived"] += kills
@@ -62,7 +71,7 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(setup, chaos):
                   if res.positions.get(s, 0) != clean.positions.get(s, 0)}
     chaos["position_mismatches"] += len(mismatched)
 
-    assert kills >= 20, res.kills
+    assert kills >= (20 if kind == "stop" else 10), res.kills
     assert res.kills["after_submit"] + res.kills["after_intent"] >= 1, "no kill between an order's submit and its ack"
     assert dup == 0 and not extra, f"orders doubled: {extra}"
     assert not missing, f"orders lost: {missing}"
