@@ -198,6 +198,8 @@ class ProcessSender:
             raise BrokerError(0, None, f"the sender process exited at start (exit code {proc.exitcode})") from None
         self._proc, self._conn = proc, mine
         self.restarts += 1
+        if self.restarts:
+            log.warning("sender process started again (pid %s): the previous one exited", proc.pid)
         threading.Thread(target=self._read, args=(mine, proc), name="sender-answers", daemon=True).start()
 
     def _read(self, conn: Any, proc: Any) -> None:

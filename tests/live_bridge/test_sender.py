@@ -113,3 +113,32 @@ def test_a_dead_sender_process_fails_its_calls_as_unanswered_and_the_next_call_s
             assert err is None and ack.client_order_id == "k-2"
         finally:
             sender.close(10)
+
+
+def test_a_killed_runner_leaves_no_sender_process_behind(tmp_path):
+    import subprocess
+    import sys
+
+    with simulator() as s:
+        code = ("import sys, time; sys.path.insert(0, %r)\n"
+                "from live_bridge.alpaca import AlpacaBroker\n"
+                "from live_bridge.sender import ProcessSender\n"
+                "if __name__ == '__main__':\n"
+                "    p = ProcessSender(AlpacaBroker(%r, %r, url_override=%r, retry_wait=0).spawn_spec(), 1)\n"
+                "    print(p._proc.pid, flush=True)\n"
+                "    time.sleep(60)\n") % (str(os.getcwd()), KEY, SECRET, s.url)
+        script = tmp_path / "runner.py"
+        script.write_text(code)
+        runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        child = int(runner.stdout.readline())
+        os.kill(runner.pid, signal.SIGKILL)  # the runner dies; its end of the pipe closes with it
+        runner.wait(10)
+
+        def gone() -> bool:
+            try:
+                state = open(f"/proc/{child}/stat").read().split(")")[-1].split()[0]
+            except FileNotFoundError:
+                return True
+            return state == "Z"  # exited, waiting for init to reap it
+
+        eventually(gone, timeout=15, what="the orphaned sender process to exit")
