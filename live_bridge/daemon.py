@@ -68,8 +68,7 @@ def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: boo
         for note in runner.reconcile():
             log.info("reconcile: %s", note)
         runner.start()
-        fills = AlpacaFillFeed(key, secret, paper=paper, on_update=lambda u: runner.on_fill(u)
-                               if hasattr(u, "execution_id") else None,
+        fills = AlpacaFillFeed(key, secret, paper=paper, on_update=runner.on_update,
                                url_override_ws=ws + "/stream" if ws else None, url_override_rest=url)
         runner.seed_fill_feed(fills)  # what the store counted before a restart is not counted again
         fills.start()

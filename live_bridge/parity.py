@@ -73,7 +73,7 @@ def check(result: ReplayResult) -> Parity:
                 why = refusals.get((sleeve.strategy, sleeve.symbol, _day(ts, e[0] - 1))) if e is not None else None
                 problems.append(f"{sleeve.strategy} {sleeve.symbol} fill #{i + 1}: backtest {_fmt(e)} "
                                 f"vs live {_fmt(g)} at {_day(ts, (e or g)[0])}"
-                                + (f" (the risk manager refused the order: {why})" if why else ""))
+                                + (f" ({why})" if why else ""))
         problems += _positions(path, ts, first_us, got, sleeve)
     eq = _equity(result)
     bad = eq[(eq["broker"] - eq["vectorbt"]).abs() > TOL * eq["broker"].abs()]
@@ -90,12 +90,17 @@ def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
     out = {}
     if result.decision_log is None or not Path(result.decision_log).exists():
         return out
+    names = sorted({s.strategy for s in sleeves(result.params, result.candidates)})
     for line in Path(result.decision_log).read_text().splitlines():
         d = json.loads(line)
+        if d.get("event") == "order_rejected":  # accepted, then rejected by the broker (at the open)
+            p = parse_client_order_id(d.get("order", ""), names)
+            if p is not None:
+                out[(p.strategy, p.symbol, _ny(pd.Timestamp(p.bar_time)))] = f"the broker rejected it: {d['message']}"
         for a in d.get("actions", []):
             if d.get("event") == "decision" and a.get("allowed") is False:
                 key = (d["strategy"], a.get("symbol", d["symbol"]), _ny(pd.Timestamp(d["bar_time"])))
-                out[key] = f"rule {a['rule']}: {a['risk']}"
+                out[key] = f"the risk manager refused the order: rule {a['rule']}: {a['risk']}"
     return out
 
 
@@ -119,7 +124,7 @@ def _basket(result: ReplayResult, sleeve, first_us: int, live: pd.DataFrame, ref
             if e is None or g is None or e[:2] != g[:2] or abs(e[2] - g[2]) > TOL * max(1.0, abs(e[2])):
                 why = refusals.get((sleeve.strategy, leg, _day(ts, e[0] - 1))) if e is not None else None
                 problems.append(f"{name} fill #{k + 1}: backtest {_fmt(e)} vs live {_fmt(g)} at {_day(ts, (e or g)[0])}"
-                                + (f" (the risk manager refused the order: {why})" if why else ""))
+                                + (f" ({why})" if why else ""))
         signed = np.where(got["side"] == "buy", 1.0, -1.0) * got["qty"].to_numpy(float)
         held = np.zeros(len(ts))
         np.add.at(held, np.array([r[0] for r in got_rows], dtype=np.int64), signed)

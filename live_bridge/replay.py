@@ -32,7 +32,6 @@ from data_lake.calendar import nyse
 from research.params import ParamsFile
 from research.regimes import load_regimes
 
-from .ports import Fill
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
 from .simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
@@ -129,7 +128,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
         ws = sim.url.replace("http://", "ws://")
         broker = AlpacaBroker(key, secret, paper=True, url_override=sim.url, retry_wait=0.0)
         runner = Runner(broker, params, history, regimes, store, cfg, candidates=candidates)
-        fills = AlpacaFillFeed(key, secret, on_update=lambda u: runner.on_fill(u) if isinstance(u, Fill) else None,
+        fills = AlpacaFillFeed(key, secret, on_update=runner.on_update,
                                url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0,
                                reconcile_interval=min(60.0, step_timeout / 3))  # a held-back fill is polled in time
         source = _RestSource(key, secret, tf, sim.url, clock, history, first_ts) if tf == "1Day" else \

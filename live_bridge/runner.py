@@ -188,6 +188,14 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         """Feed callback (any thread): one execution."""
         self._q.put(Work("fill", fill))
 
+    def on_order(self, update: object) -> None:
+        """Feed callback (any thread): an order's status changed (an ``alpaca_feeds.OrderUpdate``)."""
+        self._q.put(Work("order", update))
+
+    def on_update(self, update: object) -> None:
+        """The trade-updates feed's callback: executions to ``on_fill``, status changes to ``on_order``."""
+        (self.on_fill if isinstance(update, Fill) else self.on_order)(update)
+
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every queued event has been handled and every order sent and acknowledged
         (lockstep replays call this)."""
@@ -223,6 +231,8 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                     self._fill(w.item)
                 elif w.kind == "ack":
                     self._ack(*w.item)
+                elif w.kind == "order":
+                    self._order_update(w.item)
             except Exception as exc:  # one bad event must not kill the runner: log it, keep going
                 log.exception("runner: %s event failed", w.kind)
                 self.errors.append(f"{w.kind}: {type(exc).__name__}: {exc}")
@@ -415,6 +425,26 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                 "price": fill.price, "at": fill.timestamp.isoformat(), "actions": []}
         if parsed is not None and parsed.intent == "entry" and owner is not None:
             self._protect(fill.client_order_id, fill.price, fill.timestamp, line)
+        self._write(line)
+
+    def _order_update(self, update: object) -> None:
+        """An order of ours changed status: stored; an order the broker ended without filling it all
+        (canceled, expired, rejected: e.g. buying power at the open) leaves the risk context and is
+        logged; a rejection is also alerted (the order never traded, the backtest may say otherwise)."""
+        ack = update.order
+        if self._owner(ack.client_order_id) is None or not self.store.record_order(ack):
+            return
+        if ack.status not in ("canceled", "expired", "rejected"):
+            return
+        if self._ctx is not None:
+            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != ack.id))
+        line = {"event": "order_status", "order": ack.client_order_id, "symbol": ack.symbol, "status": ack.status,
+                "filled_qty": ack.filled_qty, "at": update.timestamp.isoformat()}
+        if ack.status == "rejected":
+            self._alert("order_rejected", ack.symbol, f"{ack.client_order_id} ({ack.side} {ack.qty:g} {ack.type}) "
+                        "rejected by the broker after it was accepted (e.g. buying power at the open): not traded",
+                        order=ack.client_order_id)
+            self._abandon_pair(ack.client_order_id, line)  # a pair's other leg does not trade alone
         self._write(line)
 
     def _owner(self, cid: str) -> tuple[str, str] | None:

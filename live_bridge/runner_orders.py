@@ -103,7 +103,7 @@ class OrderDesk:
             log.warning("runner: %s %s: %s", order.client_order_id, line["status"], err)
             if not refused:
                 self.errors.append(f"order {order.client_order_id}: {type(err).__name__}: {err}")
-            self._abandon_pair(order, line)
+            self._abandon_pair(order.client_order_id, line)
         else:
             self._record(ack)
             if self._ctx is not None:  # the ack (and its legs) in place of the pending order (and its pending leg)
@@ -115,9 +115,9 @@ class OrderDesk:
                 line["legs"] = [{"order": leg.client_order_id, "type": leg.type, "broker_id": leg.id} for leg in ack.legs]
         self._write(line)
 
-    def _abandon_pair(self, order: OrderIntent, line: dict) -> None:
+    def _abandon_pair(self, cid: str, line: dict) -> None:
         """A pair's entry leg the broker refused: cancel the other leg's entry of the same bar."""
-        p = parse_client_order_id(order.client_order_id, self.names)
+        p = parse_client_order_id(cid, self.names)
         if p is None or p.strategy != "pairs" or p.intent != "entry" or self._ctx is None:
             return
         line["actions"] = []

@@ -41,7 +41,6 @@ def main(cfg: dict) -> None:
     from data_lake import Lake
     from live_bridge.alpaca import AlpacaBroker
     from live_bridge.alpaca_feeds import AlpacaFillFeed
-    from live_bridge.ports import Fill
     from live_bridge.risk import RiskLimits
     from live_bridge.runner import COLUMNS, Runner, RunnerConfig
     from live_bridge.state import StateStore
@@ -87,8 +86,8 @@ def main(cfg: dict) -> None:
         runner = Runner(broker, pf, history, {}, store, config)
         runner.reconcile()
         runner.start()
-        feed = AlpacaFillFeed(cfg["key"], cfg["secret"], on_update=lambda u: runner.on_fill(u) if isinstance(u, Fill)
-                              else None, url_override_ws=ws + "/stream", url_override_rest=cfg["url"],
+        feed = AlpacaFillFeed(cfg["key"], cfg["secret"], on_update=runner.on_update,
+                              url_override_ws=ws + "/stream", url_override_rest=cfg["url"],
                               retry_wait=0.0, poll_interval=0.2)
         runner.seed_fill_feed(feed)
         feed.start()

@@ -90,3 +90,56 @@ def test_an_oco_whose_stop_leg_filled_while_down_is_adopted_and_its_fill_counted
                                          (leg.client_order_id,)).fetchone()[0]
             assert strategy == "sma_cross"
             assert not any("placed the missing stop" in n for n in notes)
+
+
+def test_an_order_the_broker_rejects_at_the_open_is_stored_logged_and_alerted(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from live_bridge.alpaca import AlpacaBroker
+    from live_bridge.alpaca_feeds import AlpacaFillFeed
+    from live_bridge.simulator import (Broker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
+                                       serve, streams_router)
+    from tests.live_bridge.test_alpaca_adapter import FAST, KEY, SECRET, eventually
+
+    # Daily bars: orders sent after the close wait for the open ("accepted"). Someone's AAA buy goes
+    # first at the open, gaps up to 150 and spends 90k of the 100k; our BBB entry, accepted with 39k
+    # of buying power held, is then rejected at the open, on trade_updates only.
+    ts = pd.to_datetime(["2024-01-02 05:00", "2024-01-03 05:00", "2024-01-04 05:00"], utc=True)
+    frame = lambda o: pd.DataFrame({"ts": ts, "open": o, "high": [x + 1 for x in o],  # noqa: E731
+                                    "low": [x - 1 for x in o], "close": o, "volume": [1e6] * 3})
+    clock = ReplayClock({"AAA": frame([100.0, 150, 150]), "BBB": frame([100.0, 100, 100])}, "1Day")
+    state = SimulatorState(api_key=KEY, secret_key=SECRET)
+    app = broker_app(clock, Broker(clock, BrokerConfig(cash=100_000)), state=state,
+                     routers=[streams_router(state, clock.hub, StreamControl())])
+    cid = client_order_id("sma_cross", "BBB", datetime(2024, 1, 2, 5, tzinfo=UTC), "entry")
+    intent = OrderIntent(cid, "BBB", "buy", 390, strategy="sma_cross", reason="entry")
+    log = tmp_path / "decisions.jsonl"
+    with serve(app) as server, StateStore(tmp_path / "state.db") as store:
+        broker = AlpacaBroker(KEY, SECRET, url_override=server.url, retry_wait=0, timeout=5)
+        clock.step()
+        runner = Runner(broker, params_file([entry(symbol="BBB")]), {}, {}, store, RunnerConfig(decision_log=log))
+        broker.submit(OrderIntent("someone-else", "AAA", "buy", 600))
+        store.record_intent(intent)
+        store.record_order(broker.submit(intent))
+        assert store.order(cid).status == "accepted"
+        runner.start()
+        feed = AlpacaFillFeed(KEY, SECRET, url_override_ws=server.url.replace("http", "ws") + "/stream",
+                              url_override_rest=server.url, on_update=runner.on_update, **FAST)
+        feed.start()
+        try:
+            eventually(lambda: feed.connected and clock.hub.subscribers("trade_update") == 1)
+            clock.step()  # the open
+            eventually(lambda: any(a["event"] == "order_rejected" for a in runner.alerts), timeout=10,
+                       what="the rejection to reach the runner")
+            runner.settle(10)
+        finally:
+            feed.stop()
+            runner.stop()
+        assert store.order(cid).status == "rejected"
+        assert cid not in [i.client_order_id for i in store.open_intents()]  # a restart does not look for it again
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert {"event": "order_status", "order": cid, "status": "rejected"}.items() <= next(
+        x for x in lines if x["event"] == "order_status").items()
+    assert any(x["event"] == "order_rejected" and "not traded" in x["message"] for x in lines)
