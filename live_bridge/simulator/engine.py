@@ -14,7 +14,9 @@ re-check that can ``reject`` them) and matches working orders against each close
 
 With ``max_volume_fraction`` the fills of one bar share at most that fraction of its volume; the
 rest stays open (``partial_fill`` events) and keeps working. ``on_session_close`` expires orders
-whose time is up (day orders at their session's close) and records ``last_equity``.
+whose time is up (day orders at their session's close) and records the equity that is the
+account's ``last_equity`` from the next New York day on (as Alpaca: yesterday's close until the
+date changes, not today's from its close).
 
 Every order event goes to the hub as Alpaca's ``trade_updates`` data::
 
@@ -170,7 +172,7 @@ class Engine:
             for o in sorted(self._live.values(), key=lambda o: o.seq):
                 if o.is_open and o.status != "held" and o.expires_us <= close_us:
                     self._close(o, "expired", close_us)
-            self.ledger.last_equity = self.ledger.equity()
+            self.ledger.close_session(close_us)
 
     def _route(self, sym: str, bar: Bar) -> None:
         for o in sorted((o for o in self._live.values() if o.symbol == sym and o.status == "accepted"),

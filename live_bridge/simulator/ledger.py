@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from .orders import NAMESPACE, asset_id, iso, num
 
@@ -103,7 +105,7 @@ class Ledger:
         self.mark: dict[str, float] = {}  # last close per symbol
         self.lastday: dict[str, float] = {}  # close of the previous session per symbol
         self.session_open: dict[str, int] = {}  # open of the session of the symbol's last bar
-        self.last_equity = float(config.cash)
+        self.closes: list[tuple[date, float]] = []  # (New York date, equity) at each session's close
         self.account_id = str(uuid.uuid5(NAMESPACE, config.account_number))
 
     def qty(self, symbol: str) -> int:
@@ -151,6 +153,19 @@ class Ledger:
         initial = (long_mv - short_mv) / m
         return max(0.0, (self.cash + long_mv + short_mv - initial) * m - holds)
 
+    def close_session(self, close_us: int) -> None:
+        """Record the equity at a session's close (``last_equity`` from the next day on)."""
+        self.closes.append((_ny_date(close_us), self.equity()))
+
+    def last_equity(self, now_us: int) -> float:
+        """Alpaca's ``last_equity``: the equity at the close of the last trading day before today
+        (New York), so after today's close it still says yesterday's until the date changes."""
+        today = _ny_date(now_us)
+        for day, equity in reversed(self.closes):
+            if day < today:
+                return equity
+        return float(self.config.cash)
+
     # ------------------------------------------------------------------------------ JSON
     def account_json(self, holds: float, now_us: int, shorting: bool) -> dict:
         """GET /v2/account, every amount a string as Alpaca sends it."""
@@ -165,7 +180,7 @@ class Ledger:
             "effective_buying_power": bp, "non_marginable_buying_power": max(0.0, min(bp, self.cash)),
             "options_buying_power": 0.0, "bod_dtbp": 0.0, "cash": self.cash, "accrued_fees": 0.0,
             "pending_transfer_in": 0.0, "portfolio_value": equity, "equity": equity,
-            "last_equity": self.last_equity, "long_market_value": long_mv, "short_market_value": short_mv,
+            "last_equity": self.last_equity(now_us), "long_market_value": long_mv, "short_market_value": short_mv,
             "position_market_value": long_mv - short_mv, "initial_margin": initial,
             "maintenance_margin": maintenance, "last_maintenance_margin": maintenance, "sma": 0.0,
             "intraday_adjustments": 0.0, "pending_reg_taf_fees": 0.0,
@@ -200,3 +215,7 @@ class Ledger:
             "change_today": num(price / last - 1.0) if last else "0",
             "qty_available": num(sign * max(0, abs(p.qty) - held)),
         }
+
+
+def _ny_date(us: int) -> date:
+    return datetime.fromtimestamp(us / 1e6, ZoneInfo("America/New_York")).date()

@@ -288,3 +288,19 @@ def test_a_stop_placed_on_the_entry_fill_works_inside_the_entry_bar():
     assert stop.timestamp_us == entry.timestamp_us + US_PER_MIN - 1  # inside that bar, just before its close
     assert len(seen_at_between[1]) == 1  # between the phases the entry had filled and the stop had not
     assert [e for e, _ in trail(updates)][-2:] == ["new", "fill"]
+
+
+def test_last_equity_is_the_previous_sessions_close_until_the_new_york_date_changes():
+    # as Alpaca: after today's close, last_equity still says yesterday's (a runner starting its day
+    # state in the evening must not take today's loss as its starting point)
+    ts = pd.to_datetime(["2024-01-02 05:00", "2024-01-03 05:00", "2024-01-04 05:00"], utc=True)
+    close = [100.0, 110.0, 121.0]
+    daily = pd.DataFrame({"ts": ts, "open": close, "high": close, "low": close, "close": close, "volume": 1e6})
+    clock, broker, _ = make({"AAPL": daily}, "1Day", cash=100_000)
+    order(broker)  # before the first session: fills at its open, 100
+    seen = []
+    for _ in range(3):
+        clock.step()  # a whole session, through its close
+        a = broker.account_json()
+        seen.append((float(a["equity"]), float(a["last_equity"])))
+    assert seen == [(100_000.0, 100_000.0), (100_100.0, 100_000.0), (100_210.0, 100_100.0)]
