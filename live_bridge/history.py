@@ -11,9 +11,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from data_lake.calendar import US_PER_MIN, nyse
 from data_lake.schema import TIMEFRAMES
@@ -104,6 +106,17 @@ def _facts(ts: int, timeframe: str) -> tuple[int, int, int]:
         raise ValueError("a bar outside NYSE sessions")
     width = step * US_PER_MIN
     return i, int((ts - cal.open_us[i]) // width), int(-(-(int(cal.close_us[i]) - ts) // width) - 1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def utc_us(ts: object) -> int:
+    """A bar's timezone-aware stamp as UTC microseconds (exact; a naive stamp is refused)."""
+    if isinstance(ts, datetime) and ts.tzinfo is not None and not isinstance(ts, pd.Timestamp):
+        return (ts - _EPOCH) // _US  # alpaca-py's bars: a plain datetime, 1 µs instead of pandas' 10
+    return int(pd.Timestamp(ts).tz_convert("UTC").value // 1000)
 
 
 @lru_cache(maxsize=1)

@@ -26,12 +26,12 @@ import gc
 import json
 import logging
 import queue
-from collections import deque
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from data_lake.calendar import nyse
 from data_lake.schema import TIMEFRAMES
 from research.params import ParamsFile
 
-from .history import COLUMNS, History, bar_problem
+from .history import COLUMNS, History, bar_problem, utc_us
 from .ids import client_order_id, parse_client_order_id
 from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
@@ -135,12 +135,12 @@ class Runner(OrderDesk, BasketDesk, Recovery):
     # --- the worker ------------------------------------------------------------------------------
     def start(self) -> None:
         self._warm_up()
-        # Everything alive now (modules, history, kernels) is kept out of the cyclic GC: a full
-        # collection over it paused the worker 50-85 ms in bench/live.py, on the bar path.
         if self.config.sender_process:  # the child starts now (a second or two), not on the first order's path
             self._write({"event": "start", "order_sender": f"process {self.sender._proc.pid}"})
             if self._log:
                 self._log.flush()
+        # Everything alive now (modules, history, kernels) is kept out of the cyclic GC: a full
+        # collection over it paused the worker 50-85 ms in bench/live.py, on the bar path.
         gc.collect()
         gc.freeze()
         self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
@@ -245,7 +245,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
     # --- bars -> decisions -> orders ----------------------------------------------------------------
     def _bar(self, bar: object) -> None:
         sym = bar.symbol
-        ts = _utc_us(bar.ts)
+        ts = utc_us(bar.ts)
         hist = self._hist.get(sym)
         if hist is None:
             hist = self._hist[sym] = History({}, self.config.timeframe)
@@ -427,26 +427,6 @@ class Runner(OrderDesk, BasketDesk, Recovery):
             self._protect(fill.client_order_id, fill.price, fill.timestamp, line)
         self._write(line)
 
-    def _order_update(self, update: object) -> None:
-        """An order of ours changed status: stored; an order the broker ended without filling it all
-        (canceled, expired, rejected: e.g. buying power at the open) leaves the risk context and is
-        logged; a rejection is also alerted (the order never traded, the backtest may say otherwise)."""
-        ack = update.order
-        if self._owner(ack.client_order_id) is None or not self.store.record_order(ack):
-            return
-        if ack.status not in ("canceled", "expired", "rejected"):
-            return
-        if self._ctx is not None:
-            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != ack.id))
-        line = {"event": "order_status", "order": ack.client_order_id, "symbol": ack.symbol, "status": ack.status,
-                "filled_qty": ack.filled_qty, "at": update.timestamp.isoformat()}
-        if ack.status == "rejected":
-            self._alert("order_rejected", ack.symbol, f"{ack.client_order_id} ({ack.side} {ack.qty:g} {ack.type}) "
-                        "rejected by the broker after it was accepted (e.g. buying power at the open): not traded",
-                        order=ack.client_order_id)
-            self._abandon_pair(ack.client_order_id, line)  # a pair's other leg does not trade alone
-        self._write(line)
-
     def _owner(self, cid: str) -> tuple[str, str] | None:
         return _owner(self._legs.get(cid, cid), tuple(self.names))
 
@@ -485,17 +465,6 @@ class Runner(OrderDesk, BasketDesk, Recovery):
             self._log.write(line + "\n")
 
     # --- start-up -------------------------------------------------------------------------------------
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
-
-
-def _utc_us(ts: object) -> int:
-    """A bar's timezone-aware stamp as UTC microseconds (exact; a naive stamp is refused)."""
-    if isinstance(ts, datetime) and ts.tzinfo is not None and not isinstance(ts, pd.Timestamp):
-        return (ts - _EPOCH) // _US  # alpaca-py's bars: a plain datetime, 1 µs instead of pandas' 10
-    return int(pd.Timestamp(ts).tz_convert("UTC").value // 1000)
-
-
 @lru_cache(maxsize=8192)
 def _owner(cid: str, names: tuple[str, ...]) -> tuple[str, str] | None:
     """(strategy, symbol) of a tradelab client_order_id (None: not ours); cached, ids repeat every bar."""

@@ -115,6 +115,26 @@ class OrderDesk:
                 line["legs"] = [{"order": leg.client_order_id, "type": leg.type, "broker_id": leg.id} for leg in ack.legs]
         self._write(line)
 
+    def _order_update(self, update: object) -> None:
+        """An order of ours changed status: stored; an order the broker ended without filling it all
+        (canceled, expired, rejected: e.g. buying power at the open) leaves the risk context and is
+        logged; a rejection is also alerted (the order never traded, the backtest may say otherwise)."""
+        ack = update.order
+        if self._owner(ack.client_order_id) is None or not self.store.record_order(ack):
+            return
+        if ack.status not in ("canceled", "expired", "rejected"):
+            return
+        if self._ctx is not None:
+            self._ctx = replace(self._ctx, open_orders=tuple(x for x in self._ctx.open_orders if x.id != ack.id))
+        line = {"event": "order_status", "order": ack.client_order_id, "symbol": ack.symbol, "status": ack.status,
+                "filled_qty": ack.filled_qty, "at": update.timestamp.isoformat()}
+        if ack.status == "rejected":
+            self._alert("order_rejected", ack.symbol, f"{ack.client_order_id} ({ack.side} {ack.qty:g} {ack.type}) "
+                        "rejected by the broker after it was accepted (e.g. buying power at the open): not traded",
+                        order=ack.client_order_id)
+            self._abandon_pair(ack.client_order_id, line)  # a pair's other leg does not trade alone
+        self._write(line)
+
     def _abandon_pair(self, cid: str, line: dict) -> None:
         """A pair's entry leg the broker refused: cancel the other leg's entry of the same bar."""
         p = parse_client_order_id(cid, self.names)
