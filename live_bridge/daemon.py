@@ -1,100 +1,333 @@
-"""``tradelab live run``: the runner wired to Alpaca (or the simulator) until told to stop.
+"""``tradelab live``: the runner wired to Alpaca (or the simulator), for weeks, until told to stop.
 
 Fills come from ``TradingStream`` (polling fallback); bars from the market-data stream for minute
-bars (``AlpacaBarFeed``, polling fallback) or, for daily bars, from the REST bars endpoint once a
-session has closed. History and regimes come from the lake. SIGTERM/SIGINT, or a ``HALT`` file in
-the state folder (``tradelab live halt``), stop it after the event in hand.
+bars (``AlpacaBarFeed``, polling fallback, backfilled from the end of the lake) or, for daily bars,
+from the REST bars endpoint once a session has closed. Warm-up history and the regime benchmark's
+daily bars come from the lake; the labels of the sessions it trades the runner makes itself from
+the bars it receives (regimes_live.py).
+
+Unattended operation:
+* **Restarts continue.** The first bar traded (the *anchor*) and every params file traded, with the
+  bar it took over from, live in the state store: a restarted runner rebuilds the same decision path
+  (positions, entry prices, stops, trailing extremes, bars held) and decides the last bar at start
+  when its fill is still ahead (started after the close, or during the session).
+* **Params reload** without a restart: a new ``params/current.json`` (watched), ``tradelab live
+  reload`` (the RELOAD file) or SIGHUP; refused files are alerted and the one in force stays.
+* **The broker blips.** An unreachable broker at start or later is retried with backoff and logged,
+  never a traceback; an all-flat params file idles until a promoted one comes.
+* ``status.json`` in the state folder says what the running process trades (read by ``tradelab
+  live status``), atomically rewritten every poll. SIGTERM/SIGINT, or a ``HALT`` file (``tradelab
+  live halt``), stop it after the event in hand.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data_lake import Lake
-from research.params import ParamsFile
-from research.regimes import load_regimes
+from data_lake.atomic import atomic_write_bytes
+from data_lake.calendar import nyse
+from data_lake.schema import TIMEFRAMES
+from research.params import ParamsFile, load, loads
 
 from .ports import BrokerError
+from .regimes_live import daily_arrays
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
-from .sleeves import sleeves
+from .sleeves import sleeves_over
 from .state import StateStore
 
 log = logging.getLogger(__name__)
 HISTORY_DAYS = 800
+BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds between tries of an unreachable broker
 
 
-def lake_history(lake: Lake, symbols: list[str], timeframe: str, end: pd.Timestamp) -> dict[str, dict[str, np.ndarray]]:
+def lake_history(lake: Lake, symbols: list[str], timeframe: str, end: pd.Timestamp,
+                 start: pd.Timestamp | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The bars before ``end`` the signals warm up on, per symbol, as arrays."""
     out = {}
     for sym in symbols:
-        f = lake.read_bars(sym, timeframe, end - pd.Timedelta(days=HISTORY_DAYS), end)
+        lo = (start if start is not None else end) - pd.Timedelta(days=HISTORY_DAYS)
+        f = lake.read_bars(sym, timeframe, lo, end)
         out[sym] = {c: (pd.DatetimeIndex(f["ts"]).as_unit("us").asi8 if c == "ts" else f[c].to_numpy(float))
                     for c in COLUMNS}
     return out
 
 
-def run_forever(lake: Lake, pf: ParamsFile, key: str, secret: str, *, paper: bool = True, url: str | None = None,
-                state_dir: Path = Path("runs/live"), poll: float = 5.0) -> None:
-    """Trade until SIGTERM/SIGINT or the HALT file (see the module docstring)."""
-    from .alpaca import AlpacaBroker
-    from .alpaca_bars import RestBars
-    from .alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed
+def first_actionable_bar(now: pd.Timestamp, timeframe: str) -> int:
+    """The start (UTC µs) of the first bar whose decision still fills ahead of ``now``: the bar in
+    progress, or between sessions the last bar of the session before (its decision fills at the next
+    open). A runner started then loses no decision the backtest makes."""
+    cal = nyse()
+    now_us = int(pd.Timestamp(now).value // 1000)
+    i = int(np.searchsorted(cal.close_us, now_us, side="right"))  # the session in progress or the next one
+    if i >= len(cal.close_us):
+        raise ValueError(f"{now} is past the NYSE calendar's last session")
+    step = TIMEFRAMES[timeframe]
+    if now_us < cal.open_us[i]:  # between sessions: the last bar of the session before
+        if i == 0:
+            return int(cal.day_us[0] if step == 0 else cal.open_us[0])
+        if step == 0:
+            return int(cal.day_us[i - 1])
+        span = (cal.close_us[i - 1] - cal.open_us[i - 1]) // (step * 60_000_000)
+        last = cal.open_us[i - 1] + max(int(np.ceil((cal.close_us[i - 1] - cal.open_us[i - 1]) / (step * 60_000_000))) - 1,
+                                        int(span) - 1) * step * 60_000_000
+        return int(last)
+    if step == 0:
+        return int(cal.day_us[i])
+    return int(cal.open_us[i] + (now_us - cal.open_us[i]) // (step * 60_000_000) * step * 60_000_000)
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tf = pf.data.timeframe
-    symbols = sorted({x for s in sleeves(pf) for x in s.data})
-    if not symbols:
-        raise ValueError("the params file has no active entry: every regime is flat, nothing to trade")
-    regimes = {b: load_regimes(lake, b) for b in {s.benchmark for s in sleeves(pf) if s.by_regime}}
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    ws = url.replace("http://", "ws://").replace("https://", "wss://") if url else None
-    with StateStore(state_dir / "state.db") as store:
-        broker = AlpacaBroker(key, secret, paper=paper, url_override=url)
-        now = pd.Timestamp(broker.clock().timestamp)  # the broker's time (a replaying simulator's too)
-        history = lake_history(lake, symbols, tf, now)
-        cfg = RunnerConfig(timeframe=tf, limits=RiskLimits(queue_for_next_open=tf == "1Day"),
-                           trade_from=now, decision_log=state_dir / "decisions.jsonl",
-                           sender_process=True, keep_decisions=10_000)  # alpaca-py's CPU off the decision process (sender.py)
-        runner = Runner(broker, pf, history, regimes, store, cfg)
-        for note in runner.reconcile():
-            log.info("reconcile: %s", note)
-        runner.start()
-        fills = AlpacaFillFeed(key, secret, paper=paper, on_update=runner.on_update,
-                               url_override_ws=ws + "/stream" if ws else None, url_override_rest=url)
-        runner.seed_fill_feed(fills)  # what the store counted before a restart is not counted again
-        fills.start()
-        bars = None
-        if tf == "1Min":
-            bars = AlpacaBarFeed(key, secret, symbols, on_bar=runner.on_bar,
-                                 url_override_ws=ws + "/v2/iex" if ws else None, url_override_rest=url)
-            bars.start()
-        rest = RestBars(key, secret, tf, url_override=url) if tf != "1Min" else None
-        if rest is not None:
-            for s in symbols:
-                if len(history[s]["ts"]):
-                    rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+
+def _symbols(epochs: list[tuple[int, ParamsFile]]) -> tuple[list[str], list[str]]:
+    """(every symbol whose bars the sleeves decide on, benchmarks included; the regime benchmarks)."""
+    sls = sleeves_over(epochs)
+    benches = sorted({s.benchmark for s in sls if s.by_regime})
+    return sorted({x for s in sls for x in s.data} | set(benches)), benches
+
+
+class Daemon:
+    """One live runner's process: start-up, feeds, the poll loop (module docstring)."""
+
+    def __init__(self, lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True,
+                 url: str | None = None, state_dir: Path = Path("runs/live"), poll: float = 5.0,
+                 notifier=None, backoff: tuple[float, ...] = BACKOFF, sender_process: bool = True) -> None:
+        self.lake, self.params_path, self.key, self.secret = lake, Path(params_path), key, secret
+        self.paper, self.url, self.state_dir, self.poll = paper, url, Path(state_dir), poll
+        self.notifier, self.backoff, self.sender_process = notifier, backoff, sender_process
+        self.stop = threading.Event()
+        self.reload_asked = threading.Event()
+        self.broker_state = {"ok": None, "since": None, "error": None}
+        self._seen_file: tuple | None = None
+        self._refused: str | None = None
+        self.started_at = pd.Timestamp.now(tz="UTC")
+
+    # --- the broker, retried ----------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable):
+        """``fn()`` until it answers, with backoff; BrokerError 4xx (not 429) is not retried."""
+        tries = 0
+        while True:
+            try:
+                out = fn()
+            except BrokerError as err:
+                if 400 <= err.status < 500 and err.status != 429:
+                    raise
+                self._down(what, err, tries)
+            except (OSError, TimeoutError) as err:
+                self._down(what, err, tries)
+            else:
+                if self.broker_state["ok"] is False:
+                    log.warning("broker reachable again (%s) after %d failed tries", what, tries)
+                self.broker_state.update(ok=True, error=None)
+                return out
+            tries += 1
+            if self.stop.wait(self.backoff[min(tries - 1, len(self.backoff) - 1)]):
+                raise KeyboardInterrupt("stopped while waiting for the broker")
+
+    def _down(self, what: str, err: BaseException, tries: int) -> None:
+        wait = self.backoff[min(tries, len(self.backoff) - 1)]
+        if self.broker_state["ok"] is not False:
+            self.broker_state.update(ok=False, since=pd.Timestamp.now(tz="UTC").isoformat())
+        self.broker_state["error"] = f"{type(err).__name__}: {err}"
+        log.warning("broker unreachable %s (try %d): %s; again in %gs", what, tries + 1, err, wait)
+        if tries == 2 and self.notifier is not None:  # a blip is logged; an outage is also alerted
+            from .alerts import Alert
+
+            self.notifier.notify(Alert("broker_unreachable", f"{what}: {err} (retrying with backoff)",
+                                       severity="critical"))
+        self._write_status(None)
+
+    # --- start-up ------------------------------------------------------------------------------------
+    def _epochs(self, store: StateStore, pf: ParamsFile) -> list[tuple[int, ParamsFile]]:
+        stored = [(f, loads(text, f"state epoch {sha[:12]}")) for f, sha, text, _ in store.epochs()]
+        if not stored:
+            from research.params import dumps
+
+            store.record_epoch(0, pf.sha256(), dumps(pf).decode(), str(self.params_path))
+            stored = [(0, pf)]
+        return stored
+
+    def run(self) -> None:
+        from .alpaca import AlpacaBroker
+        from .alpaca_bars import RestBars
+        from .alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pf = load(self.params_path)
+        self._seen_file = _file_key(self.params_path)
+        ws = self.url.replace("http://", "ws://").replace("https://", "wss://") if self.url else None
+        with StateStore(self.state_dir / "state.db") as store:
+            broker = AlpacaBroker(self.key, self.secret, paper=self.paper, url_override=self.url)
+            now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)  # the broker's time
+            epochs = self._epochs(store, pf)
+            tf = epochs[-1][1].data.timeframe
+            anchor = store.anchor() or store.set_anchor(first_actionable_bar(now, tf))
+            anchor_ts = pd.Timestamp(anchor, unit="us", tz="UTC")
+            symbols, benches = _symbols(epochs)
+            history = lake_history(self.lake, symbols, tf, now, start=min(anchor_ts, now))
+            daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
+                     for b in benches}
+            cfg = RunnerConfig(timeframe=tf, limits=RiskLimits(queue_for_next_open=tf == "1Day"),
+                               trade_from=anchor_ts, decision_log=self.state_dir / "decisions.jsonl",
+                               sender_process=self.sender_process, keep_decisions=10_000, decide_at_start=True)
+            runner = Runner(broker, epochs[-1][1], history, daily, store, cfg, epochs=epochs, notifier=self.notifier)
+            self.runner = runner
+            if not runner.sleeves:
+                log.warning("nothing is active in %s (every entry is flat): idling until a promoted params file "
+                            "is installed", self.params_path)
+            for note in self._call("reconciling", runner.reconcile):
+                log.info("reconcile: %s", note)
+            runner.start()
+            if pf.sha256() != epochs[-1][1].sha256():  # a file installed while the runner was down
+                self._reload(runner, pf, tf, now, source=str(self.params_path))
+            fills = AlpacaFillFeed(self.key, self.secret, paper=self.paper, on_update=runner.on_update,
+                                   url_override_ws=ws + "/stream" if ws else None, url_override_rest=self.url)
+            runner.seed_fill_feed(fills)  # what the store counted before a restart is not counted again
+            fills.start()
+            self.bars = self._bar_feed(runner, tf, symbols, history, ws, AlpacaBarFeed)
+            rest = RestBars(self.key, self.secret, tf, url_override=self.url) if tf != "1Min" else None
+            if rest is not None:
+                for s in symbols:
+                    if len(history[s]["ts"]):
+                        rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+            self.rest = rest
+            try:
+                self._loop(runner, broker, tf)
+            finally:
+                if self.bars is not None:
+                    self.bars.stop()
+                fills.stop()
+                runner.stop()
+                self._write_status(runner, stopped=True)
+
+    def _bar_feed(self, runner: Runner, tf: str, symbols: list[str], history: dict, ws: str | None, feed_cls):
+        if tf != "1Min" or not symbols:
+            return None
+        last = max((int(h["ts"][-1]) for h in history.values() if len(h["ts"])), default=None)
+        since = pd.Timestamp(last + 60_000_000, unit="us", tz="UTC").to_pydatetime() if last is not None else None
+        feed = feed_cls(self.key, self.secret, symbols, on_bar=runner.on_bar, since=since,
+                        url_override_ws=ws + "/v2/iex" if ws else None, url_override_rest=self.url)
+        feed.start()
+        return feed
+
+    # --- the loop ---------------------------------------------------------------------------------------
+    def _loop(self, runner: Runner, broker, tf: str) -> None:
+        while not self.stop.wait(self.poll):
+            if (self.state_dir / "HALT").exists():
+                log.warning("HALT file found: stopping")
+                break
+            self._watch_params(runner, broker, tf)
+            if self.rest is not None:
+                try:
+                    now = broker.clock().timestamp
+                    self.broker_state.update(ok=True, error=None)
+                    symbols = sorted(set(_symbols(runner.epochs)[0]))
+                    bars = self.rest.since(symbols, now) if symbols else []
+                except BrokerError as err:  # Alpaca unreachable for now: the next poll asks again
+                    log.warning("bars poll failed: %s", err)
+                    self.broker_state.update(ok=False, error=str(err))
+                    bars = []
+                newest = {}
+                for b in bars:
+                    newest[b.symbol] = max(newest.get(b.symbol, b.ts), b.ts)
+                for b in sorted(bars, key=lambda b: (b.ts, b.symbol not in runner.books, b.symbol)):
+                    runner.on_bar(b, act=b.ts == newest[b.symbol])  # a caught-up bar a newer one follows: no act
+            self._write_status(runner)
+
+    def _watch_params(self, runner: Runner, broker, tf: str) -> None:
+        key = _file_key(self.params_path)
+        asked = self.reload_asked.is_set() or (self.state_dir / "RELOAD").exists()
+        if key == self._seen_file and not asked:
+            return
+        self._seen_file = key
+        self.reload_asked.clear()
+        (self.state_dir / "RELOAD").unlink(missing_ok=True)
         try:
-            while not stop.wait(poll):
-                if (state_dir / "HALT").exists():
-                    log.warning("HALT file found: stopping")
-                    break
-                if rest is not None:
-                    try:
-                        for bar in rest.since(symbols, broker.clock().timestamp):
-                            runner.on_bar(bar)
-                    except BrokerError as err:  # Alpaca unreachable for now: the next poll asks again
-                        log.warning("bars poll failed: %s", err)
-        finally:
-            if bars is not None:
-                bars.stop()
-            fills.stop()
-            runner.stop()
+            pf = load(self.params_path)
+        except (OSError, ValueError) as exc:
+            msg = f"{self.params_path}: {exc}"
+            if msg != self._refused:
+                self._refused = msg
+                runner._q.put(_AlertWork(runner, msg))
+            return
+        if pf.data.timeframe != tf:
+            runner._q.put(_AlertWork(runner, f"{self.params_path} trades {pf.data.timeframe}, the runner {tf}: "
+                                             "restart the runner to change timeframe"))
+            return
+        now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)
+        self._reload(runner, pf, tf, now, source=str(self.params_path))
+
+    def _reload(self, runner: Runner, pf: ParamsFile, tf: str, now: pd.Timestamp, source: str) -> None:
+        """Hand the runner a new file with the warm-up bars of the symbols and benchmarks it lacks."""
+        try:
+            symbols, benches = _symbols([*runner.epochs, (runner.epochs[-1][0] + 1, pf)])
+        except ValueError as exc:
+            runner._q.put(_AlertWork(runner, f"{source}: {exc}"))
+            return
+        new = [s for s in symbols if s not in runner._hist or not len(runner._hist[s])]
+        history = lake_history(self.lake, new, tf, now) if new else {}
+        daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
+                 for b in benches if b not in runner.books}
+        if self.rest is not None if hasattr(self, "rest") else False:
+            for s in new:
+                if len(history[s]["ts"]):
+                    self.rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+        runner.reload(pf, history, daily, source)
+        if new and getattr(self, "bars", None) is not None:  # the minute feed subscribes to the new symbols
+            ws = self.url.replace("http://", "ws://").replace("https://", "wss://") if self.url else None
+            from .alpaca_feeds import AlpacaBarFeed
+
+            self.bars.stop()
+            self.bars = self._bar_feed(runner, tf, symbols, {**runner.history, **history}, ws, AlpacaBarFeed)
+
+    def _write_status(self, runner: Runner | None, stopped: bool = False) -> None:
+        """``status.json``: what this process trades and how it is doing (never a key)."""
+        body = {"pid": os.getpid(), "started_at": self.started_at.isoformat(), "stopped": stopped,
+                "updated_at": pd.Timestamp.now(tz="UTC").isoformat(), "paper": self.paper,
+                "broker": dict(self.broker_state), "params_path": str(self.params_path)}
+        if runner is not None:
+            body.update(runner.status())
+        try:
+            atomic_write_bytes(json.dumps(body, default=str, indent=1).encode(), self.state_dir / "status.json")
+        except OSError as exc:
+            log.warning("status.json not written: %s", exc)
+
+
+class _AlertWork:
+    """A reload refusal noticed by the poll loop, alerted from the runner's thread (its log's one writer)."""
+
+    def __init__(self, runner: Runner, message: str) -> None:
+        self.kind, self.done = "alert", threading.Event()
+        self.item = ("reload_failed", "", message)
+
+
+def _file_key(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def run_forever(lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True, url: str | None = None,
+                state_dir: Path = Path("runs/live"), poll: float = 5.0, notifier=None) -> None:
+    """Trade until SIGTERM/SIGINT or the HALT file (see the module docstring); SIGHUP reloads the params."""
+    d = Daemon(lake, params_path, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll, notifier=notifier)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: d.stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: d.reload_asked.set())
+    try:
+        d.run()
+    except KeyboardInterrupt:
+        log.warning("stopped before the runner started")
+    finally:
+        time.sleep(0)

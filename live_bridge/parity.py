@@ -23,7 +23,7 @@ from research.sweep.vbt import portfolio_from_fills
 
 from .ids import parse_client_order_id
 from .replay import ReplayResult
-from .sleeves import basket_path, decide, sleeves
+from .sleeves import basket_path, decide, sleeves, sleeves_over
 
 TOL = 1e-9
 
@@ -47,13 +47,15 @@ def check(result: ReplayResult) -> Parity:
     """Compare one replay with the backtest of its params (see the module docstring)."""
     problems: list[str] = []
     rows = []
-    names = sorted({s.strategy for s in sleeves(result.params, result.candidates)})
+    sls = sleeves_over(result.epochs, result.candidates) if result.epochs else sleeves(result.params, result.candidates)
+    names = sorted({s.strategy for s in sls})
     live = result.fills.copy()
     owners = [parse_client_order_id(result.legs.get(c, c), names) for c in live["client_order_id"]]  # OCO legs: their parent
     live["strategy"] = [o.strategy if o else None for o in owners]
-    first_us = int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
-    refusals = _refusals(result)
-    for sleeve in sleeves(result.params, result.candidates):
+    first_us = result.trade_from if result.trade_from is not None else \
+        int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
+    refusals = _refusals(result, names)
+    for sleeve in sls:
         if sleeve.legs is not None:
             _basket(result, sleeve, first_us, live, refusals, rows, problems)
             continue
@@ -85,12 +87,11 @@ def check(result: ReplayResult) -> Parity:
     return Parity(not problems, problems[0] if problems else None, trades, eq)
 
 
-def _refusals(result: ReplayResult) -> dict[tuple[str, str, str], str]:
+def _refusals(result: ReplayResult, names: list[str]) -> dict[tuple[str, str, str], str]:
     """(strategy, symbol, decision bar) -> the rule and message of an order the risk manager refused."""
     out = {}
     if result.decision_log is None or not Path(result.decision_log).exists():
         return out
-    names = sorted({s.strategy for s in sleeves(result.params, result.candidates)})
     for line in Path(result.decision_log).read_text().splitlines():
         d = json.loads(line)
         if d.get("event") == "order_rejected":  # accepted, then rejected by the broker (at the open)

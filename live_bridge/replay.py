@@ -30,8 +30,9 @@ import pandas as pd
 from data_lake import Lake
 from data_lake.calendar import nyse
 from research.params import ParamsFile
-from research.regimes import load_regimes
+from research.regimes import regimes_from_daily
 
+from .regimes_live import daily_arrays
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
 from .simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
@@ -66,6 +67,8 @@ class ReplayResult:
     candidates: bool = False
     bar_feed: FeedStats | None = None  # minute replays: what the bar feed delivered (stream vs REST fallback)
     legs: dict = field(default_factory=dict)  # an OCO leg's client_order_id (the broker's) -> its parent's (ours)
+    epochs: list | None = None  # params files traded one after another: (from_us, file) (None: ``params`` alone)
+    trade_from: int | None = None  # the runner's first bar (UTC µs; None: the replay's first bar)
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,18 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     tf = params.data.timeframe
     if tf not in TIMEFRAMES:
         raise ValueError(f"replays run {' or '.join(TIMEFRAMES)} params, got {tf}")
-    symbols = sorted({x for s in sleeves(params, candidates) for x in s.data})
-    if not symbols:
+    traded = {x for s in sleeves(params, candidates) for x in s.data}
+    if not traded:
         raise ValueError("the params file has no active entry: nothing to replay")
+    benches = sorted({s.benchmark for s in sleeves(params, candidates) if s.by_regime})
+    symbols = sorted(traded | set(benches))  # a benchmark's bars reach the runner even when it is not traded
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     frames, history = _load(lake, symbols, tf, t0, t1)
-    benches = {s.benchmark for s in sleeves(params, candidates) if s.by_regime}
-    regimes = {b: load_regimes(lake, b) for b in benches}
-    for b, r in regimes.items():
-        if r.empty:
-            raise ValueError(f"no regimes for {b} in the lake: run tradelab regimes --benchmark {b}")
+    # The runner labels sessions itself from the benchmark bars it receives (regimes_live.py), starting
+    # from the daily bars before the replay; parity's backtest uses the labels of the whole lake
+    # (what the nightly's table says): a runner that could not label live would fail parity.
+    daily = {b: _daily_before(lake, b, t0) for b in benches}
+    regimes = {b: _lake_labels(lake, b, t1) for b in benches}
     key, secret = "replay-" + secrets.token_hex(4), secrets.token_hex(16)
     state = SimulatorState(api_key=key, secret_key=secret)
     clock = ReplayClock({s: f[["ts", "open", "high", "low", "close", "volume"]] for s, f in frames.items()}, tf)
@@ -127,7 +132,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     with serve(app) as sim, StateStore(work / "state.db") as store:
         ws = sim.url.replace("http://", "ws://")
         broker = AlpacaBroker(key, secret, paper=True, url_override=sim.url, retry_wait=0.0)
-        runner = Runner(broker, params, history, regimes, store, cfg, candidates=candidates)
+        runner = Runner(broker, params, history, daily, store, cfg, candidates=candidates)
         fills = AlpacaFillFeed(key, secret, on_update=runner.on_update,
                                url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0,
                                reconcile_interval=min(60.0, step_timeout / 3))  # a held-back fill is polled in time
@@ -183,6 +188,22 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
         "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
         list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed, dict(runner._legs))
+
+
+def _daily_before(lake: Lake, benchmark: str, t0: pd.Timestamp) -> dict[str, np.ndarray]:
+    """The benchmark's 1Day bars before the replay: what a runner starting then has of it."""
+    f = lake.read_bars(benchmark, "1Day", t0 - pd.Timedelta(days=WARMUP_DAYS), t0)
+    if f.empty:
+        raise ValueError(f"no {benchmark} 1Day bars before {t0:%Y-%m-%d} in the lake: the params trade per "
+                         "regime of it (ingest its daily bars)")
+    return daily_arrays(f)
+
+
+def _lake_labels(lake: Lake, benchmark: str, t1: pd.Timestamp) -> pd.DataFrame:
+    """The regimes of the benchmark's 1Day bars in the lake up to the replay's end (the nightly's labels)."""
+    f = lake.read_bars(benchmark, "1Day", None, t1)
+    a = daily_arrays(f)
+    return regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
 
 
 def _load(lake: Lake, symbols: list[str], tf: str, t0: pd.Timestamp, t1: pd.Timestamp):

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -48,9 +48,12 @@ from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .runner_baskets import BasketDesk
 from .runner_orders import OrderDesk, Work
+from .runner_halts import HaltDesk
+from .runner_params import ParamsDesk
 from .runner_recovery import ReconcileError, Recovery
+from .regimes_live import OnlineRegimes
 from .sender import ProcessSender, Sender
-from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, sleeves
+from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket
 from .state import StateStore
 
 log = logging.getLogger(__name__)
@@ -71,40 +74,26 @@ class RunnerConfig:
     sender_process: bool = False  # broker calls from a child process (the live daemon; needs broker.spawn_spec())
     max_bar_jump: float = 0.5  # |log(close / previous close)| beyond which a bar is refused (history.bar_problem)
     max_missing_bars: int = 3  # more bars missing before a bar than this: no new entry on it, and an alert
+    decide_at_start: bool = False  # decide each symbol's last history bar at start if it is at/after trade_from
+    # (the daemon: a decision whose fill is still ahead, e.g. after the close and before the next open)
 
 
-class Runner(OrderDesk, BasketDesk, Recovery):
+class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
-                 regimes: Mapping[str, pd.DataFrame], store: StateStore, config: RunnerConfig = RunnerConfig(),
-                 *, candidates: bool = False) -> None:
-        self.broker, self.params, self.store, self.config = broker, params, store, config
-        self.sleeves: list[Sleeve] = sleeves(params, candidates)  # candidates: replays only (sleeves.py)
-        self.names = sorted({s.strategy for s in self.sleeves})
-        traders: dict[str, set[str]] = {}
-        for s in self.sleeves:
-            for sym in s.traded:
-                traders.setdefault(sym, set()).add(s.strategy)
-        shared = {sym: sorted(v) for sym, v in traders.items() if len(v) > 1}
-        if shared:  # the account holds one position per symbol; netting sleeves is not built
-            raise ValueError("one account holds one position per symbol, and these symbols are traded by more "
-                             "than one strategy: " + "; ".join(f"{k} by {', '.join(v)}" for k, v in sorted(shared.items()))
-                             + " (trade each symbol with one strategy: e.g. `tradelab nightly -p "
-                               "'strategies=[\"sma_cross\"]'`)")
-        self._watch: dict[str, list[Sleeve]] = {}  # symbol -> the sleeves deciding on its bars
-        for s in self.sleeves:
-            for sym in s.data:
-                self._watch.setdefault(sym, []).append(s)
-        bare = [f"{s.strategy} {s.symbol} {lab}" for s in self.sleeves for lab, (_, r) in zip(s.labels, s.entries)
-                if r.take_profit > 0 and not (r.stop_loss > 0 or r.trailing_stop > 0)]
-        if bare:  # the target goes out as one OCO with the stop: every position has a stop (risk policy)
-            raise ValueError("a take-profit is traded live together with its stop (one OCO order), and these "
-                             "entries have a take_profit but no stop_loss or trailing_stop: " + ", ".join(bare))
-        missing = [s.benchmark for s in self.sleeves if s.by_regime and s.benchmark not in regimes]
-        if missing:
-            raise ValueError(f"no regimes for {', '.join(sorted(set(missing)))}: the params trade per regime")
-        self.regimes = dict(regimes)
+                 regime_daily: Mapping[str, Mapping[str, np.ndarray]], store: StateStore,
+                 config: RunnerConfig = RunnerConfig(), *, candidates: bool = False,
+                 epochs: Sequence[tuple[int, ParamsFile]] | None = None, notifier=None) -> None:
+        """``history``: warm-up bars per symbol; ``regime_daily``: daily bars (ts, open, high, low, close)
+        of each regime benchmark up to the start, which the runner labels sessions from as its bars
+        come (runner_params.py); ``epochs``: the params files traded so far, (from_us, file) oldest
+        first, as the state store keeps them (default: ``params`` alone)."""
+        self.broker, self.store, self.config, self.candidates = broker, store, config, candidates
+        self.notifier = notifier  # alerts.Notifier: halts, refusals, reload failures, stale data
+        self.books = {b: OnlineRegimes(b, a) for b, a in regime_daily.items()}
+        self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
+        self._awaiting: dict[str, dict[tuple[str, str], int]] = {}  # benchmark -> flat sleeves waiting for its bar
         self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
         self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar
         self.risk = RiskManager(config.limits)
@@ -121,7 +110,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         # buffered, flushed after each event (bar, fill, ack): one write per event, none lost to a crash
         self._log = open(config.decision_log, "a") if config.decision_log else None  # noqa: SIM115
         self.errors: list[str] = []
-        self.fills_seen = 0  # distinct executions handled (lockstep replays wait on it)
+        self.fills_seen = store.fill_count()  # distinct executions counted, a restart's included (lockstep waits on it)
         self._ctx: RiskContext | None = None
         self._ctx_at = 0.0
         self._sender: Sender | None = None  # REST calls off the worker thread, in order per symbol (lazy)
@@ -145,6 +134,13 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         gc.freeze()
         self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
         self._thread.start()
+        if self.config.decide_at_start and self.trade_from_us is not None:
+            for sym, h in self._hist.items():  # benchmarks first: they label the next session
+                if h.last_ts is not None and h.last_ts >= self.trade_from_us and sym in self.books:
+                    self._q.put(Work("decide", sym))
+            for sym, h in self._hist.items():
+                if h.last_ts is not None and h.last_ts >= self.trade_from_us and sym not in self.books:
+                    self._q.put(Work("decide", sym))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the queued events and the orders in flight, then stop (graceful: SIGTERM/SIGINT land here)."""
@@ -175,14 +171,15 @@ class Runner(OrderDesk, BasketDesk, Recovery):
             if not all(len(self.history.get(x, {}).get("ts", ())) for x in sl.data):
                 continue
             if sl.legs is None:
-                decide(sl, self.history[sl.symbol], self.config.timeframe, self.regimes.get(sl.benchmark),
+                decide(sl, self.history[sl.symbol], self.config.timeframe, self.regimes_of(sl.benchmark),
                        self.trade_from_us)
             else:
                 decide_basket(sl, self.history, self.config.timeframe, self.trade_from_us)
 
-    def on_bar(self, bar: object) -> None:
-        """Feed callback (any thread): a completed bar with symbol, ts (UTC), open, high, low, close, volume."""
-        self._q.put(Work("bar", bar))
+    def on_bar(self, bar: object, act: bool = True) -> None:
+        """Feed callback (any thread): a completed bar with symbol, ts (UTC), open, high, low, close, volume.
+        ``act=False``: a bar caught up after a gap that a newer bar follows: decided, logged, not traded."""
+        self._q.put(Work("bar", bar if act else (bar, False)))
 
     def on_fill(self, fill: Fill) -> None:
         """Feed callback (any thread): one execution."""
@@ -226,7 +223,13 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                 if w.kind == "stop":
                     return
                 if w.kind == "bar":
-                    self._bar(w.item)
+                    self._bar(*(w.item if isinstance(w.item, tuple) else (w.item,)))
+                elif w.kind == "reload":
+                    self._reload(*w.item)
+                elif w.kind == "decide":
+                    self._decide_symbol(w.item, self._hist[w.item])
+                elif w.kind == "alert":
+                    self._alert(*w.item)
                 elif w.kind == "fill":
                     self._fill(w.item)
                 elif w.kind == "ack":
@@ -241,9 +244,10 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                 if self._log:
                     self._log.flush()  # a kill -9 loses no line of a handled event
                 w.done.set()
+                self._q.task_done()
 
     # --- bars -> decisions -> orders ----------------------------------------------------------------
-    def _bar(self, bar: object) -> None:
+    def _bar(self, bar: object, act: bool = True) -> None:
         sym = bar.symbol
         ts = utc_us(bar.ts)
         hist = self._hist.get(sym)
@@ -261,7 +265,7 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         except ValueError as exc:  # not on an NYSE session
             self._alert("bad_bar", sym, str(exc), bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
             return
-        h = self.history[sym] = hist.arrays
+        self.history[sym] = hist.arrays
         missing = hist.missing_before_last()
         if missing > self.config.max_missing_bars:
             self._gapped.add(sym)
@@ -269,17 +273,35 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                         f"{self.config.max_missing_bars}): no new entry on it", bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
         else:
             self._gapped.discard(sym)
+        labelled = self._benchmark_bar(sym, hist)  # a benchmark's bar first: it labels the next session
+        self._decide_symbol(sym, hist, act)
+        if labelled:
+            self._redecide_waiting(sym)
+
+    def _decide_symbol(self, sym: str, hist: History, act: bool = True) -> None:
+        """Every sleeve deciding on this symbol's bars, at its latest bar."""
+        ts = hist.last_ts
         for sleeve in self._watch.get(sym, ()):
             if sleeve.legs is None:
-                d, _ = decide(sleeve, h, self.config.timeframe, self.regimes.get(sleeve.benchmark), self.trade_from_us,
-                              bars=hist.bars)
-                self.decisions.append(d)
-                self._act_now(sleeve, d, sym, ts)
+                self._decide_sleeve(sleeve, sym, ts, hist, act)
             elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
                      for x in sleeve.data):  # the last leg's bar of this time: decide once
                 bd = decide_basket(sleeve, self.history, self.config.timeframe, self.trade_from_us)
                 self.decisions.append(bd)
-                self._act_now(sleeve, bd, sym, ts)
+                if act:
+                    self._act_now(sleeve, bd, sym, ts)
+
+    def _decide_sleeve(self, sleeve: Sleeve, sym: str, ts: int, hist: History, act: bool = True) -> None:
+        d, _ = decide(sleeve, hist.arrays, self.config.timeframe, self.regimes_of(sleeve.benchmark),
+                      self.trade_from_us, bars=hist.bars)
+        self.decisions.append(d)
+        if d.regime_next == "unknown" and d.position == 0 and sleeve.by_regime:  # its benchmark's bar is not here yet
+            self._awaiting.setdefault(sleeve.benchmark, {})[(sleeve.strategy, sym)] = ts
+        if act:
+            self._act_now(sleeve, d, sym, ts)
+        else:
+            self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+                         "actions": [{"skip": "a bar caught up late: a newer bar of the symbol decides"}]})
 
     def _act_now(self, sleeve: Sleeve, d: Decision | BasketDecision, sym: str, ts: int) -> None:
         """Act on a decision; if the broker cannot be read right now (after the adapter's retries), act
@@ -397,22 +419,6 @@ class Runner(OrderDesk, BasketDesk, Recovery):
                                              "refused or missed): no late entry"})
         self._write(entry)
 
-    def _halts(self, account, clock) -> None:
-        """Day loss (flatten everything, halt until the next session) and strategy loss (off for the day)."""
-        pnl = dict(self.store.daily_pnl(clock.session))
-        for (strategy, symbol), p in self.store.positions().items():
-            closes = self.history.get(symbol, {}).get("close")
-            if p.qty and closes is not None and len(closes):
-                pnl[strategy] = pnl.get(strategy, 0.0) + p.qty * (float(closes[-1]) - p.avg_price)
-        self.day, events = self.day.update(account.equity, pnl, self.config.limits)
-        for ev in events:
-            self.store.record_halt(clock.session, ev.scope, ev.message)
-            line = {"event": "halt", "scope": ev.scope, "rule": ev.rule, "message": ev.message}
-            if ev.flatten_all:
-                line["closing_orders"] = [a.client_order_id for a in self.broker.close_all()]
-            log.warning("runner: halt %s: %s", ev.rule, ev.message)
-            self._write(line)
-
     def _fill(self, fill: Fill) -> None:
         owner = self._owner(fill.client_order_id)
         strategy = owner[0] if owner else None
@@ -431,11 +437,23 @@ class Runner(OrderDesk, BasketDesk, Recovery):
         return _owner(self._legs.get(cid, cid), tuple(self.names))
 
     def _alert(self, kind: str, symbol: str, message: str, **extra) -> None:
-        """A data problem a person should see: warning log, decision log line, ``alerts``."""
+        """A problem a person should see: warning log, decision log line, ``alerts``, the notifier."""
         line = {"event": kind, "symbol": symbol, "message": message, **extra}
         self.alerts.append(line)
         log.warning("runner: %s %s: %s", kind, symbol, message)
         self._write(line)
+        self._notify(kind, symbol, message, **extra)
+
+    def _notify(self, kind: str, symbol: str, message: str, severity: str = "warning", **extra) -> None:
+        """Hand an alert to the notifier (log and webhook sinks: live_bridge/alerts.py); never raises."""
+        if self.notifier is None:
+            return
+        from .alerts import Alert
+
+        try:
+            self.notifier.notify(Alert(kind, message, symbol or None, severity, extra=_jsonable(extra)))
+        except Exception:  # a broken sink never stops trading
+            log.exception("runner: alert %s not sent", kind)
 
     def _watch_feed(self) -> None:
         """While idle, intraday: a symbol without a bar for more than max_missing_bars + 1 intervals

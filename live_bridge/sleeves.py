@@ -19,7 +19,7 @@ backtests with. They trade one entry in every regime and their exits are the str
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +43,14 @@ class Sleeve:
     entries: tuple[tuple[object, ExitRules], ...]
     benchmark: str  # whose regime labels switch the entries
     legs: baskets.Legs | None = None  # multi-leg strategies: the legs the symbol names
+    # params reloaded while trading (``sleeves_over``): entry k belongs to params file epoch_of[k],
+    # in force for decisions on bars from epoch_from[epoch_of[k]] (UTC µs) on; () = one file
+    epoch_of: tuple[int, ...] = ()
+    epoch_from: tuple[int, ...] = ()
 
     @property
     def by_regime(self) -> bool:
-        return self.labels != ("all",)
+        return any(lab != "all" for lab in self.labels)
 
     @property
     def traded(self) -> tuple[str, ...]:
@@ -108,6 +112,49 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
     return out
 
 
+def sleeves_over(epochs: Sequence[tuple[int, ParamsFile]], candidates: bool = False) -> list[Sleeve]:
+    """The sleeves of params files installed one after another: ``epochs`` = (from_us, file), oldest
+    first; file i decides the bars from its from_us (UTC µs) until the next one's.
+
+    A sleeve (strategy, symbol) of any file is kept: its entries are every file's, each tagged with
+    its file, so a position keeps the entry (params, exit rules, stop) it was opened under until it
+    exits, and an entry the newer file removed takes no new position (the rule regime switching
+    follows already). Each file is checked on its own (``sleeves``); a benchmark change is refused.
+    """
+    if len(epochs) == 1:
+        return sleeves(epochs[0][1], candidates)
+    froms = tuple(int(f) for f, _ in epochs)
+    if list(froms) != sorted(set(froms)):
+        raise ValueError("params epochs must start at increasing bars")
+    merged: dict[tuple[str, str], dict] = {}
+    for i, (_, pf) in enumerate(epochs):
+        for sl in sleeves(pf, candidates):
+            m = merged.setdefault((sl.strategy, sl.symbol), {"labels": [], "entries": [], "of": [], "sl": sl})
+            if m["sl"].benchmark != sl.benchmark and (sl.by_regime or m["sl"].by_regime):
+                raise ValueError(f"{sl.strategy} {sl.symbol}: the regime benchmark changed from {m['sl'].benchmark} "
+                                 f"to {sl.benchmark}; a running runner cannot switch benchmarks (restart it flat)")
+            m["labels"] += sl.labels
+            m["entries"] += sl.entries
+            m["of"] += [i] * len(sl.labels)
+            m["sl"] = sl
+    return [Sleeve(k[0], k[1], tuple(m["labels"]), tuple(m["entries"]), m["sl"].benchmark, m["sl"].legs,
+                   tuple(m["of"]), froms) for k, m in merged.items()]
+
+
+def _epoch_codes(sleeve: Sleeve, ts: np.ndarray, labels) -> np.ndarray:
+    """Per bar, the entry code of the params file in force at that bar and its next-session label."""
+    ep = np.searchsorted(np.asarray(sleeve.epoch_from, dtype=np.int64), ts, side="right") - 1
+    codes = np.full(len(ts), -1, dtype=np.int64)
+    lab = None
+    for k, (label, e) in enumerate(zip(sleeve.labels, sleeve.epoch_of)):
+        mask = ep == e
+        if label != "all":
+            lab = np.asarray([str(x) for x in labels], dtype=object) if lab is None else lab
+            mask &= lab == label
+        codes[mask & (codes < 0)] = k
+    return codes
+
+
 def _has_exits(r: ExitRules) -> bool:
     return bool(r.stop_loss or r.take_profit or r.trailing_stop or r.time_stop or r.flat_at_close)
 
@@ -135,7 +182,10 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
     ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
     """
     bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
-    if sleeve.by_regime:
+    if sleeve.epoch_from:
+        labels = next_labels(bars, timeframe == "1Day", regimes) if sleeve.by_regime else _ALL
+        codes = _epoch_codes(sleeve, np.asarray(arrays["ts"]), labels if sleeve.by_regime else ())
+    elif sleeve.by_regime:
         labels = next_labels(bars, timeframe == "1Day", regimes)
         names = np.asarray(sleeve.labels, dtype=object)
         order = np.argsort(names)
@@ -199,6 +249,13 @@ def basket_path(sleeve: Sleeve, arrays: Mapping[str, Mapping[str, np.ndarray]], 
     """(common ts, aligned arrays, raw weights, effective weights) of a multi-leg sleeve."""
     ts, aligned = baskets.align(arrays, sleeve.legs.data)
     raw = baskets.weights(sleeve.strategy, sleeve.entries[0][0], sleeve.legs, aligned, timeframe)
+    if sleeve.epoch_from:  # reloaded params: each file's weights on its own bars, none where a file dropped it
+        ep = np.searchsorted(np.asarray(sleeve.epoch_from, dtype=np.int64), ts, side="right") - 1
+        spliced = np.zeros_like(raw)
+        for k, e in enumerate(sleeve.epoch_of):
+            w = raw if k == 0 else baskets.weights(sleeve.strategy, sleeve.entries[k][0], sleeve.legs, aligned, timeframe)
+            spliced[ep == e] = w[ep == e]
+        raw = spliced
     start = 0 if trade_from_us is None else int(np.searchsorted(ts, trade_from_us))
     return ts, aligned, raw, baskets.effective(raw, start)
 

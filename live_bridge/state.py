@@ -31,7 +31,8 @@ from pathlib import Path
 from .ids import parse_client_order_id
 from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, sign
 
-SCHEMA_VERSION = 2  # 2: intents.take_profit and the legs table (OCO stops); a version-1 file is migrated
+SCHEMA_VERSION = 3  # 2: intents.take_profit and the legs table (OCO stops); 3: the epochs table (params
+# files traded, from which bar) and meta 'anchor_us' (the first bar traded); older files are migrated
 EXTERNAL = "external"  # the strategy of a fill whose order tradelab did not make (manual, close_all)
 _EPS = 1e-9
 _TERMINAL = tuple(sorted(TERMINAL_STATUSES))
@@ -70,6 +71,9 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS daily_pnl (
     day TEXT NOT NULL, strategy TEXT NOT NULL, realized REAL NOT NULL, fills INTEGER NOT NULL,
     PRIMARY KEY (day, strategy));
+CREATE TABLE IF NOT EXISTS epochs (
+    from_us INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, params TEXT NOT NULL, source TEXT NOT NULL,
+    at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS halts (
     day TEXT NOT NULL, scope TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
     PRIMARY KEY (day, scope));
@@ -142,6 +146,9 @@ class StateStore:
             if old and old[0] == "1":  # version 1 -> 2, in the same transaction as the new tables
                 db.execute("ALTER TABLE intents ADD COLUMN take_profit REAL")
                 db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+                old = ("2",)
+            if old and old[0] == "2":  # version 2 -> 3: the epochs table only (created below)
+                db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
@@ -367,6 +374,19 @@ class StateStore:
                                 (day.isoformat(),)).fetchall()
         return dict(rows)
 
+    def fill_count(self) -> int:
+        """How many executions the store has counted (all days)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM fills").fetchone()[0])
+
+    def day_flows(self, day: date) -> dict[tuple[str, str], tuple[float, float]]:
+        """(strategy, symbol) -> (signed qty, cash flow) of one New York session date's fills (a buy
+        is +qty and -qty x price): what a day's P&L needs besides the marks."""
+        rows = self._db.execute(
+            "SELECT strategy, symbol, SUM(CASE side WHEN 'buy' THEN qty ELSE -qty END), "
+            "SUM(CASE side WHEN 'buy' THEN -qty * price ELSE qty * price END) FROM fills WHERE day = ? "
+            "GROUP BY strategy, symbol", (day.isoformat(),)).fetchall()
+        return {(r[0], r[1]): (float(r[2]), float(r[3])) for r in rows}
+
     # --- halts and peak equity -----------------------------------------------------------------
 
     def record_halt(self, day: date, scope: str, reason: str) -> bool:
@@ -393,6 +413,29 @@ class StateStore:
         return peak
 
     # --- integrity -----------------------------------------------------------------------------
+
+    # --- what the runner trades: its first bar and the params files in force ------------------------
+
+    def anchor(self) -> int | None:
+        """The first bar (UTC µs) the runner traded from, kept across restarts (None: never started)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'anchor_us'").fetchone()
+        return int(row[0]) if row else None
+
+    def set_anchor(self, anchor_us: int) -> int:
+        """Store the first bar traded, once; return the one stored (an earlier start's wins)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('anchor_us', ?)", (str(int(anchor_us)),))
+        return self.anchor()
+
+    def record_epoch(self, from_us: int, sha256: str, params: str, source: str, at: datetime | None = None) -> None:
+        """A params file the runner trades from bar ``from_us`` on (its canonical JSON)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?)",
+                       (int(from_us), sha256, params, source, _iso(at or datetime.now(UTC))))
+
+    def epochs(self) -> list[tuple[int, str, str, str]]:
+        """(from_us, sha256, params JSON, source) of every params file traded, oldest first."""
+        return [tuple(r) for r in self._db.execute("SELECT from_us, sha256, params, source FROM epochs ORDER BY 1")]
 
     def integrity_check(self) -> IntegrityReport:
         """SQLite's own check plus the store's invariants, proven by replaying every fill.

@@ -177,7 +177,7 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_intents(tmp_path):
         assert s.record_intent(oco) and s.intent("new-1")[0] == oco
         assert s.leg_parents() == {}
     assert sqlite3.connect(tmp_path / "s.db").execute(
-        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
 
 
 def test_integrity_check_finds_tampering_and_overfills(tmp_path):

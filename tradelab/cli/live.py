@@ -148,11 +148,7 @@ def status(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")]
     halts = pd.read_sql("SELECT * FROM halts ORDER BY 1 DESC LIMIT 5", con) if _has(con, "halts") else pd.DataFrame()
     if len(halts):
         print_frame(halts, title="halts")
-    pf = _params(params) if params.exists() else None
-    if pf is not None:
-        active = [f"{e.strategy}/{e.symbol}/{e.regime}" for e in pf.entries if e.status == "active"]
-        out.print(f"params {params} ({pf.sha256()[:12]}, {pf.created_at:%Y-%m-%d}): {len(active)} active entries",
-                  highlight=False)
+    _running(state_dir, params)
     log = state_dir / "decisions.jsonl"
     if log.exists():
         last = [json.loads(x) for x in log.read_text().splitlines()[-200:] if x.strip()]
@@ -161,6 +157,52 @@ def status(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")]
             d = decisions[-1]
             out.print(f"last decision {d['bar_time']} {d['strategy']} {d['symbol']}: {d['reason']} "
                       f"(next regime {d['regime_next']}, target {d['target']})", highlight=False)
+
+
+def _running(state_dir: Path, params: Path) -> None:
+    """What the running process trades (its status.json), and whether the file on disk differs."""
+    st = state_dir / "status.json"
+    try:
+        body = json.loads(st.read_text())
+    except (OSError, ValueError):
+        out.print(f"no status from a running runner in {state_dir} (status.json missing or unreadable)",
+                  highlight=False)
+        return
+    alive = _alive(int(body.get("pid", 0))) and not body.get("stopped")
+    p = body.get("params") or {}
+    out.print(f"runner pid {body.get('pid')} {'running' if alive else 'not running'} (status of "
+              f"{body.get('updated_at', '?')}): trades params {str(p.get('sha256', '?'))[:12]} "
+              f"({p.get('active', '?')} active entries) since bar {((body.get('epochs') or [{}])[-1]).get('from_bar')}",
+              highlight=False)
+    for b, r in (body.get("regimes") or {}).items():
+        out.print(f"regime {b}: next session {r.get('next_session')} is {r.get('next_label')}", highlight=False)
+    broker = body.get("broker") or {}
+    if broker.get("ok") is False:
+        out.print(f"broker unreachable since {broker.get('since')}: {broker.get('error')}", highlight=False)
+    if params.exists():
+        pf = _params(params)
+        if pf.sha256() != p.get("sha256"):
+            out.print(f"{params} ({pf.sha256()[:12]}) is not what the runner trades yet (picked up at the next "
+                      "poll, or refused: see the decision log)", highlight=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0
+
+
+@app.command("reload")
+@user_errors
+def reload(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR) -> None:
+    """Ask the running runner to read its params file again now (it also watches the file)."""
+    if not state_dir.is_dir():
+        raise LakeError(f"{state_dir}: no live runner state here")
+    (state_dir / "RELOAD").write_text(f"asked at {pd.Timestamp.now(tz='UTC').isoformat()}\n")
+    out.print(f"reload asked: the runner reads its params file at its next poll ({state_dir / 'RELOAD'})",
+              highlight=False)
 
 
 def _has(con: sqlite3.Connection, table: str) -> bool:
@@ -205,16 +247,31 @@ def run(params: ParamsOpt = Path("params/current.json"),
         poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
         lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Trade the params file: paper by default; live needs --live and TRADELAB_LIVE=1."""
+    from live_bridge.alerts import from_env
     from live_bridge.daemon import run_forever
 
     pf = _params(params)
     if not paper and os.environ.get("TRADELAB_LIVE") != "1":
         raise LakeError("live trading needs both --live and TRADELAB_LIVE=1 (paper is the default)")
     key, secret = _keys()
+    try:
+        notifier = from_env(os.environ)
+    except ValueError as exc:
+        raise LakeError(str(exc)) from None
     active = [e for e in pf.entries if e.status == "active"]
     out.print(f"{'LIVE' if not paper else 'paper'} trading {len(active)} active entries of {params} "
               f"({pf.data.timeframe}) on {url or ('Alpaca paper' if paper else 'Alpaca LIVE')}; "
-              f"state {state_dir}; SIGTERM/Ctrl-C stops after the current event", highlight=False)
+              f"state {state_dir}; a new {params} is picked up between bars; SIGTERM/Ctrl-C stops after "
+              "the current event", highlight=False)
+    if not active:
+        out.print("nothing is active in this file (every entry is flat): the runner waits for a promoted "
+                  "params file", highlight=False)
     if not paper:
         time.sleep(5)  # a last chance to Ctrl-C a live start
-    run_forever(open_lake(lake), pf, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll)
+    try:
+        run_forever(open_lake(lake), params, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll,
+                    notifier=notifier)
+    except ValueError as exc:  # the runner's refusals (two strategies on a symbol, a target without a stop)
+        raise LakeError(str(exc)) from None
+    finally:
+        notifier.close(5.0)

@@ -1,0 +1,246 @@
+"""Soak: one `tradelab live` process trades 22 daily sessions against the simulator, unattended.
+
+The production path, nothing handed in: the runner is the real ``tradelab live`` command in its own
+process (sender process, status.json, params file watch), trading the simulator through alpaca-py.
+The simulator replays the real sample bars (AAPL, MSFT, IBM, GOOG, FB) session by session; the
+test steps its clock in lockstep with the runner's own status.json (fills handled, bar decided,
+orders acknowledged). Every simulated evening does what the evening job does to the data: an
+incremental ``ingest alpaca`` from the simulator into the user's lake, then the regimes. The runner
+labels sessions itself from the benchmark (IBM) bars it polls; nobody hands it a regimes table.
+
+Along the way: a new params file installed as the nightly installs it (adding FB) after session 9,
+picked up without a restart; one restart (SIGTERM, then a new process on the same state) with a
+position open. At the end, the broker's fills must equal the backtest of the params in force
+(``live_bridge.parity.check`` over the stored epochs from the stored anchor), session by session:
+bar, side and price; per-regime entries must have traded, and no decision after the warm-up may
+have seen an ``unknown`` regime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_lake import Lake
+from data_lake.sources.alpaca import ingest_alpaca
+from data_lake.sources.sample import sample_bars, sample_meta
+from live_bridge.parity import check
+from live_bridge.replay import ReplayResult
+from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+from live_bridge.simulator.trading import broker_app
+from live_bridge.state import StateStore
+from research.params import DataWindow, ExitRulesModel, install, load, loads
+from research.regimes import RegimeParams, regimes_from_daily, save_regimes
+from tests.research.test_params import entry, params_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
+START, SESSIONS = "2012-10-15", 22
+RELOAD_AFTER, RESTART_FROM = 9, 14  # sessions
+TIMEOUT = 60.0
+
+
+def _env(key: str, secret: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADELAB_", "APCA_"))}
+    return {**env, "APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret, "PYTHONUNBUFFERED": "1"}
+
+
+def _labels_in_window(world: Lake) -> list[str]:
+    a = world.load_arrays("IBM", "1Day")
+    r = regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
+    r = r[(r["session"] >= pd.Timestamp(START))].head(SESSIONS)
+    return r["label"].value_counts().index.tolist()
+
+
+def _params(labels: list[str], fb: bool, previous: str | None):
+    """Per-regime sma_cross on AAPL, MSFT and IBM (benchmark IBM; two kinds of params and exits by
+    regime), one GOOG entry for every regime; the second file adds FB."""
+    fast = (ExitRulesModel(stop_loss=0.03, allow_short=False),
+            ExitRulesModel(stop_loss=0.04, trailing_stop=0.05, time_stop=8, allow_short=False))
+    entries = [entry(symbol=sym, regime=lab, params=({"fast": 3, "slow": 8, "short": False} if i % 2 == 0
+                                                      else {"fast": 2, "slow": 6, "short": False}),
+                     exit_rules=fast[i % 2])
+               for sym in ("AAPL", "MSFT", "IBM") for i, lab in enumerate(labels)]
+    entries.append(entry(symbol="GOOG", regime="all", params={"fast": 3, "slow": 10, "short": False},
+                         exit_rules=ExitRulesModel(stop_loss=0.05, allow_short=False)))
+    if fb:
+        entries.append(entry(symbol="FB", regime="all", params={"fast": 2, "slow": 5, "short": False},
+                             exit_rules=ExitRulesModel(stop_loss=0.05, allow_short=False)))
+    syms = sorted({e.symbol for e in entries})
+    data = DataWindow(timeframe="1Day", start="2010-01-04", end=START, symbols=syms,
+                      bars_hash={s: "x" for s in syms}, benchmark="IBM")
+    return params_file(entries, data=data, previous=previous,
+                       created_at=pd.Timestamp("2012-10-12T22:00:00Z").to_pydatetime() if not fb
+                       else pd.Timestamp("2012-10-26T22:00:00Z").to_pydatetime())
+
+
+class Live:
+    """The `tradelab live` process and its status.json."""
+
+    def __init__(self, work: Path, url: str, env: dict) -> None:
+        self.work, self.url, self.env = work, url, env
+        self.state = work / "runs" / "live"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log = open(self.work / "live.log", "a")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "tradelab", "live", "--url", self.url, "--poll", "0.05",
+                                      "--params", "params/current.json", "--lake", "lake"],
+                                     cwd=self.work, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait(lambda s: s.get("pid") == self.proc.pid and s.get("idle") and "params" in s, "the runner to start")
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.state / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait(self, cond, what: str, timeout: float = TIMEOUT) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"tradelab live exited ({self.proc.returncode}) waiting for {what}:\n"
+                                     + (self.work / "live.log").read_text()[-3000:])
+            s = self.status()
+            if s and cond(s):
+                return s
+            time.sleep(0.02)
+        raise TimeoutError(f"waiting for {what}; last status {self.status()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory):
+    work = tmp_path_factory.mktemp("soak")
+    world = Lake(work / "world")  # what the market will have done: the simulator replays it
+    for s in SYMBOLS:
+        world.write_bars(s, "1Day", sample_bars(s), sample_meta())
+    first = pd.Timestamp(START).tz_localize("America/New_York").tz_convert("UTC")
+    lake = Lake(work / "lake")  # the user's lake: every bar before the first session, no more
+    for s in SYMBOLS:
+        bars = sample_bars(s)
+        lake.write_bars(s, "1Day", bars[pd.DatetimeIndex(bars["ts"]) < first].reset_index(drop=True), sample_meta())
+    a = lake.load_arrays("IBM", "1Day")
+    assert pd.Timestamp(int(a["ts"][-1]), unit="us", tz="UTC") < first, "the user's lake must end before the start"
+    save_regimes(lake, "IBM", regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"]), RegimeParams())
+    labels = _labels_in_window(world)
+    v1 = _params(labels, fb=False, previous=None)
+    install(v1, work / "params")
+
+    frames = {s: world.read_bars(s, "1Day", START, None)[["ts", "open", "high", "low", "close", "volume"]]
+              for s in SYMBOLS}
+    key, secret = "soak-" + secrets.token_hex(4), secrets.token_hex(16)
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, "1Day")
+    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
+                     routers=[streams_router(state, clock.hub, StreamControl())])
+    sim_broker = app.state.broker
+    with serve(app) as sim:
+        live = Live(work, sim.url, _env(key, secret))
+        live.start()
+        fill_bars, equity, sessions, restarted, v2 = [], {}, [], None, None
+
+        def settled(s: dict) -> bool:
+            return s.get("idle") and s.get("fills_seen", -1) >= len(sim_broker.fills())
+
+        clock.between = lambda bars: live.wait(settled, "the open's fills")
+        for k in range(SESSIONS):
+            bars = clock.step()
+            assert bars is not None
+            fill_bars += [bars[f.symbol].ts_us for f in sim_broker.fills()[len(fill_bars):]]
+            due = {s: pd.Timestamp(b.ts_us, unit="us", tz="UTC").isoformat() for s, b in bars.items()}
+            live.wait(lambda s: settled(s) and all(s["last_bar"].get(x) == t for x, t in due.items()
+                                                   if x in s.get("last_bar", {})), f"session {k + 1}'s bars")
+            day = pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")
+            equity[day] = float(sim_broker.account_json()["equity"])
+            sessions.append(day)
+            # the evening: the day's bars into the user's lake, then the regimes (the evening job's data part)
+            ny = day.tz_convert("America/New_York").strftime("%Y-%m-%d")
+            ingest_alpaca(lake, list(SYMBOLS), "1Day", ny, ny, api_key=key, secret_key=secret, url=sim.url, adjustment="all",
+                          retry_wait_seconds=0)
+            a = lake.load_arrays("IBM", "1Day")
+            save_regimes(lake, "IBM", regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"]),
+                         RegimeParams())
+            if k + 1 == RELOAD_AFTER:  # the nightly promotes a file that adds FB
+                v2 = _params(labels, fb=True, previous=v1.sha256())
+                install(v2, work / "params")
+                live.wait(lambda s: s["params"]["sha256"] == v2.sha256() and s.get("idle"), "the reload")
+            if restarted is None and k + 1 >= RESTART_FROM and sim_broker.positions_json():
+                restarted = (k + 1, [p["symbol"] for p in sim_broker.positions_json()])
+                live.stop()
+                live.start()
+        live.stop()
+        ledger = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
+                   "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id,
+                   "bar": pd.Timestamp(b, unit="us", tz="UTC")} for f, b in zip(sim_broker.fills(), fill_bars)]
+    with StateStore(live.state / "state.db") as store:
+        epochs = [(f, loads(text)) for f, _, text, _ in store.epochs()]
+        anchor = store.anchor()
+    hist = {s: {c: (pd.DatetimeIndex(f["ts"]).as_unit("us").asi8 if c == "ts" else f[c].to_numpy(float))
+                for c in ("ts", "open", "high", "low", "close", "volume")}
+            for s in SYMBOLS for f in [world.read_bars(s, "1Day", "2009-01-01", sessions[-1] + pd.Timedelta(days=1))]}
+    a = world.read_bars("IBM", "1Day", None, sessions[-1] + pd.Timedelta(days=1))
+    ibm = regimes_from_daily(*(pd.DatetimeIndex(a["ts"]).as_unit("us").asi8, *(a[c].to_numpy(float)
+                                                                             for c in ("open", "high", "low", "close"))))
+    result = ReplayResult(load(work / "params" / "current.json"), sessions[0], sessions[-1], 100_000.0,
+                          {s: f[f["ts"] <= sessions[-1]].reset_index(drop=True) for s, f in frames.items()}, hist,
+                          pd.DataFrame(ledger, columns=["ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]),
+                          pd.Series(equity, name="equity"), [], [], {"IBM": ibm}, live.state / "decisions.jsonl",
+                          epochs=epochs, trade_from=anchor)
+    return {"work": work, "result": result, "restarted": restarted, "epochs": epochs, "v2": v2, "labels": ibm,
+            "sessions": sessions, "live": live}
+
+
+def test_live_equals_the_backtest_of_the_params_in_force_session_by_session(soak):
+    result = soak["result"]
+    parity = check(result)
+    table = _by_session(parity.trades, soak["labels"], soak["sessions"])
+    print("\n" + table.to_string(index=False))
+    assert parity.ok, parity.first_divergence
+    assert len(result.fills) >= 10, "a soak without trades proves nothing"
+    assert soak["restarted"] is not None, "the restart must happen with a position open"
+
+
+def test_per_regime_entries_trade_and_no_decision_sees_an_unknown_regime(soak):
+    lines = [json.loads(x) for x in (soak["live"].state / "decisions.jsonl").read_text().splitlines()]
+    decisions = [x for x in lines if x.get("event") == "decision"]
+    final = {}
+    for d in decisions:  # a sleeve decided again once its benchmark's bar came: the last word counts
+        final[(d["strategy"], d["symbol"], d["bar_time"])] = d
+    assert not [d for d in final.values() if d["regime_next"] == "unknown"]
+    per_regime = [f for f in soak["result"].fills.itertuples() if f.symbol in ("AAPL", "MSFT", "IBM")]
+    assert per_regime, "per-regime entries must trade"
+    reloads = [x for x in lines if x.get("event") == "reload"]
+    assert [r["sha256"] for r in reloads] == [soak["v2"].sha256()]
+    assert "FB" in set(soak["result"].fills["symbol"]) or any(
+        d["symbol"] == "FB" for d in decisions), "the reloaded file's new symbol is decided on"
+
+
+def _by_session(trades: pd.DataFrame, labels: pd.DataFrame, sessions: list) -> pd.DataFrame:
+    """Session by session: the regime, the backtest's fills and the broker's."""
+    rows = []
+    lab = dict(zip(pd.DatetimeIndex(labels["session"]).strftime("%Y-%m-%d"), labels["label"]))
+    for day in sessions:
+        d = day.tz_convert("America/New_York").strftime("%Y-%m-%d")
+        t = trades[trades["bar"] == d]
+        bt = [f"{r.symbol} {r.backtest}" for r in t.itertuples() if r.backtest != "-"]
+        lv = [f"{r.symbol} {r.live}" for r in t.itertuples() if r.live != "-"]
+        rows.append({"session": d, "regime": lab.get(d, "?"), "backtest": "; ".join(bt) or "-",
+                     "live": "; ".join(lv) or "-", "same": bt == lv})
+    return pd.DataFrame(rows)
