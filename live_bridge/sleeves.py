@@ -175,13 +175,9 @@ def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | No
     return label_bars(nxt, regimes)
 
 
-def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
-           trade_from_us: int | None = None, bars: Bars | None = None) -> tuple[Decision, object]:
-    """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path.
-
-    ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
-    """
-    bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
+def entry_codes(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], bars: Bars, timeframe: str,
+                regimes: pd.DataFrame | None, trade_from_us: int | None = None) -> tuple[object, np.ndarray]:
+    """Per bar, the next session's label and the entry code a decision at its close uses (-1: none)."""
     if sleeve.epoch_from:
         labels = next_labels(bars, timeframe == "1Day", regimes) if sleeve.by_regime else _ALL
         codes = _epoch_codes(sleeve, np.asarray(arrays["ts"]), labels if sleeve.by_regime else ())
@@ -196,6 +192,17 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
         codes = np.zeros(len(bars), dtype=np.int64)
     if trade_from_us is not None:
         codes[np.asarray(arrays["ts"]) < trade_from_us] = -1
+    return labels, codes
+
+
+def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
+           trade_from_us: int | None = None, bars: Bars | None = None) -> tuple[Decision, object]:
+    """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path.
+
+    ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
+    """
+    bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
+    labels, codes = entry_codes(sleeve, arrays, bars, timeframe, regimes, trade_from_us)
     path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes)
     t = len(bars) - 1
     pos, want = int(path.position[t]), int(path.target[t])

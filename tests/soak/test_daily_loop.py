@@ -244,3 +244,19 @@ def _by_session(trades: pd.DataFrame, labels: pd.DataFrame, sessions: list) -> p
         rows.append({"session": d, "regime": lab.get(d, "?"), "backtest": "; ".join(bt) or "-",
                      "live": "; ".join(lv) or "-", "same": bt == lv})
     return pd.DataFrame(rows)
+
+
+def test_the_evening_live_report_of_every_session_matches_the_shadow_backtest(soak):
+    from live_bridge.shadow import run_for_day
+
+    lake = Lake(soak["work"] / "lake")  # the user's lake, fed only by the evenings' ingests
+    total = 0
+    for day in soak["sessions"]:
+        d = day.tz_convert("America/New_York").date()
+        report, html, js = run_for_day(lake, soak["live"].state, None, d, soak["work"] / "runs" / str(d))
+        doc = json.loads(js.read_text())
+        assert report.ok and doc["ok"], report.summary
+        assert doc["counts"]["missed"] == doc["counts"]["extra"] == 0
+        total += doc["counts"]["match"]
+        assert html.exists()
+    assert total == len(soak["result"].fills)
