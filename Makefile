@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signals.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/evening.py
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache

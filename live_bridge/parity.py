@@ -60,7 +60,8 @@ def check(result: ReplayResult) -> Parity:
             _basket(result, sleeve, first_us, live, refusals, rows, problems)
             continue
         arrays = result.history[sleeve.symbol]
-        _, path = decide(sleeve, arrays, result.params.data.timeframe, result.regimes.get(sleeve.benchmark), first_us)
+        _, path = decide(sleeve, arrays, result.params.data.timeframe, result.regimes.get(sleeve.benchmark), first_us,
+                         halts=result.halts)
         ts = arrays["ts"]
         expect = _expected(path, ts, first_us, sleeve.strategy, sleeve.symbol)
         got = live[(live["symbol"] == sleeve.symbol) & (live["strategy"] == sleeve.strategy)]

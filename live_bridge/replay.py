@@ -69,6 +69,7 @@ class ReplayResult:
     legs: dict = field(default_factory=dict)  # an OCO leg's client_order_id (the broker's) -> its parent's (ours)
     epochs: list | None = None  # params files traded one after another: (from_us, file) (None: ``params`` alone)
     trade_from: int | None = None  # the runner's first bar (UTC µs; None: the replay's first bar)
+    halts: list = field(default_factory=list)  # the runner's halts: (when, UTC µs; scope), as the store keeps them
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                 quiet.setLevel(level)
             runner.stop()
             control.drop_all()
+        halts = store.halt_marks()
         fill_rows = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
                       "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id,
                       "bar": pd.Timestamp(b, unit="us", tz="UTC")}
@@ -187,7 +189,8 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                  for s in symbols}
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
         "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
-        list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed, dict(runner._legs))
+        list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed, dict(runner._legs),
+        halts=halts)
 
 
 def _daily_before(lake: Lake, benchmark: str, t0: pd.Timestamp) -> dict[str, np.ndarray]:

@@ -94,6 +94,7 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
         self.books = {b: OnlineRegimes(b, a) for b, a in regime_daily.items()}
         self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
         self._awaiting: dict[str, dict[tuple[str, str], int]] = {}  # benchmark -> flat sleeves waiting for its bar
+        self._halt_marks: list[tuple[int, str]] = store.halt_marks()  # every decision path models them
         self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
         self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar
         self.risk = RiskManager(config.limits)
@@ -172,7 +173,7 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
                 continue
             if sl.legs is None:
                 decide(sl, self.history[sl.symbol], self.config.timeframe, self.regimes_of(sl.benchmark),
-                       self.trade_from_us)
+                       self.trade_from_us, halts=self._halt_marks)
             else:
                 decide_basket(sl, self.history, self.config.timeframe, self.trade_from_us)
 
@@ -293,7 +294,7 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
 
     def _decide_sleeve(self, sleeve: Sleeve, sym: str, ts: int, hist: History, act: bool = True) -> None:
         d, _ = decide(sleeve, hist.arrays, self.config.timeframe, self.regimes_of(sleeve.benchmark),
-                      self.trade_from_us, bars=hist.bars)
+                      self.trade_from_us, bars=hist.bars, halts=self._halt_marks)
         self.decisions.append(d)
         if d.regime_next == "unknown" and d.position == 0 and sleeve.by_regime:  # its benchmark's bar is not here yet
             self._awaiting.setdefault(sleeve.benchmark, {})[(sleeve.strategy, sym)] = ts
@@ -378,7 +379,14 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
         mine = [o for o in ctx.open_orders  # an OCO's stop leg is its parent's (self._legs)
                 if o.symbol == sleeve.symbol and self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
-        if d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
+        decided = [c for c in (client_order_id(sleeve.strategy, sleeve.symbol, t, i) for i in ("exit", "stop", "entry"))
+                   if self.store.intent(c) is not None]
+        if decided:  # this bar was acted on before a restart: that decision stands, its orders untouched
+            for c in decided:
+                self._resend(self.store.intent(c)[0], entry)
+        elif have != 0 and self.day is not None and self.day.halted:
+            entry["actions"].append({"skip": "the account is halted: its flatten order closes the position"})
+        elif d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
             # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
             # fill report is on its way; a market exit now would sell the same shares twice
             entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
@@ -432,6 +440,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
         if parsed is not None and parsed.intent == "entry" and owner is not None:
             self._protect(fill.client_order_id, fill.price, fill.timestamp, line)
         self._write(line)
+        if self.day is not None:  # a loss halt trips on the fill that makes the loss, not at the next bar
+            self._try(("halts",), self._context, "checking the loss halts")
 
     def _owner(self, cid: str) -> tuple[str, str] | None:
         return _owner(self._legs.get(cid, cid), tuple(self.names))

@@ -22,16 +22,47 @@ class HaltDesk:
     """Day-loss and strategy-loss halts (mixed into Runner)."""
 
     def _halts(self, account, clock) -> None:
-        """Day loss (flatten everything, halt until the next session) and strategy loss (off for the day)."""
+        """Day loss (flatten everything, halt until the next session) and strategy loss (off for the day).
+
+        The halt is stored with the broker's time, and every decision path models it from the bar it
+        tripped in (``sleeves.halt_masks``): no entry for the rest of the session, and for the day
+        loss every position closed at the next open, by the runner's own ``flatten`` orders (so
+        their fills stay the strategies', and a restart neither resends nor forgets them)."""
         self.day, events = self.day.update(account.equity, self._strategy_day_pnl(clock.session), self.config.limits)
         for ev in events:
-            self.store.record_halt(clock.session, ev.scope, ev.message)
+            self.store.record_halt(clock.session, ev.scope, ev.message, at=clock.timestamp)
+            self._halt_marks.append((int(pd.Timestamp(clock.timestamp).value // 1000), ev.scope))
             line = {"event": "halt", "scope": ev.scope, "rule": ev.rule, "message": ev.message}
             if ev.flatten_all:
-                line["closing_orders"] = [a.client_order_id for a in self.broker.close_all()]
+                line["flatten_orders"] = self._flatten(clock.timestamp)
             log.warning("runner: halt %s: %s", ev.rule, ev.message)
             self._write(line)
             self._notify("halt", ev.scope, ev.message, severity="critical", rule=ev.rule)
+
+    def _flatten(self, at) -> list[str]:
+        """A market order closing each position the runner holds, its open orders cancelled first."""
+        from .ids import client_order_id
+        from .ports import OrderIntent
+        from .runner_orders import _pending
+
+        sent = []
+        orders = self.broker.open_orders()
+        for (strategy, symbol), p in sorted(self.store.positions().items()):
+            if not p.qty or strategy not in self.names:
+                continue
+            cancels = tuple(o.id for o in orders if self._owner(o.client_order_id) == (strategy, symbol))
+            cid = client_order_id(strategy, symbol, at, "flatten")
+            if self.store.intent(cid) is not None:
+                continue
+            # gtc: at Alpaca a market order fills at once in an open session; a daily simulator has no
+            # price inside the bar and fills it at the next open, the convention the backtest models
+            order = OrderIntent(cid, symbol, "sell" if p.qty > 0 else "buy", abs(p.qty), strategy=strategy,
+                                time_in_force="gtc", reason="day-loss halt: flatten")
+            self.store.record_intent(order)
+            self._inflight[cid] = _pending(order, at)
+            self._dispatch(order, cancels)
+            sent.append(cid)
+        return sent
 
     def _strategy_day_pnl(self, session: date) -> dict[str, float]:
         """Per strategy, the P&L of the session so far (module docstring), marked at the last closes held."""

@@ -32,7 +32,7 @@ from research.switching import simulate_switching
 
 from . import daily_report
 from .regimes_live import daily_arrays
-from .sleeves import entry_codes, sleeves_over
+from .sleeves import entry_codes, halt_masks, sleeves_over
 from .state import apply_fill
 
 HISTORY_DAYS = 800
@@ -42,12 +42,17 @@ PRICE_TOL = 1e-6
 EXPECTED_COLUMNS = ["strategy", "symbol", "regime", "bar", "side", "price", "kind", "reason"]
 
 
+class NotTrading(ValueError):
+    """The state store holds no anchor or params yet: the runner has not started trading."""
+
+
 @dataclass(frozen=True)
 class StoredRun:
     """What the state store says the runner traded: its first bar and its params files."""
 
     anchor_us: int
     epochs: list[tuple[int, ParamsFile]]
+    halts: list[tuple[int, str]]  # (when it tripped, UTC µs; scope): the path flattens and stops entering there
 
     @property
     def timeframe(self) -> str:
@@ -56,7 +61,7 @@ class StoredRun:
 
 def _ro(path: Path) -> sqlite3.Connection:
     if not Path(path).is_file():
-        raise ValueError(f"{path}: no live runner state (start one with tradelab live)")
+        raise NotTrading(f"{path}: no live runner state (start one with tradelab live)")
     return sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True)
 
 
@@ -66,11 +71,13 @@ def stored_run(store_path: Path) -> StoredRun:
         try:
             anchor = db.execute("SELECT value FROM meta WHERE key = 'anchor_us'").fetchone()
             rows = db.execute("SELECT from_us, sha256, params FROM epochs ORDER BY from_us").fetchall()
+            halts = db.execute("SELECT at, scope FROM halts ORDER BY at").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{store_path}: the state store cannot be read ({exc})") from None
+            raise ValueError(f"{store_path}: the state store cannot be read ({exc}); it is left untouched") from None
     if anchor is None or not rows:
-        raise ValueError(f"{store_path}: the runner has not started trading yet (no anchor or params stored)")
-    return StoredRun(int(anchor[0]), [(int(f), loads(text, f"state epoch {sha[:12]}")) for f, sha, text in rows])
+        raise NotTrading(f"{store_path}: the runner has not started trading yet (no anchor or params stored)")
+    return StoredRun(int(anchor[0]), [(int(f), loads(text, f"state epoch {sha[:12]}")) for f, sha, text in rows],
+                     [(int(pd.Timestamp(at).value // 1000), scope) for at, scope in halts])
 
 
 def shadow_fills(lake: Lake, run: StoredRun, through: date) -> pd.DataFrame:
@@ -93,7 +100,9 @@ def shadow_fills(lake: Lake, run: StoredRun, through: date) -> pd.DataFrame:
             labels_of[sl.benchmark] = regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
         bars = bars_from_arrays(arrays, tf)
         _, codes = entry_codes(sl, arrays, bars, tf, labels_of.get(sl.benchmark), run.anchor_us)
-        path, _, trade_codes = simulate_switching(bars, sl.strategy, list(sl.entries), codes)
+        no_entry, flatten = halt_masks(sl, arrays["ts"], bars, run.halts)
+        codes[no_entry] = -1
+        path, _, trade_codes = simulate_switching(bars, sl.strategy, list(sl.entries), codes, flatten)
         tr, ts = path.trades, arrays["ts"]
         for e, ep, x, xp, d, why, k in zip(tr.entry_bar, tr.entry_price, tr.exit_bar, tr.exit_price, tr.direction,
                                            tr.reason, trade_codes):
@@ -101,8 +110,9 @@ def shadow_fills(lake: Lake, run: StoredRun, through: date) -> pd.DataFrame:
             rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[e]), "buy" if d > 0 else "sell", float(ep),
                          "entry", f"enter under {regime}"))
             if x >= 0:
+                why = "day-loss halt" if flatten[max(x - 1, 0)] else ExitReason.NAMES.get(int(why), str(why))
                 rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[x]), "sell" if d > 0 else "buy", float(xp),
-                             "exit", ExitReason.NAMES.get(int(why), str(why))))
+                             "exit", why))
     out = pd.DataFrame(rows, columns=EXPECTED_COLUMNS)
     out["bar"] = pd.to_datetime(out["bar"], utc=True)
     return out.sort_values(["bar", "strategy", "symbol"], kind="stable").reset_index(drop=True)

@@ -175,6 +175,26 @@ def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | No
     return label_bars(nxt, regimes)
 
 
+def halt_masks(sleeve: Sleeve, ts: np.ndarray, bars: Bars, halts: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(no entry, flatten) per bar from the runner's halts, (when in UTC µs, scope) as the state store
+    keeps them: a halt of the account (``*``) or of the sleeve's strategy takes no entry on the bars
+    of its session from the bar it tripped in (the bar in progress then, or the last one closed); the
+    account's also closes every position at that bar's close, filled at the next open."""
+    n = len(ts)
+    no_entry, flatten = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    for at_us, scope in halts:
+        if scope not in ("*", sleeve.strategy):
+            continue
+        h = int(np.searchsorted(ts, at_us, side="right")) - 1
+        if h < 0:
+            continue
+        end = int(np.searchsorted(bars.session, bars.session[h], side="right"))  # the session's bars
+        no_entry[h:end] = True
+        if scope == "*":
+            flatten[h] = True
+    return no_entry, flatten
+
+
 def entry_codes(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], bars: Bars, timeframe: str,
                 regimes: pd.DataFrame | None, trade_from_us: int | None = None) -> tuple[object, np.ndarray]:
     """Per bar, the next session's label and the entry code a decision at its close uses (-1: none)."""
@@ -196,14 +216,20 @@ def entry_codes(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], bars: Bars, ti
 
 
 def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
-           trade_from_us: int | None = None, bars: Bars | None = None) -> tuple[Decision, object]:
+           trade_from_us: int | None = None, bars: Bars | None = None,
+           halts: Sequence[tuple[int, str]] = ()) -> tuple[Decision, object]:
     """The decision at the last bar of ``arrays`` (lake-style columns, ts in UTC µs), and the path.
 
     ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
+    ``halts``: the runner's halts (``halt_masks``), so the path is the one the account traded.
     """
     bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
     labels, codes = entry_codes(sleeve, arrays, bars, timeframe, regimes, trade_from_us)
-    path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes)
+    flatten = None
+    if halts:
+        no_entry, flatten = halt_masks(sleeve, np.asarray(arrays["ts"]), bars, halts)
+        codes[no_entry] = -1
+    path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes, flatten)
     t = len(bars) - 1
     pos, want = int(path.position[t]), int(path.target[t])
     ts = pd.Timestamp(int(arrays["ts"][t]), unit="us", tz="UTC")

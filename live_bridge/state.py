@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from .ids import parse_client_order_id
@@ -116,6 +116,11 @@ def apply_fill(qty: float, avg: float, side: str, fill_qty: float,
     if new == 0:
         return 0.0, 0.0, realized
     return new, (avg if new * qty > 0 else price), realized  # reduced, or flipped at the fill price
+
+
+def _us(iso: str) -> int:
+    t = datetime.fromisoformat(iso)
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _iso(ts: datetime) -> str:
@@ -389,12 +394,18 @@ class StateStore:
 
     # --- halts and peak equity -----------------------------------------------------------------
 
-    def record_halt(self, day: date, scope: str, reason: str) -> bool:
-        """Remember a halt (``risk.ACCOUNT`` or a strategy) for a session; False if already recorded."""
+    def record_halt(self, day: date, scope: str, reason: str, at: datetime | None = None) -> bool:
+        """Remember a halt (``risk.ACCOUNT`` or a strategy) for a session; False if already recorded.
+        ``at``: when it tripped, by the broker's clock (the decision path flattens from there)."""
         with self._tx() as db:
             cur = db.execute("INSERT OR IGNORE INTO halts VALUES (?, ?, ?, ?)",
-                             (day.isoformat(), scope, reason, _iso(datetime.now(UTC))))
+                             (day.isoformat(), scope, reason, _iso(at or datetime.now(UTC))))
         return cur.rowcount == 1
+
+    def halt_marks(self) -> list[tuple[int, str]]:
+        """(when it tripped in UTC µs, scope) of every halt, oldest first: what the decision path models."""
+        rows = self._db.execute("SELECT at, scope FROM halts ORDER BY at").fetchall()
+        return [(_us(at), scope) for at, scope in rows]
 
     def halts(self, day: date) -> dict[str, str]:
         """The halts recorded for a session, scope -> reason: pass to ``DayState.begin`` on restart."""

@@ -48,6 +48,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 START, SESSIONS = "2012-10-15", 22
 RELOAD_AFTER, RESTART_FROM = 9, 14  # sessions
+SHOCK = ("IBM", "2012-11-06")  # a 38% gap down through the held position's stop: a day-loss halt that day
+
+
+def _shocked(bars: pd.DataFrame) -> pd.DataFrame:
+    """The bars with one made-up day (the halted day): the open gaps 38% below the previous close
+    (within the runner's bad-bar limit) and closes there; the next day is real again."""
+    bars = bars.copy()
+    i = int(np.flatnonzero(pd.DatetimeIndex(bars["ts"]).tz_convert("America/New_York").strftime("%Y-%m-%d")
+                           == SHOCK[1])[0])
+    prev = float(bars["close"].iloc[i - 1])
+    bars.loc[i, ["open", "high", "low", "close"]] = [0.62 * prev, 0.63 * prev, 0.615 * prev, 0.62 * prev]
+    return bars
 TIMEOUT = 60.0
 
 
@@ -130,7 +142,7 @@ def soak(tmp_path_factory):
     work = tmp_path_factory.mktemp("soak")
     world = Lake(work / "world")  # what the market will have done: the simulator replays it
     for s in SYMBOLS:
-        world.write_bars(s, "1Day", sample_bars(s), sample_meta())
+        world.write_bars(s, "1Day", _shocked(sample_bars(s)) if s == SHOCK[0] else sample_bars(s), sample_meta())
     first = pd.Timestamp(START).tz_localize("America/New_York").tz_convert("UTC")
     lake = Lake(work / "lake")  # the user's lake: every bar before the first session, no more
     for s in SYMBOLS:
@@ -191,18 +203,18 @@ def soak(tmp_path_factory):
                    "bar": pd.Timestamp(b, unit="us", tz="UTC")} for f, b in zip(sim_broker.fills(), fill_bars)]
     with StateStore(live.state / "state.db") as store:
         epochs = [(f, loads(text)) for f, _, text, _ in store.epochs()]
-        anchor = store.anchor()
+        anchor, halts = store.anchor(), store.halt_marks()
     hist = {s: {c: (pd.DatetimeIndex(f["ts"]).as_unit("us").asi8 if c == "ts" else f[c].to_numpy(float))
                 for c in ("ts", "open", "high", "low", "close", "volume")}
             for s in SYMBOLS for f in [world.read_bars(s, "1Day", "2009-01-01", sessions[-1] + pd.Timedelta(days=1))]}
-    a = world.read_bars("IBM", "1Day", None, sessions[-1] + pd.Timedelta(days=1))
+    a = world.read_bars("IBM", "1Day", None, sessions[-1] + pd.Timedelta(days=1))  # the shock included
     ibm = regimes_from_daily(*(pd.DatetimeIndex(a["ts"]).as_unit("us").asi8, *(a[c].to_numpy(float)
                                                                              for c in ("open", "high", "low", "close"))))
     result = ReplayResult(load(work / "params" / "current.json"), sessions[0], sessions[-1], 100_000.0,
                           {s: f[f["ts"] <= sessions[-1]].reset_index(drop=True) for s, f in frames.items()}, hist,
                           pd.DataFrame(ledger, columns=["ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]),
                           pd.Series(equity, name="equity"), [], [], {"IBM": ibm}, live.state / "decisions.jsonl",
-                          epochs=epochs, trade_from=anchor)
+                          epochs=epochs, trade_from=anchor, halts=halts)
     return {"work": work, "result": result, "restarted": restarted, "epochs": epochs, "v2": v2, "labels": ibm,
             "sessions": sessions, "live": live}
 
@@ -215,6 +227,8 @@ def test_live_equals_the_backtest_of_the_params_in_force_session_by_session(soak
     assert parity.ok, parity.first_divergence
     assert len(result.fills) >= 10, "a soak without trades proves nothing"
     assert soak["restarted"] is not None, "the restart must happen with a position open"
+    assert [(pd.Timestamp(at, unit="us", tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d"), scope)
+            for at, scope in result.halts][:1] == [(SHOCK[1], "*")], "the shock must halt the account that day"
 
 
 def test_per_regime_entries_trade_and_no_decision_sees_an_unknown_regime(soak):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest, jobs, lake, live, params, regimes, sweep
+from . import evening, ingest, jobs, lake, live, params, regimes, sweep
 
 app = typer.Typer(
     name="tradelab",
@@ -20,6 +20,7 @@ app.command("regimes")(regimes.regimes)
 app.command("sweep")(sweep.sweep)
 app.command("nightly")(jobs.nightly)
 app.command("weekend")(jobs.weekend)
+app.command("evening")(evening.evening)
 app.add_typer(live.app, name="live")
 app.command("parity")(live.parity)
 app.command("sim")(live.sim)
