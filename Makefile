@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test chaos install lab bench clean chromium
+.PHONY: demo test chaos soak install lab bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tradelab needs Python 3.11, got " + sys.version.split()[0]'
@@ -25,11 +25,15 @@ demo: $(STAMP)
 
 # Two test processes, one per core (pytest-xdist); all tests of a file run in the same one.
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=tests/chaos
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=tests/chaos --ignore=tests/soak
 
 # Crashes, broker and data faults, fuzzed input, secrets (tests/chaos): at most 10 minutes.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q tests/chaos
+
+# Unattended days (tests/soak): tradelab live + tradelab evening over 22 simulated sessions.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q tests/soak
 
 # The report tests open pages in headless Chromium; CI starts from a clean Debian machine.
 chromium:

@@ -100,10 +100,12 @@ class Daemon:
 
     def __init__(self, lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True,
                  url: str | None = None, state_dir: Path = Path("runs/live"), poll: float = 5.0,
-                 notifier=None, backoff: tuple[float, ...] = BACKOFF, sender_process: bool = True) -> None:
+                 notifier=None, backoff: tuple[float, ...] = BACKOFF, sender_process: bool = True,
+                 entry_cutoff: float = 15.0) -> None:
         self.lake, self.params_path, self.key, self.secret = lake, Path(params_path), key, secret
         self.paper, self.url, self.state_dir, self.poll = paper, url, Path(state_dir), poll
         self.notifier, self.backoff, self.sender_process = notifier, backoff, sender_process
+        self.entry_cutoff = entry_cutoff  # intraday: no new entry in the last minutes of a session
         self.stop = threading.Event()
         self.reload_asked = threading.Event()
         self.broker_state = {"ok": None, "since": None, "error": None}
@@ -174,9 +176,11 @@ class Daemon:
             anchor_ts = pd.Timestamp(anchor, unit="us", tz="UTC")
             symbols, benches = _symbols(epochs)
             history = lake_history(self.lake, symbols, tf, now, start=min(anchor_ts, now))
+            self._catch_up(history, tf, now)
             daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
                      for b in benches}
-            cfg = RunnerConfig(timeframe=tf, limits=RiskLimits(queue_for_next_open=tf == "1Day"),
+            limits = RiskLimits(queue_for_next_open=tf == "1Day", no_new_entries_minutes=self.entry_cutoff)
+            cfg = RunnerConfig(timeframe=tf, limits=limits,
                                trade_from=anchor_ts, decision_log=self.state_dir / "decisions.jsonl",
                                sender_process=self.sender_process, keep_decisions=10_000, decide_at_start=True)
             runner = Runner(broker, epochs[-1][1], history, daily, store, cfg, epochs=epochs, notifier=self.notifier)
@@ -208,6 +212,38 @@ class Daemon:
                 fills.stop()
                 runner.stop()
                 self._write_status(runner, stopped=True)
+
+    def _catch_up(self, history: dict, tf: str, now: pd.Timestamp) -> None:
+        """Append the bars the broker has after the lake's last one and closed by ``now`` (a restart
+        during a session, or before the evening's ingest): the decision path is rebuilt on the
+        bars the runner saw before, never on a history with a hole."""
+        from .alpaca_bars import RestBars
+
+        rest = RestBars(self.key, self.secret, tf, url_override=self.url)
+        for s, h in history.items():
+            if len(h["ts"]):
+                rest.last[s] = pd.Timestamp(int(h["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+        syms = sorted(history)
+        bars = self._call("catching up the bars", lambda: rest.since(syms, now.to_pydatetime())) if syms else []
+        step = TIMEFRAMES[tf] * 60_000_000
+        now_us = int(now.value // 1000)
+        cal = nyse()
+        new: dict[str, list] = {}
+        for b in bars:
+            ts = int(pd.Timestamp(b.ts).value // 1000)
+            closes = cal.close_us[min(int(np.searchsorted(cal.close_us, ts, side="right")), len(cal.close_us) - 1)] \
+                if step == 0 else ts + step
+            if closes <= now_us:  # a bar still in progress is the feed's, when it completes
+                new.setdefault(b.symbol, []).append((ts, b.open, b.high, b.low, b.close, b.volume))
+        for s, rows in new.items():
+            rows.sort()
+            add = np.array(rows, dtype=float).T
+            h = history[s]
+            for i, c in enumerate(COLUMNS):
+                h[c] = np.concatenate([h[c], add[i].astype(np.int64) if c == "ts" else add[i]])
+        if new:
+            log.info("caught up %d bars after the lake from the broker (%s)", sum(map(len, new.values())),
+                     ", ".join(sorted(new)))
 
     def _bar_feed(self, runner: Runner, tf: str, symbols: list[str], history: dict, ws: str | None, feed_cls):
         if tf != "1Min" or not symbols:
@@ -319,9 +355,11 @@ def _file_key(path: Path) -> tuple | None:
 
 
 def run_forever(lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True, url: str | None = None,
-                state_dir: Path = Path("runs/live"), poll: float = 5.0, notifier=None) -> None:
+                state_dir: Path = Path("runs/live"), poll: float = 5.0, notifier=None,
+                entry_cutoff: float = 15.0) -> None:
     """Trade until SIGTERM/SIGINT or the HALT file (see the module docstring); SIGHUP reloads the params."""
-    d = Daemon(lake, params_path, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll, notifier=notifier)
+    d = Daemon(lake, params_path, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll, notifier=notifier,
+               entry_cutoff=entry_cutoff)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: d.stop.set())
     signal.signal(signal.SIGHUP, lambda *_: d.reload_asked.set())

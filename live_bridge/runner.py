@@ -97,6 +97,7 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
         self._halt_marks: list[tuple[int, str]] = store.halt_marks()  # every decision path models them
         self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
         self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar
+        self._seed_books()
         self.risk = RiskManager(config.limits)
         self.day: DayState | None = None
         self.recent: list[datetime] = []

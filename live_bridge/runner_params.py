@@ -109,6 +109,8 @@ class ParamsDesk:
             if sym not in self._hist or not len(self._hist[sym]):
                 self._hist[sym] = History(arrays, self.config.timeframe)
                 self.history[sym] = self._hist[sym].arrays
+        if added_books:
+            self._seed_books()
         self.store.record_epoch(start, sha, dumps(params).decode(), source)
         line = {"event": "reload", "sha256": sha, "source": source, "from_bar_us": start,
                 "promoted": params.verdict.promoted, "active": sum(e.status == "active" for e in params.entries),
@@ -118,6 +120,25 @@ class ParamsDesk:
         self._warm_up()
 
     # --- online regimes ------------------------------------------------------------------------------
+    def _seed_books(self) -> None:
+        """Give each benchmark's labels the bars its history holds after its last daily bar: a runner
+        restarted during a session (or before the evening's ingest) labels from the bars it caught up,
+        as it did before the restart (intraday: whole sessions only, aggregated as the lake does)."""
+        for sym, book in self.books.items():
+            hist = self._hist.get(sym)
+            if hist is None or not len(hist):
+                continue
+            a, facts, last = hist.arrays, hist.bars, book.last_day_us or -1
+            for i in range(len(hist)):
+                ts = int(a["ts"][i])
+                values = (float(a["open"][i]), float(a["high"][i]), float(a["low"][i]), float(a["close"][i]))
+                if self.config.timeframe == "1Day":
+                    if ts > last:
+                        book.add_daily(ts, *values)
+                elif session_day_us(ts) > last:
+                    book.add_intraday(session_day_us(ts), *values, first_of_session=int(facts.bar_in_session[i]) == 0,
+                                      last_of_session=int(facts.bars_left[i]) <= 1)
+
     def _benchmark_bar(self, sym: str, hist: History) -> bool:
         """A benchmark's bar: its daily bar (or its session's, at the session's last intraday bar) goes
         into the labels. True when a new session got its label source."""

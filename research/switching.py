@@ -139,11 +139,14 @@ def simulate_switching_nb(o, h, l, c, bars_left, code_next, le, lx, se, sx,  # n
 
 
 def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object, ExitRules] | None],
-                       code_next: np.ndarray) -> tuple[Path, np.ndarray, np.ndarray]:
+                       code_next: np.ndarray, flatten: np.ndarray | None = None) -> tuple[Path, np.ndarray, np.ndarray]:
     """Path of per-regime (params, rules) entries switched by ``code_next``; also (active, trade codes).
 
     ``entries[k]`` is entry code k's (params, ExitRules), or None (flat: code k never enters).
     ``code_next[t]``: the code whose entry rules apply to a decision at bar t's close (-1: none).
+    ``flatten[t]`` (optional, bool per bar): every position is closed by a decision at bar t's
+    close, filled at t+1's open (the live runner's day-loss halt, which flattens from the bar it
+    tripped in; pass code_next = -1 for the bars that must not enter).
     """
     strat = get(strategy)
     n, kk = len(bars), len(entries)
@@ -163,6 +166,12 @@ def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object
         for j in range(4):
             sig[j, i] = s[j]
         live[i] = True
+    if flatten is not None and flatten.any():
+        f = np.asarray(flatten, dtype=bool)
+        sig[0][:, f] = False  # no reversal into a new position either
+        sig[2][:, f] = False
+        sig[1][:, f] = True
+        sig[3][:, f] = True
     if not live.all():
         code_next = np.where((code_next >= 0) & live[np.clip(code_next, 0, None)], code_next, -1)
     out = simulate_switching_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, code_next,

@@ -45,6 +45,7 @@ from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from tests.research.test_params import entry, params_file
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(1800)  # 22 sessions, each with its evening job (a real nightly)
 SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 START, SESSIONS = "2012-10-15", 22
 RELOAD_AFTER, RESTART_FROM = 9, 14  # sessions
@@ -95,6 +96,36 @@ def _params(labels: list[str], fb: bool, previous: str | None):
     return params_file(entries, data=data, previous=previous,
                        created_at=pd.Timestamp("2012-10-12T22:00:00Z").to_pydatetime() if not fb
                        else pd.Timestamp("2012-10-26T22:00:00Z").to_pydatetime())
+
+
+NIGHTLY = f'''notebook = "{ROOT / "notebooks" / "nightly_optimize.ipynb"}"
+[parameters]
+symbols = {{symbols}}
+strategies = ["sma_cross"]
+grids = {{{{sma_cross = {{{{fast = [3, 5], slow = [10, 20]}}}}}}}}
+lookback = "1y"
+walk_forward = "3m:1m"
+stop_loss = [0.03]
+benchmark = "IBM"
+min_trades = 1
+gate = {{{{min_oos_sharpe = -100.0, min_deflated_sharpe = 0.0, max_pbo = 1.0, min_oos_trades = 0, min_stability = 0.0}}}}
+'''
+
+
+def _evening(work: Path, url: str, day: pd.Timestamp, env: dict, fb: bool) -> dict:
+    """``tradelab evening`` at 18:00 New York after ``day``'s session (a relaxed gate: per-regime entries
+    get promoted); from the RELOAD_AFTER-th evening on the nightly covers FB as well."""
+    symbols = ["AAPL", "MSFT", "IBM"] + (["FB"] if fb else [])
+    (work / "nightly.toml").write_text(NIGHTLY.format(symbols=json.dumps(symbols)))
+    ny = day.tz_convert("America/New_York").strftime("%Y-%m-%d")
+    now = pd.Timestamp(f"{ny} 18:00", tz="America/New_York").isoformat()
+    r = subprocess.run([sys.executable, "-m", "tradelab", "evening", "--now", now, "--url", url, "--config",
+                        "nightly.toml", "--lake", "lake", "--params", "params/current.json"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    [status] = (work / "runs" / ny).glob("evening-*/status.json")
+    doc = json.loads(status.read_text())
+    assert r.returncode == 0, f"evening {ny}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return doc
 
 
 class Live:
@@ -166,7 +197,7 @@ def soak(tmp_path_factory):
     with serve(app) as sim:
         live = Live(work, sim.url, _env(key, secret))
         live.start()
-        fill_bars, equity, sessions, restarted, v2 = [], {}, [], None, None
+        fill_bars, equity, sessions, restarted, evenings = [], {}, [], None, []
 
         def settled(s: dict) -> bool:
             return s.get("idle") and s.get("fills_seen", -1) >= len(sim_broker.fills())
@@ -182,17 +213,12 @@ def soak(tmp_path_factory):
             day = pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")
             equity[day] = float(sim_broker.account_json()["equity"])
             sessions.append(day)
-            # the evening: the day's bars into the user's lake, then the regimes (the evening job's data part)
-            ny = day.tz_convert("America/New_York").strftime("%Y-%m-%d")
-            ingest_alpaca(lake, list(SYMBOLS), "1Day", ny, ny, api_key=key, secret_key=secret, url=sim.url, adjustment="all",
-                          retry_wait_seconds=0)
-            a = lake.load_arrays("IBM", "1Day")
-            save_regimes(lake, "IBM", regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"]),
-                         RegimeParams())
-            if k + 1 == RELOAD_AFTER:  # the nightly promotes a file that adds FB
-                v2 = _params(labels, fb=True, previous=v1.sha256())
-                install(v2, work / "params")
-                live.wait(lambda s: s["params"]["sha256"] == v2.sha256() and s.get("idle"), "the reload")
+            # the evening, as the timer runs it: ingest from the simulator, regimes, the nightly, the report
+            evening = _evening(work, sim.url, day, live.env, fb=k + 1 >= RELOAD_AFTER)
+            evenings.append(evening)
+            if k + 1 == RELOAD_AFTER:  # that evening's nightly covers FB too: the runner must pick it up
+                fresh = load(work / "params" / "current.json")
+                live.wait(lambda s: s["params"]["sha256"] == fresh.sha256() and s.get("idle"), "the reload")
             if restarted is None and k + 1 >= RESTART_FROM and sim_broker.positions_json():
                 restarted = (k + 1, [p["symbol"] for p in sim_broker.positions_json()])
                 live.stop()
@@ -215,8 +241,8 @@ def soak(tmp_path_factory):
                           pd.DataFrame(ledger, columns=["ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]),
                           pd.Series(equity, name="equity"), [], [], {"IBM": ibm}, live.state / "decisions.jsonl",
                           epochs=epochs, trade_from=anchor, halts=halts)
-    return {"work": work, "result": result, "restarted": restarted, "epochs": epochs, "v2": v2, "labels": ibm,
-            "sessions": sessions, "live": live}
+    return {"work": work, "result": result, "restarted": restarted, "epochs": epochs, "labels": ibm,
+            "sessions": sessions, "live": live, "evenings": evenings}
 
 
 def test_live_equals_the_backtest_of_the_params_in_force_session_by_session(soak):
@@ -225,7 +251,7 @@ def test_live_equals_the_backtest_of_the_params_in_force_session_by_session(soak
     table = _by_session(parity.trades, soak["labels"], soak["sessions"])
     print("\n" + table.to_string(index=False))
     assert parity.ok, parity.first_divergence
-    assert len(result.fills) >= 10, "a soak without trades proves nothing"
+    assert len(result.fills) >= 6, "a soak without trades proves nothing"
     assert soak["restarted"] is not None, "the restart must happen with a position open"
     assert [(pd.Timestamp(at, unit="us", tz="UTC").tz_convert("America/New_York").strftime("%Y-%m-%d"), scope)
             for at, scope in result.halts][:1] == [(SHOCK[1], "*")], "the shock must halt the account that day"
@@ -241,9 +267,16 @@ def test_per_regime_entries_trade_and_no_decision_sees_an_unknown_regime(soak):
     per_regime = [f for f in soak["result"].fills.itertuples() if f.symbol in ("AAPL", "MSFT", "IBM")]
     assert per_regime, "per-regime entries must trade"
     reloads = [x for x in lines if x.get("event") == "reload"]
-    assert [r["sha256"] for r in reloads] == [soak["v2"].sha256()]
-    assert "FB" in set(soak["result"].fills["symbol"]) or any(
-        d["symbol"] == "FB" for d in decisions), "the reloaded file's new symbol is decided on"
+    assert reloads and [r["sha256"] for r in reloads] == [pf.sha256() for _, pf in soak["epochs"][1:]]
+    assert any(d["symbol"] == "FB" for d in decisions), "the symbol a reloaded file added is decided on"
+
+
+def test_every_evening_ran_its_steps_and_its_report_found_no_divergence(soak):
+    for doc in soak["evenings"]:
+        steps = {s["name"]: s for s in doc["steps"]}
+        assert doc["ok"] and [s["ok"] for s in doc["steps"]] == [True] * 4, doc
+        assert steps["report"]["message"].startswith(f"{doc['date']}: OK"), steps["report"]
+    assert any("PROMOTED" in e["steps"][2]["message"] for e in soak["evenings"]), "a relaxed gate promotes"
 
 
 def _by_session(trades: pd.DataFrame, labels: pd.DataFrame, sessions: list) -> pd.DataFrame:

@@ -233,10 +233,12 @@ def live(ctx: typer.Context, params: ParamsOpt = Path("params/current.json"),
          url: Annotated[str | None, typer.Option(help="Broker URL override (e.g. the simulator's).")] = None,
          state_dir: Annotated[Path, typer.Option(help="State store and decision log folder.")] = STATE_DIR,
          poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
+         entry_cutoff: Annotated[float, typer.Option(help="Intraday: no new entry in the last N minutes of a "
+                                                          "session (the backtest's flat_at_close stops 2 bars before).")] = 15.0,
          lake: LakeOpt = DEFAULT_LAKE) -> None:
-    """Trade the params file (paper by default); `status` and `halt` are subcommands."""
+    """Trade the params file (paper by default); `status`, `reload` and `halt` are subcommands."""
     if ctx.invoked_subcommand is None:
-        run(params, paper, url, state_dir, poll, lake)
+        run(params, paper, url, state_dir, poll, lake, entry_cutoff)
 
 
 @user_errors
@@ -245,11 +247,15 @@ def run(params: ParamsOpt = Path("params/current.json"),
         url: Annotated[str | None, typer.Option(help="Broker URL override (e.g. the simulator's).")] = None,
         state_dir: Annotated[Path, typer.Option(help="State store and decision log folder.")] = STATE_DIR,
         poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
-        lake: LakeOpt = DEFAULT_LAKE) -> None:
+        lake: LakeOpt = DEFAULT_LAKE, entry_cutoff: float = 15.0) -> None:
     """Trade the params file: paper by default; live needs --live and TRADELAB_LIVE=1."""
+    if not (0 <= entry_cutoff <= 390):  # NaN fails this too
+        raise LakeError(f"--entry-cutoff must be between 0 and 390 minutes, got {entry_cutoff}")
     from live_bridge.alerts import from_env
     from live_bridge.daemon import run_forever
 
+    if not (poll > 0 and poll < 3600):
+        raise LakeError(f"--poll must be between 0 and 3600 seconds, got {poll}")
     pf = _params(params)
     if not paper and os.environ.get("TRADELAB_LIVE") != "1":
         raise LakeError("live trading needs both --live and TRADELAB_LIVE=1 (paper is the default)")
@@ -270,7 +276,7 @@ def run(params: ParamsOpt = Path("params/current.json"),
         time.sleep(5)  # a last chance to Ctrl-C a live start
     try:
         run_forever(open_lake(lake), params, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll,
-                    notifier=notifier)
+                    notifier=notifier, entry_cutoff=entry_cutoff)
     except ValueError as exc:  # the runner's refusals (two strategies on a symbol, a target without a stop)
         raise LakeError(str(exc)) from None
     finally:
