@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from data_lake import Lake
 from data_lake.calendar import nyse
@@ -66,3 +67,34 @@ def test_a_two_percent_day_loss_flattens_and_halts_until_the_next_session(tmp_pa
     assert refused or not any(x["event"] == "decision" and x["target"] == 1 and x["position"] == 0 and
                               pd.Timestamp(x["bar_time"]).tz_convert("America/New_York").normalize().tz_localize(None) == day
                               for x in lines)
+
+
+def test_a_strategys_day_pnl_counts_from_the_start_of_the_session_not_from_the_entry(tmp_path):
+    """A position bought at 100 two sessions ago, 90 at yesterday's close and 91 now made +1/share
+    today (not -9: that loss is yesterday's); one opened today at 95, now at 94, made -1/share; a
+    sale today counts its cash against yesterday's mark."""
+    from types import SimpleNamespace
+
+    from live_bridge.ports import Fill
+    from live_bridge.runner_halts import HaltDesk
+    from live_bridge.state import StateStore
+
+    days = [pd.Timestamp(d).tz_localize("America/New_York") for d in ("2024-03-04", "2024-03-05", "2024-03-06")]
+    ts = np.array([d.tz_convert("UTC").value // 1000 for d in days], dtype=np.int64)
+    history = {"OLD": {"ts": ts, "close": np.array([100.0, 90.0, 91.0])},
+               "NEW": {"ts": ts, "close": np.array([96.0, 96.0, 94.0])},
+               "SOLD": {"ts": ts, "close": np.array([50.0, 40.0, 45.0])}}
+    with StateStore(tmp_path / "s.db") as store:
+        def buy(cid, sym, qty, px, day, side="buy"):
+            store.record_fill(Fill(f"{cid}-x", f"{cid}-id", cid, sym, side, qty, px,
+                                   (day + pd.Timedelta(hours=10)).to_pydatetime()), "sma_cross")
+        buy("a", "OLD", 10, 100.0, days[0])
+        buy("b", "NEW", 5, 95.0, days[2])
+        buy("c", "SOLD", 4, 50.0, days[0])
+        buy("d", "SOLD", 4, 44.0, days[2], side="sell")
+        runner = SimpleNamespace(store=store, history=history, config=SimpleNamespace(timeframe="1Day"))
+
+        pnl = HaltDesk._strategy_day_pnl(runner, days[2].date())
+
+    # OLD +1 x 10, NEW -1 x 5, SOLD: sold at 44 against yesterday's 40: +4 x 4
+    assert pnl == {"sma_cross": pytest.approx(10.0 - 5.0 + 16.0)}

@@ -359,3 +359,26 @@ def test_an_alert_without_a_webhook_is_a_critical_log_record(caplog):
         assert send_alert("evening 2012-11-21: ingest failed: x", {"job": "evening"}, {}) == "sent"
     assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == alerts.ALERT_LOG.name] == [
         (logging.CRITICAL, "[critical] job_failed: evening 2012-11-21: ingest failed: x")]
+
+
+def test_a_live_fill_the_shadow_backtest_did_not_make_is_a_divergence_and_alerted(tmp_path, hermetic):
+    from live_bridge.ports import Fill
+    from live_bridge.state import StateStore
+
+    in_force(tmp_path)
+    state = live_state(tmp_path)
+    with StateStore(state / "state.db") as store:  # a fill of the day no backtest of the params makes
+        store.record_fill(Fill("x-1", "id-1", "manual-1", "AAPL", "buy", 3, 80.0,
+                               datetime(2012, 11, 21, 15, 0, tzinfo=UTC)), "sma_cross")
+
+    r = evening(tmp_path, "2012-11-21T21:30:00Z")
+
+    assert r.exit_code == 0, r.output  # a divergence is news, not a failed evening
+    report = status_of(tmp_path, "2012-11-21")["steps"][3]
+    assert report["ok"] is True and report["message"].startswith("DIVERGED: 2012-11-21: DIVERGED (1 of 1 fills)")
+    [run] = (tmp_path / "runs" / "2012-11-21").glob("evening-*")
+    doc = json.loads((run / "live-report.json").read_text())
+    assert doc["ok"] is False and doc["counts"]["extra"] == 1
+    [alert] = hermetic.alerts
+    assert (alert["kind"], alert["severity"]) == ("divergence", "warning")
+    assert "extra" in alert["message"] or "DIVERGED" in alert["message"]

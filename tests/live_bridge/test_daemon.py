@@ -1,0 +1,162 @@
+"""`tradelab live` as a long-running process (live_bridge/daemon.py), against the simulator on loopback:
+a broker that is down at start, an all-flat params file, reloads (good, invalid, refused) without a
+restart, and `tradelab live status` naming the file the process actually trades. The runner is the
+real command in its own process; alerts go to a real local webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from data_lake import Lake
+from data_lake.sources.sample import sample_bars, sample_meta
+from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+from live_bridge.simulator.trading import broker_app
+from research.params import DataWindow, install, write_candidate
+from tests.research.test_params import entry, params_file
+from tests.soak.kit import Live, hermetic_env
+
+START = "2012-06-01"
+
+
+@pytest.fixture()
+def world(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    cut = pd.Timestamp(START, tz="America/New_York")
+    frames = {}
+    for s in ("AAPL", "MSFT", "IBM"):
+        bars = sample_bars(s)
+        lake.write_bars(s, "1Day", bars[bars["ts"] < cut].reset_index(drop=True), sample_meta())
+        frames[s] = bars[bars["ts"] >= cut][["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    return tmp_path, frames
+
+
+@pytest.fixture()
+def receiver():
+    got: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook/SECRET-TOKEN-123", got
+    server.shutdown()
+
+
+def simulator(frames, key, secret, port=0):
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, "1Day")
+    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
+                     routers=[streams_router(state, clock.hub, StreamControl())])
+    return serve(app, port=port)
+
+
+def pf_with(symbols, flat=False, previous=None):
+    entries = [entry(symbol=s, status="flat", out_of_sample=None, deflated_sharpe=None) if flat else entry(symbol=s)
+               for s in symbols]
+    return params_file(entries, data=DataWindow(timeframe="1Day", start="2010-01-04", end="2012-05-31",
+                                                symbols=list(symbols), bars_hash={s: "x" for s in symbols}),
+                       promoted=not flat, previous=previous)
+
+
+def cli(work: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tradelab", *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_broker_down_at_start_is_retried_with_backoff_then_trading_starts(world, receiver):
+    work, frames = world
+    install(pf_with(["AAPL"]), work / "params")
+    key, secret = "dmn-" + secrets.token_hex(4), secrets.token_hex(16)
+    with socket.socket() as s:  # a port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url, got = receiver
+    live = Live(work, f"http://127.0.0.1:{port}", hermetic_env(key, secret, TRADELAB_ALERT_WEBHOOK=url), "--poll", "0.05")
+    live.log = open(work / "live.log", "a")  # noqa: SIM115
+    live.proc = subprocess.Popen([sys.executable, "-m", "tradelab", "live", "--url", live.url, "--poll", "0.05",
+                                  "--lake", "lake"], cwd=work, env=live.env, stdout=live.log, stderr=subprocess.STDOUT)
+    try:
+        down = live.wait(lambda s: (s.get("broker") or {}).get("ok") is False, "the broker to be seen down", 30)
+        assert "params" not in down and live.proc.poll() is None
+        time.sleep(4.0)  # a few tries with backoff (1, 2, 5 s ...)
+        with simulator(frames, key, secret, port=port):
+            up = live.wait(lambda s: s.get("idle") and "params" in s, "the runner to start once the broker is up", 60)
+            assert up["broker"]["ok"] is True and up["sleeves"] == ["sma_cross AAPL"]
+            live.stop()
+    finally:
+        if live.proc.poll() is None:
+            live.proc.kill()
+    text = (work / "live.log").read_text()
+    assert "broker unreachable reading the clock (try 1)" in text and "(try 3)" in text
+    assert "Traceback" not in text
+    assert [b["alert"]["kind"] for b in got] == ["broker_unreachable"]
+    assert "SECRET-TOKEN-123" not in text and key not in text and secret not in text
+
+
+def test_flat_params_idle_then_reloads_good_bad_and_refused_files_without_a_restart(world, receiver):
+    work, frames = world
+    flat = pf_with(["AAPL"], flat=True)
+    install(flat, work / "params")  # as after a first rejected nightly: nothing active
+    key, secret = "dmn-" + secrets.token_hex(4), secrets.token_hex(16)
+    url, got = receiver
+    with simulator(frames, key, secret) as sim:
+        env = hermetic_env(key, secret, TRADELAB_ALERT_WEBHOOK=url)
+        live = Live(work, sim.url, env, "--poll", "0.05")
+        try:
+            live.start()
+            s = live.status()
+            assert s["params"]["sha256"] == flat.sha256() and s["sleeves"] == [] and s["params"]["active"] == 0
+
+            good = pf_with(["AAPL", "MSFT"], previous=flat.sha256())
+            install(good, work / "params")  # what the nightly's install does
+            live.wait(lambda s: s["params"]["sha256"] == good.sha256() and s.get("idle"), "the good file")
+            assert live.status()["sleeves"] == ["sma_cross AAPL", "sma_cross MSFT"]
+
+            (work / "params" / "current.json").write_text('{"schema_version": 1, "entries": [')  # a torn file
+            live.wait(lambda s: any(a.get("event") == "reload_failed" for a in s.get("alerts", [])), "the refusal")
+            assert live.status()["params"]["sha256"] == good.sha256()  # the file in force stays
+
+            two = params_file([entry(symbol="AAPL"), entry(symbol="AAPL", strategy="breakout", params={"n": 20})],
+                              data=good.data)  # valid, but two strategies on one symbol: the runner refuses it
+            write_candidate(two, work / "params" / "current.json")
+            live.wait(lambda s: sum(a.get("event") == "reload_failed" for a in s.get("alerts", [])) >= 2,
+                      "the second refusal")
+            status = cli(work, env, "live", "status")
+            assert status.returncode == 0, status.stderr
+            assert f"trades params {good.sha256()[:12]}" in status.stdout
+            assert f"({two.sha256()[:12]}) is not what the runner trades yet" in status.stdout
+
+            write_candidate(good, work / "params" / "current.json")  # back to the good one: nothing to do
+            assert cli(work, env, "live", "reload").returncode == 0
+            live.wait(lambda s: not (live.state / "RELOAD").exists(), "the RELOAD file to be read")
+            assert live.status()["params"]["sha256"] == good.sha256()
+            live.stop()
+        finally:
+            if live.proc is not None and live.proc.poll() is None:
+                live.proc.kill()
+    lines = [json.loads(x) for x in (live.state / "decisions.jsonl").read_text().splitlines()]
+    assert [x["sha256"] for x in lines if x["event"] == "reload"] == [good.sha256()]
+    refusals = [x["message"] for x in lines if x["event"] == "reload_failed"]
+    assert len(refusals) == 2 and "more than one strategy" in refusals[1]
+    kinds = [b["alert"]["kind"] for b in got]
+    assert kinds.count("reload_failed") == 2
+    text = (work / "live.log").read_text()
+    assert "Traceback" not in text and "SECRET-TOKEN-123" not in text
