@@ -9,8 +9,8 @@ session per symbol through the real alpaca-py client. The params in force hold o
 sma_cross entry per symbol and no benchmark, so the regimes step labels every symbol (the live
 bridge's own-regime case, the heaviest). The nightly is the real notebook with a small grid
 (sma_cross fast 5/10 x slow 50, a 2% stop, 3 years, walk-forward 1y:6m) over all N symbols. The
-report step runs against an empty live state store: until ``live_bridge.daily_report`` exists it
-is skipped, and its row says so. The evening runs once, through ``tradelab.evening.run_evening``
+report step is the shadow backtest of every symbol's sleeve from a runner's anchor 90 days back
+(``live_bridge.shadow.run_for_day``) and the day's report (no live fills: every expected one is missed). The evening runs once, through ``tradelab.evening.run_evening``
 (what ``tradelab evening`` calls); numba kernels are warmed first, as a scheduled machine has them cached.
 """
 
@@ -78,7 +78,12 @@ def setup(root: Path, symbols: list[str], days: int, seed: int, day: str) -> tup
     pf = params_file(symbols, (cut - pd.Timedelta(days=1)).date())
     write_candidate(pf, root / "params" / "current.json")
     (root / "runs" / "live").mkdir(parents=True)
-    (root / "runs" / "live" / "state.db").touch()
+    from live_bridge.state import StateStore
+    from research.params import dumps
+
+    with StateStore(root / "runs" / "live" / "state.db") as store:  # a runner trading pf for 60 sessions
+        store.set_anchor(int((cut - pd.Timedelta(days=90)).tz_convert("UTC").value // 1000))
+        store.record_epoch(0, pf.sha256(), dumps(pf).decode(), "params/current.json")
     (root / "nightly.toml").write_text(NIGHTLY.format(
         notebook=ROOT / "notebooks" / "nightly_optimize.ipynb", runs=root / "runs",
         symbols="[" + ", ".join(f'"{s}"' for s in symbols) + "]"))

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -38,14 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_lake.calendar import nyse
-from data_lake.schema import TIMEFRAMES
 from research.params import ParamsFile
 
 from .history import COLUMNS, History, bar_problem, utc_us
 from .ids import client_order_id, parse_client_order_id
 from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
+from .runner_alerts import AlertDesk, _json_default, _jsonable
 from .runner_baskets import BasketDesk
 from .runner_orders import OrderDesk, Work
 from .runner_halts import HaltDesk
@@ -78,7 +77,7 @@ class RunnerConfig:
     # (the daemon: a decision whose fill is still ahead, e.g. after the close and before the next open)
 
 
-class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
+class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
@@ -380,17 +379,14 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
         mine = [o for o in ctx.open_orders  # an OCO's stop leg is its parent's (self._legs)
                 if o.symbol == sleeve.symbol and self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
         t = d.bar_time.to_pydatetime()
-        decided = [c for c in (client_order_id(sleeve.strategy, sleeve.symbol, t, i) for i in ("exit", "stop", "entry"))
-                   if self.store.intent(c) is not None]
-        if decided:  # this bar was acted on before a restart: that decision stands, its orders untouched
-            for c in decided:
-                self._resend(self.store.intent(c)[0], entry)
-        elif have != 0 and self.day is not None and self.day.halted:
+        if have != 0 and self.day is not None and self.day.halted:
             entry["actions"].append({"skip": "the account is halted: its flatten order closes the position"})
         elif d.target == 0 and have != 0 and d.position == 0 and any(o.type == "stop" for o in mine):
             # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
             # fill report is on its way; a market exit now would sell the same shares twice
             entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
+        elif d.target == 0 and have != 0 and self._acted_before(sleeve, t, "exit", entry):
+            pass  # this bar's exit went out before a restart: it stands, and so do the orders it left
         elif d.target == 0 and have != 0:
             self._cancel_all(mine, entry)
             side = "sell" if have > 0 else "buy"
@@ -415,7 +411,9 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
             moved = not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9
             if d.take_profit is not None:  # the target rides with the stop as one OCO: both must be there, at their levels
                 moved = moved or not targets or abs((targets[0].limit_price or 0) - d.take_profit) > 1e-9
-            if moved:
+            if moved and self._acted_before(sleeve, t, "stop", entry):
+                pass  # this bar's stop went out before a restart: never cancelled and sent again
+            elif moved:
                 # a new level, or a stop that does not cover the position (a partial entry fill after it)
                 self._cancel_all(stops + targets, entry)
                 self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "stop"), sleeve.symbol,
@@ -427,6 +425,15 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
             entry["actions"].append({"skip": "the backtest holds a position the account does not (an entry was "
                                              "refused or missed): no late entry"})
         self._write(entry)
+
+    def _acted_before(self, sleeve: Sleeve, t: datetime, intent: str, entry: dict) -> bool:
+        """This bar's ``intent`` is stored already (decided before a restart): it is resent only if the
+        broker never got it, and nothing is cancelled for it (a store lookup on exits and stop moves only)."""
+        stored = self.store.intent(client_order_id(sleeve.strategy, sleeve.symbol, t, intent))
+        if stored is None:
+            return False
+        self._resend(stored[0], entry)
+        return True
 
     def _fill(self, fill: Fill) -> None:
         owner = self._owner(fill.client_order_id)
@@ -447,43 +454,6 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk):
     def _owner(self, cid: str) -> tuple[str, str] | None:
         return _owner(self._legs.get(cid, cid), tuple(self.names))
 
-    def _alert(self, kind: str, symbol: str, message: str, **extra) -> None:
-        """A problem a person should see: warning log, decision log line, ``alerts``, the notifier."""
-        line = {"event": kind, "symbol": symbol, "message": message, **extra}
-        self.alerts.append(line)
-        log.warning("runner: %s %s: %s", kind, symbol, message)
-        self._write(line)
-        self._notify(kind, symbol, message, **extra)
-
-    def _notify(self, kind: str, symbol: str, message: str, severity: str = "warning", **extra) -> None:
-        """Hand an alert to the notifier (log and webhook sinks: live_bridge/alerts.py); never raises."""
-        if self.notifier is None:
-            return
-        from .alerts import Alert
-
-        try:
-            self.notifier.notify(Alert(kind, message, symbol or None, severity, extra=_jsonable(extra)))
-        except Exception:  # a broken sink never stops trading
-            log.exception("runner: alert %s not sent", kind)
-
-    def _watch_feed(self) -> None:
-        """While idle, intraday: a symbol without a bar for more than max_missing_bars + 1 intervals
-        of an open session is alerted once per gap (its next bar will not enter either)."""
-        ctx, step = self._ctx, TIMEFRAMES.get(self.config.timeframe, 0)
-        if ctx is None or not step or not ctx.clock.is_open:
-            return
-        now_us = int(pd.Timestamp(ctx.clock.timestamp).value // 1000)
-        cal = nyse()
-        i = int(cal.dates.searchsorted(pd.Timestamp(session_day(ctx.clock.timestamp))))
-        opened = int(cal.open_us[i]) if i < len(cal.dates) else now_us  # bars are due from the session's open
-        late_us = (self.config.max_missing_bars + 2) * step * 60_000_000  # the bar closes one interval after it starts
-        for sym, hist in self._hist.items():
-            last = hist.last_ts
-            if last is not None and now_us - max(last, opened) > late_us and self._stale.get(sym) != last:
-                self._stale[sym] = last
-                self._alert("stale_data", sym, f"no bar since {pd.Timestamp(last, unit='us', tz='UTC')} "
-                            f"(more than {self.config.max_missing_bars + 1} intervals in an open session)")
-
     def _write(self, entry: dict) -> None:
         if self._log:
             entry.setdefault("logged_at", datetime.now(timezone.utc).isoformat())
@@ -501,26 +471,4 @@ def _owner(cid: str, names: tuple[str, ...]) -> tuple[str, str] | None:
     return None if parsed is None else (parsed.strategy, parsed.symbol)
 
 
-def _json_default(o):
-    """What json cannot write itself: times as ISO strings, dataclasses as objects, numpy scalars."""
-    if isinstance(o, datetime):
-        return o.isoformat()
-    if hasattr(o, "__dataclass_fields__"):
-        return {f: getattr(o, f) for f in o.__dataclass_fields__}
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
-
-def _jsonable(d):
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, (pd.Timestamp, datetime)):
-        return d.isoformat()
-    if isinstance(d, float) and not np.isfinite(d):
-        return None
-    if hasattr(d, "__dataclass_fields__"):
-        return _jsonable(asdict(d))
-    return d

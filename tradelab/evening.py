@@ -43,7 +43,7 @@ from data_lake.calendar import CALENDAR_END, CALENDAR_START, NY, nyse
 from data_lake.schema import check_symbol, check_timeframe
 from research.params import ParamsFile
 
-from .jobs import JobConfig, JobError, JobFailed, job_lock
+from .jobs import JobConfig, JobError, JobFailed, job_lock, new_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def run_evening(settings: Settings, on_step: Callable[[Step], None] | None = Non
     runs = settings.nightly.config.runs_dir.resolve()  # beside the nightly's run folders and lock
     if check.kind != "session":
         with job_lock(runs, JOB, started):
-            record = _Record(settings, check, started, _new_run_dir(runs, check.day, started))
+            record = _Record(settings, check, started, new_run_dir(runs, JOB, started, check.day))
             message = f"{check.day} is not an NYSE session ({check.kind}): nothing to do"
             return record.finish(message)
     if not check.closed(settings.now) and not settings.force:
@@ -276,7 +276,7 @@ def run_evening(settings: Settings, on_step: Callable[[Step], None] | None = Non
     the_plan = plan(load_params(settings.params_path), settings.nightly.parameters())
     keys = settings.keys()  # LakeError (exit 2) before anything is written
     with job_lock(runs, JOB, started):
-        run_dir = _new_run_dir(runs, check.day, started)
+        run_dir = new_run_dir(runs, JOB, started, check.day)
         ctx = _Ctx(settings, check, Lake(settings.lake), the_plan, run_dir, keys)
         record = _Record(settings, check, started, run_dir, the_plan)
         blocked: set[str] = set()  # failed, or skipped because a step they need did not succeed
@@ -442,19 +442,6 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 # -------------------------------------------------------------------------------- the record
-def _new_run_dir(runs: Path, day: date, started: datetime) -> Path:
-    base = runs / day.isoformat() / f"{JOB}-{started:%H%M%S}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):  # two runs in one second get -2, -3, ...
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise LakeError(f"no free run folder name for {base}")
-
-
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 

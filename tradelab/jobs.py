@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -184,7 +184,7 @@ def run_job(config: JobConfig, job: str, *, overrides: Mapping[str, Any] | None 
     started = (now or datetime.now(UTC)).astimezone(UTC)
     runs = config.runs_dir.resolve()
     with job_lock(runs, job, started):
-        run_dir = _new_run_dir(runs, job, started)
+        run_dir = new_run_dir(runs, job, started)
         params["run_dir"] = str(run_dir)
         status = _Status(run_dir, job, config, params, started)
         status.write()
@@ -236,8 +236,9 @@ def _read_holder(fd: int) -> dict[str, Any]:
         return {}
 
 
-def _new_run_dir(runs: Path, job: str, started: datetime) -> Path:
-    base = runs / started.strftime("%Y-%m-%d") / f"{job}-{started.strftime('%H%M%S')}"
+def new_run_dir(runs: Path, job: str, started: datetime, day: date | None = None) -> Path:
+    """A new ``runs/<day>/<job>-<HHMMSS>`` folder (``day``: the started date unless given)."""
+    base = runs / (day or started.date()).isoformat() / f"{job}-{started.strftime('%H%M%S')}"
     base.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):  # two runs in one second (tests, a quick retry) get -2, -3, ...
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")

@@ -10,9 +10,7 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +21,7 @@ from data_lake.sources.sample import sample_bars, sample_meta
 from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
 from live_bridge.simulator.trading import broker_app
 from research.params import DataWindow, install, write_candidate
+from tests import webhook
 from tests.research.test_params import entry, params_file
 from tests.soak.kit import Live, hermetic_env
 
@@ -43,21 +42,8 @@ def world(tmp_path):
 
 @pytest.fixture()
 def receiver():
-    got: list = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook/SECRET-TOKEN-123", got
-    server.shutdown()
+    with webhook.receiver("/hook/SECRET-TOKEN-123") as r:
+        yield r
 
 
 def simulator(frames, key, secret, port=0):

@@ -19,13 +19,9 @@ have seen an ``unknown`` regime.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +29,6 @@ import pandas as pd
 import pytest
 
 from data_lake import Lake
-from data_lake.sources.alpaca import ingest_alpaca
 from data_lake.sources.sample import sample_bars, sample_meta
 from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
@@ -43,6 +38,7 @@ from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel, install, load, loads
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from tests.research.test_params import entry, params_file
+from tests.soak.kit import Live, Lockstep, arrays, hermetic_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)  # 22 sessions, each with its evening job (a real nightly)
@@ -61,12 +57,6 @@ def _shocked(bars: pd.DataFrame) -> pd.DataFrame:
     prev = float(bars["close"].iloc[i - 1])
     bars.loc[i, ["open", "high", "low", "close"]] = [0.62 * prev, 0.63 * prev, 0.615 * prev, 0.62 * prev]
     return bars
-TIMEOUT = 60.0
-
-
-def _env(key: str, secret: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADELAB_", "APCA_"))}
-    return {**env, "APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret, "PYTHONUNBUFFERED": "1"}
 
 
 def _labels_in_window(world: Lake) -> list[str]:
@@ -128,46 +118,6 @@ def _evening(work: Path, url: str, day: pd.Timestamp, env: dict, fb: bool) -> di
     return doc
 
 
-class Live:
-    """The `tradelab live` process and its status.json."""
-
-    def __init__(self, work: Path, url: str, env: dict) -> None:
-        self.work, self.url, self.env = work, url, env
-        self.state = work / "runs" / "live"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log = open(self.work / "live.log", "a")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "tradelab", "live", "--url", self.url, "--poll", "0.05",
-                                      "--params", "params/current.json", "--lake", "lake"],
-                                     cwd=self.work, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait(lambda s: s.get("pid") == self.proc.pid and s.get("idle") and "params" in s, "the runner to start")
-
-    def status(self) -> dict:
-        try:
-            return json.loads((self.state / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def wait(self, cond, what: str, timeout: float = TIMEOUT) -> dict:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"tradelab live exited ({self.proc.returncode}) waiting for {what}:\n"
-                                     + (self.work / "live.log").read_text()[-3000:])
-            s = self.status()
-            if s and cond(s):
-                return s
-            time.sleep(0.02)
-        raise TimeoutError(f"waiting for {what}; last status {self.status()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def soak(tmp_path_factory):
     work = tmp_path_factory.mktemp("soak")
@@ -195,21 +145,12 @@ def soak(tmp_path_factory):
                      routers=[streams_router(state, clock.hub, StreamControl())])
     sim_broker = app.state.broker
     with serve(app) as sim:
-        live = Live(work, sim.url, _env(key, secret))
+        live = Live(work, sim.url, hermetic_env(key, secret), "--poll", "0.05")
         live.start()
-        fill_bars, equity, sessions, restarted, evenings = [], {}, [], None, []
-
-        def settled(s: dict) -> bool:
-            return s.get("idle") and s.get("fills_seen", -1) >= len(sim_broker.fills())
-
-        clock.between = lambda bars: live.wait(settled, "the open's fills")
+        step = Lockstep(clock, sim_broker, live)
+        equity, sessions, restarted, evenings = {}, [], None, []
         for k in range(SESSIONS):
-            bars = clock.step()
-            assert bars is not None
-            fill_bars += [bars[f.symbol].ts_us for f in sim_broker.fills()[len(fill_bars):]]
-            due = {s: pd.Timestamp(b.ts_us, unit="us", tz="UTC").isoformat() for s, b in bars.items()}
-            live.wait(lambda s: settled(s) and all(s["last_bar"].get(x) == t for x, t in due.items()
-                                                   if x in s.get("last_bar", {})), f"session {k + 1}'s bars")
+            bars = step.step()
             day = pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")
             equity[day] = float(sim_broker.account_json()["equity"])
             sessions.append(day)
@@ -224,21 +165,17 @@ def soak(tmp_path_factory):
                 live.stop()
                 live.start()
         live.stop()
-        ledger = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
-                   "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id,
-                   "bar": pd.Timestamp(b, unit="us", tz="UTC")} for f, b in zip(sim_broker.fills(), fill_bars)]
+        ledger = step.fills()
     with StateStore(live.state / "state.db") as store:
         epochs = [(f, loads(text)) for f, _, text, _ in store.epochs()]
         anchor, halts = store.anchor(), store.halt_marks()
-    hist = {s: {c: (pd.DatetimeIndex(f["ts"]).as_unit("us").asi8 if c == "ts" else f[c].to_numpy(float))
-                for c in ("ts", "open", "high", "low", "close", "volume")}
-            for s in SYMBOLS for f in [world.read_bars(s, "1Day", "2009-01-01", sessions[-1] + pd.Timedelta(days=1))]}
+    hist = {s: arrays(world.read_bars(s, "1Day", "2009-01-01", sessions[-1] + pd.Timedelta(days=1))) for s in SYMBOLS}
     a = world.read_bars("IBM", "1Day", None, sessions[-1] + pd.Timedelta(days=1))  # the shock included
     ibm = regimes_from_daily(*(pd.DatetimeIndex(a["ts"]).as_unit("us").asi8, *(a[c].to_numpy(float)
                                                                              for c in ("open", "high", "low", "close"))))
     result = ReplayResult(load(work / "params" / "current.json"), sessions[0], sessions[-1], 100_000.0,
                           {s: f[f["ts"] <= sessions[-1]].reset_index(drop=True) for s, f in frames.items()}, hist,
-                          pd.DataFrame(ledger, columns=["ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]),
+                          ledger,
                           pd.Series(equity, name="equity"), [], [], {"IBM": ibm}, live.state / "decisions.jsonl",
                           epochs=epochs, trade_from=anchor, halts=halts)
     return {"work": work, "result": result, "restarted": restarted, "epochs": epochs, "labels": ibm,

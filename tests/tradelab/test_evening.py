@@ -13,10 +13,8 @@ import logging
 import os
 import shutil
 import socket
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +26,7 @@ from data_lake.sources.sample import sample_bars, sample_meta
 from live_bridge.simulator import market_data_app, serve
 from research.params import write_candidate
 from research.regimes import load_regimes
+from tests import webhook
 from tests.conftest import tree_digest
 from tests.research.test_params import entry, params_file
 from tradelab.cli import app
@@ -90,23 +89,8 @@ class Sent:
 
 @pytest.fixture(scope="module")
 def receiver():
-    """A real HTTP receiver on loopback standing in for Slack/Discord: the alerts go through the real
-    live_bridge.alerts webhook sink (TRADELAB_ALERT_WEBHOOK)."""
-    got: list = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/SECRET-HOOK", got
-    server.shutdown()
+    with webhook.receiver() as r:
+        yield r
 
 
 @pytest.fixture(autouse=True)
