@@ -86,3 +86,16 @@ def test_live_runner_trades_the_simulator_in_another_process_and_stops_on_sigter
     for text in texts:
         assert KEY not in text and SECRET not in text, "a key leaked"
         assert "Traceback" not in text
+
+
+def test_live_status_on_a_damaged_state_store_says_so_and_touches_nothing(tmp_path):
+    state = tmp_path / "live"
+    state.mkdir()
+    (state / "state.db").write_bytes(b"not a database at all " * 200)
+    before = (state / "state.db").read_bytes()
+
+    r = run("live", "status", "--state-dir", str(state))
+
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is damaged and cannot be read" in r.stderr and "Traceback" not in r.stderr
+    assert (state / "state.db").read_bytes() == before

@@ -142,16 +142,24 @@ def status(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")]
     if not db.exists():
         raise LakeError(f"{db}: no live runner state here (start one with tradelab live)")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)  # read-only: the runner is the one writer
-    pos = pd.read_sql("SELECT strategy, symbol, qty, avg_price FROM positions WHERE qty != 0 ORDER BY 1, 2", con) \
-        if _has(con, "positions") else pd.DataFrame()
+    try:
+        pos = pd.read_sql("SELECT strategy, symbol, qty, avg_price FROM positions WHERE qty != 0 ORDER BY 1, 2",
+                          con) if _has(con, "positions") else pd.DataFrame()
+        halts = pd.read_sql("SELECT * FROM halts ORDER BY 1 DESC LIMIT 5", con) if _has(con, "halts") \
+            else pd.DataFrame()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        raise LakeError(f"{db} is damaged and cannot be read ({exc}); it was not touched. Stop the runner, keep "
+                        "the file for inspection, and reconcile against the broker (tradelab live halt "
+                        "flattens without it)") from None
+    finally:
+        con.close()
     print_frame(pos if len(pos) else pd.DataFrame({"positions": ["flat"]}), title="positions (state store)")
-    halts = pd.read_sql("SELECT * FROM halts ORDER BY 1 DESC LIMIT 5", con) if _has(con, "halts") else pd.DataFrame()
     if len(halts):
         print_frame(halts, title="halts")
     _running(state_dir, params)
     log = state_dir / "decisions.jsonl"
     if log.exists():
-        last = [json.loads(x) for x in log.read_text().splitlines()[-200:] if x.strip()]
+        last = _tail_json(log)
         decisions = [x for x in last if x.get("event") == "decision"]
         if decisions:
             d = decisions[-1]
@@ -184,6 +192,21 @@ def _running(state_dir: Path, params: Path) -> None:
         if pf.sha256() != p.get("sha256"):
             out.print(f"{params} ({pf.sha256()[:12]}) is not what the runner trades yet (picked up at the next "
                       "poll, or refused: see the decision log)", highlight=False)
+
+
+def _tail_json(path: Path, size: int = 1 << 18) -> list[dict]:
+    """The decision log's last lines (its last 256 KiB: it grows for weeks), a torn one skipped."""
+    with open(path, "rb") as f:
+        start = max(0, f.seek(0, 2) - size)
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()[1 if start else 0:]  # a cut first line is dropped
+    out = []
+    for x in lines:
+        try:
+            out.append(json.loads(x))
+        except ValueError:
+            continue
+    return out
 
 
 def _alive(pid: int) -> bool:
