@@ -79,9 +79,9 @@ def first_actionable_bar(now: pd.Timestamp, timeframe: str) -> int:
             return int(cal.day_us[0] if step == 0 else cal.open_us[0])
         if step == 0:
             return int(cal.day_us[i - 1])
-        span = (cal.close_us[i - 1] - cal.open_us[i - 1]) // (step * 60_000_000)
-        last = cal.open_us[i - 1] + max(int(np.ceil((cal.close_us[i - 1] - cal.open_us[i - 1]) / (step * 60_000_000))) - 1,
-                                        int(span) - 1) * step * 60_000_000
+        step_us = step * 60_000_000
+        bars = -(-(int(cal.close_us[i - 1]) - int(cal.open_us[i - 1])) // step_us)  # the last one may be short
+        last = int(cal.open_us[i - 1]) + (bars - 1) * step_us
         return int(last)
     if step == 0:
         return int(cal.day_us[i])

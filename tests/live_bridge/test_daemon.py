@@ -146,3 +146,21 @@ def test_flat_params_idle_then_reloads_good_bad_and_refused_files_without_a_rest
     assert kinds.count("reload_failed") == 2
     text = (work / "live.log").read_text()
     assert "Traceback" not in text and "SECRET-TOKEN-123" not in text
+
+
+@pytest.mark.parametrize(("now", "tf", "bar"), [
+    ("2024-03-13 12:00", "1Day", "2024-03-13 00:00"),  # during a session: that session's bar
+    ("2024-03-13 17:30", "1Day", "2024-03-13 00:00"),  # after the close: its decision fills at the next open
+    ("2024-03-14 08:00", "1Day", "2024-03-13 00:00"),  # before the open: yesterday's bar is still ahead
+    ("2024-03-16 10:00", "1Day", "2024-03-15 00:00"),  # a Saturday: Friday's bar fills on Monday
+    ("2024-03-13 12:00:30", "1Min", "2024-03-13 12:00"),  # the minute in progress
+    ("2024-03-13 12:07", "5Min", "2024-03-13 12:05"),
+    ("2024-03-13 18:00", "1Min", "2024-03-13 15:59"),  # after the close: the session's last bar
+    ("2024-11-29 14:00", "1Min", "2024-11-29 12:59"),  # after a half day's 13:00 close
+])
+def test_a_fresh_runner_anchors_at_the_first_bar_whose_fill_is_still_ahead(now, tf, bar):
+    from live_bridge.daemon import first_actionable_bar
+
+    got = first_actionable_bar(pd.Timestamp(now, tz="America/New_York"), tf)
+
+    assert pd.Timestamp(got, unit="us", tz="UTC") == pd.Timestamp(bar, tz="America/New_York")
