@@ -18,12 +18,10 @@ import pytest
 
 from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
-from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-from live_bridge.simulator.trading import broker_app
 from research.params import DataWindow, install, write_candidate
 from tests import webhook
 from tests.research.test_params import entry, params_file
-from tests.soak.kit import Live, hermetic_env
+from tests.soak.kit import Live, hermetic_env, simulator
 
 START = "2012-06-01"
 
@@ -44,14 +42,6 @@ def world(tmp_path):
 def receiver():
     with webhook.receiver("/hook/SECRET-TOKEN-123") as r:
         yield r
-
-
-def simulator(frames, key, secret, port=0):
-    state = SimulatorState(api_key=key, secret_key=secret)
-    clock = ReplayClock(frames, "1Day")
-    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
-                     routers=[streams_router(state, clock.hub, StreamControl())])
-    return serve(app, port=port)
 
 
 def pf_with(symbols, flat=False, previous=None):
@@ -83,7 +73,7 @@ def test_a_broker_down_at_start_is_retried_with_backoff_then_trading_starts(worl
         down = live.wait(lambda s: (s.get("broker") or {}).get("ok") is False, "the broker to be seen down", 30)
         assert "params" not in down and live.proc.poll() is None
         time.sleep(4.0)  # a few tries with backoff (1, 2, 5 s ...)
-        with simulator(frames, key, secret, port=port):
+        with simulator(frames, "1Day", key, secret, port=port)[0]:
             up = live.wait(lambda s: s.get("idle") and "params" in s, "the runner to start once the broker is up", 60)
             assert up["broker"]["ok"] is True and up["sleeves"] == ["sma_cross AAPL"]
             live.stop()
@@ -103,7 +93,7 @@ def test_flat_params_idle_then_reloads_good_bad_and_refused_files_without_a_rest
     install(flat, work / "params")  # as after a first rejected nightly: nothing active
     key, secret = "dmn-" + secrets.token_hex(4), secrets.token_hex(16)
     url, got = receiver
-    with simulator(frames, key, secret) as sim:
+    with simulator(frames, "1Day", key, secret)[0] as sim:
         env = hermetic_env(key, secret, TRADELAB_ALERT_WEBHOOK=url)
         live = Live(work, sim.url, env, "--poll", "0.05")
         try:

@@ -104,3 +104,25 @@ def arrays(frame: pd.DataFrame) -> dict:
     """A lake frame as the runner's arrays (ts in UTC µs)."""
     return {c: (pd.DatetimeIndex(frame["ts"]).as_unit("us").asi8 if c == "ts" else frame[c].to_numpy(float))
             for c in ("ts", "open", "high", "low", "close", "volume")}
+
+
+def simulator(frames: dict, timeframe: str, key: str, secret: str, port: int = 0):
+    """The Alpaca-compatible simulator replaying ``frames`` (trading REST, bars, both websockets):
+    (the served context manager, the replay clock, the simulated broker)."""
+    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+    from live_bridge.simulator.trading import broker_app
+
+    state = SimulatorState(api_key=key, secret_key=secret)
+    clock = ReplayClock(frames, timeframe)
+    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
+                     routers=[streams_router(state, clock.hub, StreamControl())])
+    return serve(app, port=port), clock, app.state.broker
+
+
+def stored(state_dir: Path) -> tuple[list, int | None, list]:
+    """What the runner's state store says it traded: (epochs, anchor, halts), read after it stopped."""
+    from live_bridge.state import StateStore
+    from research.params import loads
+
+    with StateStore(state_dir / "state.db") as store:
+        return [(f, loads(text)) for f, _, text, _ in store.epochs()], store.anchor(), store.halt_marks()

@@ -32,13 +32,10 @@ from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
 from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
-from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-from live_bridge.simulator.trading import broker_app
-from live_bridge.state import StateStore
-from research.params import DataWindow, ExitRulesModel, install, load, loads
+from research.params import DataWindow, ExitRulesModel, install, load
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from tests.research.test_params import entry, params_file
-from tests.soak.kit import Live, Lockstep, arrays, hermetic_env
+from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)  # 22 sessions, each with its evening job (a real nightly)
@@ -139,12 +136,8 @@ def soak(tmp_path_factory):
     frames = {s: world.read_bars(s, "1Day", START, None)[["ts", "open", "high", "low", "close", "volume"]]
               for s in SYMBOLS}
     key, secret = "soak-" + secrets.token_hex(4), secrets.token_hex(16)
-    state = SimulatorState(api_key=key, secret_key=secret)
-    clock = ReplayClock(frames, "1Day")
-    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
-                     routers=[streams_router(state, clock.hub, StreamControl())])
-    sim_broker = app.state.broker
-    with serve(app) as sim:
+    served, clock, sim_broker = simulator(frames, "1Day", key, secret)
+    with served as sim:
         live = Live(work, sim.url, hermetic_env(key, secret), "--poll", "0.05")
         live.start()
         step = Lockstep(clock, sim_broker, live)
@@ -166,9 +159,7 @@ def soak(tmp_path_factory):
                 live.start()
         live.stop()
         ledger = step.fills()
-    with StateStore(live.state / "state.db") as store:
-        epochs = [(f, loads(text)) for f, _, text, _ in store.epochs()]
-        anchor, halts = store.anchor(), store.halt_marks()
+    epochs, anchor, halts = stored(live.state)
     hist = {s: arrays(world.read_bars(s, "1Day", "2009-01-01", sessions[-1] + pd.Timedelta(days=1))) for s in SYMBOLS}
     a = world.read_bars("IBM", "1Day", None, sessions[-1] + pd.Timedelta(days=1))  # the shock included
     ibm = regimes_from_daily(*(pd.DatetimeIndex(a["ts"]).as_unit("us").asi8, *(a[c].to_numpy(float)

@@ -22,13 +22,10 @@ from data_lake import Lake
 from data_lake.sources.synthetic import synthetic_bars, synthetic_meta
 from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
-from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-from live_bridge.simulator.trading import broker_app
-from live_bridge.state import StateStore
-from research.params import DataWindow, ExitRulesModel, install, load, loads
+from research.params import DataWindow, ExitRulesModel, install, load
 from research.regimes import regimes_from_daily
 from tests.research.test_params import entry, params_file
-from tests.soak.kit import Live, Lockstep, arrays, hermetic_env
+from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored
 
 pytestmark = pytest.mark.timeout(1200)
 END, DAYS, WARM = "2024-03-15", 320, 5  # the benchmark's synthetic history; the runner's warm-up sessions
@@ -64,29 +61,24 @@ def soak(tmp_path_factory):
     frames = {s: f[f["ts"] >= first][["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
               for s, f in minutes.items()}
     key, secret = "soakm-" + secrets.token_hex(4), secrets.token_hex(16)
-    state = SimulatorState(api_key=key, secret_key=secret)
-    clock = ReplayClock(frames, "1Min")
-    app = broker_app(clock, config=BrokerConfig(cash=100_000.0), state=state, api_key=key, secret_key=secret,
-                     routers=[streams_router(state, clock.hub, StreamControl())])
-    with serve(app) as sim:
+    served, clock, sim_broker = simulator(frames, "1Min", key, secret)
+    with served as sim:
         # --entry-cutoff 0: the backtest's flat_at_close takes no entry in the last two bars, the
         # live default (15 minutes) more: a named difference the replays turn off the same way
         live = Live(work, sim.url, hermetic_env(key, secret), "--poll", "0.02", "--entry-cutoff", "0")
         live.start()
-        step = Lockstep(clock, app.state.broker, live)
+        step = Lockstep(clock, sim_broker, live)
         equity, per_session = {}, 390
         for k in range(SESSIONS * per_session):
             bars = step.step()
             equity[pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")] = \
-                float(app.state.broker.account_json()["equity"])
+                float(sim_broker.account_json()["equity"])
             if (k // per_session + 1, k % per_session + 1) == RESTART:
                 live.stop()
                 live.start()
         live.stop()
         fills = step.fills()
-    with StateStore(live.state / "state.db") as store:
-        epochs = [(f, loads(text)) for f, _, text, _ in store.epochs()]
-        anchor, halts = store.anchor(), store.halt_marks()
+    epochs, anchor, halts = stored(live.state)
     a = arrays(daily)
     result = ReplayResult(load(work / "params" / "current.json"), frames["AAA"]["ts"].iloc[0],
                           frames["AAA"]["ts"].iloc[-1], 100_000.0, {s: frames[s] for s in ("AAA", "BBB")},
