@@ -81,10 +81,13 @@ def query(lake: Lake | str, sql: str) -> pd.DataFrame:
     """Run one read-only SQL statement against the lake's views and return the result as a DataFrame.
 
     Anything else (COPY ... TO, ATTACH, EXPORT, several statements) is refused: a query must not
-    put files into the lake behind the manifest's back.
+    put files into the lake behind the manifest's back. Once the views exist the connection is
+    locked down (``_lock_down``): the statement reads the lake's files and nothing else on the machine
+    or the network, and cannot undo that.
     """
     con = connect(lake)
     try:
+        _lock_down(con, lake if isinstance(lake, Lake) else Lake(lake))
         kinds = [s.type for s in con.extract_statements(sql)]
         if kinds != [duckdb.StatementType.SELECT]:
             got = ", ".join(k.name for k in kinds) or "no statement"
@@ -95,6 +98,15 @@ def query(lake: Lake | str, sql: str) -> pd.DataFrame:
         raise LakeError(f"query failed: {first}") from None
     finally:
         con.close()
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """No file outside the lake, no URL, no extension installed or loaded, no setting changed after."""
+    con.execute(f"SET allowed_directories = [{_sql_str(str(lake.root) + '/')}]")
+    con.execute("SET enable_external_access = false")  # read_csv('/etc/passwd'), https://..., COPY, ATTACH
+    con.execute("SET autoinstall_known_extensions = false")  # a URL would fetch httpfs into ~/.duckdb
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
 
 
 def info(lake: Lake | str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
+import stat
 import subprocess
 import typing
 from collections.abc import Mapping
@@ -308,11 +309,12 @@ def _int64(text: str) -> int:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
-    if dupes:
+    out = dict(pairs)
+    if len(out) != len(pairs):  # linear: a 60k-key object must not take minutes
+        seen: set[str] = set()
+        dupes = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
         raise ValueError(f"duplicate key {dupes[0]!r} in a JSON object")
-    return dict(pairs)
+    return out
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -353,9 +355,19 @@ def loads(data: bytes | str, source: str = "<params>") -> ParamsFile:
         raise ValueError(f"{source}: {len(lines)} invalid fields" + "".join(f"\n  {ln}" for ln in lines)) from None
 
 
+MAX_BYTES = 32 << 20  # a params file of 32 MiB is ~30,000 entries; bigger is not a params file
+
+
 def load(path: str | Path) -> ParamsFile:
-    """Read and validate a params file (FileNotFoundError if absent; ValueError if invalid)."""
+    """Read and validate a params file (FileNotFoundError if absent; ValueError if invalid, not a
+    regular file, or larger than MAX_BYTES: a directory or a named pipe is refused, never read)."""
     path = Path(path)
+    st = path.stat()  # FileNotFoundError if absent
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise ValueError(f"{path}: {kind}; a params file is a regular JSON file")
+    if st.st_size > MAX_BYTES:
+        raise ValueError(f"{path}: {st.st_size:,} bytes, over the {MAX_BYTES:,}-byte limit of a params file")
     return loads(path.read_bytes(), str(path))
 
 

@@ -60,6 +60,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
     """Read a .csv (or .csv.gz) or .parquet file as raw strings/values, with clear errors."""
     if not path.exists():
         raise LakeError(f"no such file: {path}")
+    if not path.is_file():  # a directory, or a named pipe that would block the read forever
+        raise LakeError(f"{path}: not a regular file (a directory, pipe or device); give a .csv or .parquet file")
     name = path.name.lower()
     try:
         if name.endswith(".parquet") or name.endswith(".pq"):

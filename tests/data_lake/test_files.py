@@ -77,3 +77,16 @@ def test_parquet_input_round_trips(tmp_path: Path):
     src.to_parquet(path)
     got = file_bars(path, "1Min")
     assert np.array_equal(got["close"], bars["close"]) and got["ts"].equals(bars["ts"].dt.as_unit("us"))
+
+
+def test_a_named_pipe_or_a_folder_is_refused_not_read(tmp_path: Path):
+    import os
+
+    from data_lake.schema import LakeError
+    from data_lake.sources.files import file_bars
+
+    pipe = tmp_path / "bars.csv"
+    os.mkfifo(pipe)  # reading it would block forever
+    for path in (pipe, tmp_path):
+        with pytest.raises(LakeError, match="not a regular file"):
+            file_bars(path, "1Day")

@@ -241,3 +241,20 @@ def test_a_rejected_first_file_becomes_current_as_all_flat(tmp_path: Path):
 
     assert load(tmp_path / "current.json") == rejected  # explicit "trade nothing", not a missing file
     assert all(e.status == "flat" for e in load(tmp_path / "current.json").entries)
+
+
+def test_duplicate_keys_are_found_in_linear_time_and_huge_files_are_refused(tmp_path: Path):
+    import time
+
+    from research.params import MAX_BYTES, load, loads
+
+    many = "{" + ",".join(f'"k{i}": {i}' for i in range(60_000)) + ', "k7": 1}'
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="duplicate key 'k7'"):
+        loads(many)
+    assert time.perf_counter() - t0 < 5.0  # the old check took minutes (keys.count per key)
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_BYTES + 1)
+    with pytest.raises(ValueError, match="over the .*-byte limit"):
+        load(huge)

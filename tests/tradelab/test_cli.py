@@ -125,3 +125,21 @@ def test_synthetic_resample_check_round_trip(tmp_path: Path):
     assert c.returncode == 0 and "no gaps" in c.stdout
     again = run("ingest", "synthetic", "--symbols", "SYNA,SYNB", "--days", "3", "--seed", "5", "--end", "2024-11-29", lake=lake)
     assert "0 written" in again.stdout  # same seed, same bars: nothing changes
+
+
+def test_lake_query_reads_the_lake_and_nothing_else(cli_lake: Path, tmp_path: Path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n1,2\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}  # DuckDB would put auto-installed extensions under ~/.duckdb
+    for sql in (f"select * from read_csv('{secret}')", "select * from read_csv('/etc/passwd')",
+                "select * from read_parquet('https://example.com/x.parquet')", "select * from glob('/etc/*')",
+                f"select * from read_csv('{cli_lake}/../secret.csv')"):
+        r = run("lake", "query", sql, lake=cli_lake, env=env)
+        assert r.returncode == 2 and "disabled by configuration" in r.stderr, (sql, r.stderr)
+    r = run("lake", "query", "set enable_external_access = true", lake=cli_lake, env=env)
+    assert r.returncode == 2
+    assert not (home / ".duckdb").exists()
+    ok = run("lake", "query", "select count(*) as n from bars", lake=cli_lake, env=env)
+    assert ok.returncode == 0 and ok.stdout.strip()

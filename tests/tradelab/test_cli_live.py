@@ -49,8 +49,10 @@ def test_live_runner_trades_the_simulator_in_another_process_and_stops_on_sigter
     env = {**os.environ, **ENV, "TRADELAB_LAKE": str(sample_lake_rw.root)}
     path = sma_file(tmp_path)
     state = tmp_path / "live"
+    # 40000x: a session every ~0.6 s, slower than the runner's 0.2 s poll, so each bar is the newest when it
+    # is polled (a bar a newer one already follows is decided but never traded late: the daemon's rule)
     sim = subprocess.Popen([sys.executable, "-m", "tradelab", "sim", "--symbols", "AAPL,MSFT", "--start", "2012-06-01",
-                            "--end", "2012-12-01", "--speed", "400000"], env=env, stdout=subprocess.PIPE,
+                            "--end", "2012-12-01", "--speed", "40000"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     live = None
     try:
@@ -99,3 +101,32 @@ def test_live_status_on_a_damaged_state_store_says_so_and_touches_nothing(tmp_pa
     assert r.returncode == 2, r.stdout + r.stderr
     assert "is damaged and cannot be read" in r.stderr and "Traceback" not in r.stderr
     assert (state / "state.db").read_bytes() == before
+
+
+def test_a_params_path_that_is_a_directory_or_a_pipe_is_one_error_never_a_hang(sample_lake_rw, tmp_path):
+    folder = tmp_path / "params-dir"
+    folder.mkdir()
+    fifo = tmp_path / "params.fifo"
+    os.mkfifo(fifo)
+    for path, words in ((folder, "a directory"), (fifo, "not a regular file")):
+        for args in (["params", "validate", str(path)], ["parity", "--params", str(path)],
+                     ["live", "--params", str(path)]):
+            r = run(*args, lake=sample_lake_rw.root, env=ENV)
+            assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_money_arguments_must_be_finite_and_positive(sample_lake_rw, tmp_path):
+    path = sma_file(tmp_path)
+    for cash in ("nan", "inf", "-1", "0"):
+        for args in (["parity", "--params", str(path), "--cash", cash], ["sim", "--cash", cash]):
+            r = run(*args, lake=sample_lake_rw.root, env=ENV)
+            assert r.returncode == 2 and "--cash must be a finite amount > 0" in r.stderr, (args, r.stderr)
+
+
+def test_sim_arguments_are_checked_with_one_line_errors(sample_lake_rw):
+    for args, words in ((["--port", "99999"], "--port must be between 0 and 65535"),
+                        (["--start", "garbage"], "--start must be a date"),
+                        (["--end", "garbage"], "--end must be a date"),
+                        (["--speed", "nan"], "--speed must be a finite number")):
+        r = run("sim", *args, lake=sample_lake_rw.root, env=ENV)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

@@ -8,6 +8,7 @@ both ``--live`` and ``TRADELAB_LIVE=1``, and says what it is about to do first.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -36,8 +37,15 @@ def _params(path: Path):
         raise LakeError(f"{path}: no such params file (run tradelab nightly first)")
     try:
         return load(path)
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:  # a directory, a pipe, a huge or invalid file: one line, never a hang
         raise LakeError(str(exc)) from None
+
+
+def _money(value: float, option: str) -> float:
+    """A money argument: finite and > 0 (NaN or inf would hang a replay in tracebacks), checked first."""
+    if not (math.isfinite(value) and 0 < value <= 1e12):
+        raise LakeError(f"{option} must be a finite amount > 0 and at most 1e12, got {value}")
+    return value
 
 
 def _keys() -> tuple[str, str]:
@@ -64,6 +72,7 @@ def parity(
     from live_bridge.parity import check
     from live_bridge.replay import replay
 
+    _money(cash, "--cash")
     pf = _params(params)
     end = end or (pd.Timestamp(pf.data.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     start = start or (pd.Timestamp(end) - pd.DateOffset(years=1)).strftime("%Y-%m-%d")
@@ -105,6 +114,17 @@ def sim(
     from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
     from live_bridge.simulator.trading import broker_app
 
+    _money(cash, "--cash")
+    if not 0 <= port <= 65535:
+        raise LakeError(f"--port must be between 0 and 65535 (0: any free port), got {port}")
+    if not (math.isfinite(speed) and 0 <= speed <= 1e9):
+        raise LakeError(f"--speed must be a finite number of simulated seconds per second >= 0, got {speed}")
+    for option, value in (("--start", start), ("--end", end)):
+        if value is not None:
+            try:
+                pd.Timestamp(value)
+            except (ValueError, TypeError):
+                raise LakeError(f"{option} must be a date (YYYY-MM-DD), got {value!r}") from None
     key, secret = _keys()
     store = open_lake(lake)
     frames = {s: store.read_bars(s, timeframe, start, end)[["ts", "open", "high", "low", "close", "volume"]]

@@ -27,7 +27,7 @@ def _load(path: Path):
     """The validated file, or a LakeError the user can act on (one line when it is missing)."""
     from research.params import load
 
-    if not path.is_file():
+    if not path.exists():
         raise LakeError(f"{path}: no such params file")
     try:
         return load(path)
