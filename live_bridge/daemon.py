@@ -112,6 +112,10 @@ class Daemon:
         self._seen_file: tuple | None = None
         self._refused: str | None = None
         self.started_at = pd.Timestamp.now(tz="UTC")
+        self.ws = url.replace("http://", "ws://").replace("https://", "wss://") if url else None
+        self.rest = None  # daily and hourly bars: polled from REST
+        self.bars = None  # minute bars: the market-data stream
+        self.symbols: list[str] = []  # whose bars the runner decides on (benchmarks included)
 
     # --- the broker, retried ----------------------------------------------------------------------
     def _call(self, what: str, fn: Callable):
@@ -161,12 +165,12 @@ class Daemon:
     def run(self) -> None:
         from .alpaca import AlpacaBroker
         from .alpaca_bars import RestBars
-        from .alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed
+        from .alpaca_feeds import AlpacaFillFeed
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pf = load(self.params_path)
         self._seen_file = _file_key(self.params_path)
-        ws = self.url.replace("http://", "ws://").replace("https://", "wss://") if self.url else None
+        ws = self.ws
         with StateStore(self.state_dir / "state.db") as store:
             broker = AlpacaBroker(self.key, self.secret, paper=self.paper, url_override=self.url)
             now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)  # the broker's time
@@ -175,6 +179,7 @@ class Daemon:
             anchor = store.anchor() or store.set_anchor(first_actionable_bar(now, tf))
             anchor_ts = pd.Timestamp(anchor, unit="us", tz="UTC")
             symbols, benches = _symbols(epochs)
+            self.symbols = symbols
             history = lake_history(self.lake, symbols, tf, now, start=min(anchor_ts, now))
             self._catch_up(history, tf, now)
             daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
@@ -190,6 +195,9 @@ class Daemon:
                             "is installed", self.params_path)
             for note in self._call("reconciling", runner.reconcile):
                 log.info("reconcile: %s", note)
+            if tf != "1Min":
+                self.rest = RestBars(self.key, self.secret, tf, url_override=self.url)
+                _follow(self.rest, history, symbols)
             runner.start()
             if pf.sha256() != epochs[-1][1].sha256():  # a file installed while the runner was down
                 self._reload(runner, pf, tf, now, source=str(self.params_path))
@@ -197,13 +205,8 @@ class Daemon:
                                    url_override_ws=ws + "/stream" if ws else None, url_override_rest=self.url)
             runner.seed_fill_feed(fills)  # what the store counted before a restart is not counted again
             fills.start()
-            self.bars = self._bar_feed(runner, tf, symbols, history, ws, AlpacaBarFeed)
-            rest = RestBars(self.key, self.secret, tf, url_override=self.url) if tf != "1Min" else None
-            if rest is not None:
-                for s in symbols:
-                    if len(history[s]["ts"]):
-                        rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
-            self.rest = rest
+            if self.bars is None:  # (a start-time reload may have started it already)
+                self.bars = self._bar_feed(runner, tf, self.symbols, history)
             try:
                 self._loop(runner, broker, tf)
             finally:
@@ -219,11 +222,9 @@ class Daemon:
         bars the runner saw before, never on a history with a hole."""
         from .alpaca_bars import RestBars
 
-        rest = RestBars(self.key, self.secret, tf, url_override=self.url)
-        for s, h in history.items():
-            if len(h["ts"]):
-                rest.last[s] = pd.Timestamp(int(h["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+        rest = RestBars(self.key, self.secret, tf, url_override=self.url)  # its own: it sees bars in progress
         syms = sorted(history)
+        _follow(rest, history, syms)
         bars = self._call("catching up the bars", lambda: rest.since(syms, now.to_pydatetime())) if syms else []
         step = TIMEFRAMES[tf] * 60_000_000
         now_us = int(now.value // 1000)
@@ -245,13 +246,15 @@ class Daemon:
             log.info("caught up %d bars after the lake from the broker (%s)", sum(map(len, new.values())),
                      ", ".join(sorted(new)))
 
-    def _bar_feed(self, runner: Runner, tf: str, symbols: list[str], history: dict, ws: str | None, feed_cls):
+    def _bar_feed(self, runner: Runner, tf: str, symbols: list[str], history: dict):
+        from .alpaca_feeds import AlpacaBarFeed
+
         if tf != "1Min" or not symbols:
             return None
         last = max((int(h["ts"][-1]) for h in history.values() if len(h["ts"])), default=None)
         since = pd.Timestamp(last + 60_000_000, unit="us", tz="UTC").to_pydatetime() if last is not None else None
-        feed = feed_cls(self.key, self.secret, symbols, on_bar=runner.on_bar, since=since,
-                        url_override_ws=ws + "/v2/iex" if ws else None, url_override_rest=self.url)
+        feed = AlpacaBarFeed(self.key, self.secret, symbols, on_bar=runner.on_bar, since=since,
+                             url_override_ws=self.ws + "/v2/iex" if self.ws else None, url_override_rest=self.url)
         feed.start()
         return feed
 
@@ -266,8 +269,7 @@ class Daemon:
                 try:
                     now = broker.clock().timestamp
                     self.broker_state.update(ok=True, error=None)
-                    symbols = sorted(set(_symbols(runner.epochs)[0]))
-                    bars = self.rest.since(symbols, now) if symbols else []
+                    bars = self.rest.since(self.symbols, now) if self.symbols else []
                 except BrokerError as err:  # Alpaca unreachable for now: the next poll asks again
                     log.warning("bars poll failed: %s", err)
                     self.broker_state.update(ok=False, error=str(err))
@@ -293,11 +295,11 @@ class Daemon:
             msg = f"{self.params_path}: {exc}"
             if msg != self._refused:
                 self._refused = msg
-                runner._q.put(_AlertWork(runner, msg))
+                runner.alert_later("reload_failed", msg)
             return
         if pf.data.timeframe != tf:
-            runner._q.put(_AlertWork(runner, f"{self.params_path} trades {pf.data.timeframe}, the runner {tf}: "
-                                             "restart the runner to change timeframe"))
+            runner.alert_later("reload_failed", f"{self.params_path} trades {pf.data.timeframe}, the runner {tf}: "
+                                                "restart the runner to change timeframe")
             return
         now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)
         self._reload(runner, pf, tf, now, source=str(self.params_path))
@@ -307,23 +309,19 @@ class Daemon:
         try:
             symbols, benches = _symbols([*runner.epochs, (runner.epochs[-1][0] + 1, pf)])
         except ValueError as exc:
-            runner._q.put(_AlertWork(runner, f"{source}: {exc}"))
+            runner.alert_later("reload_failed", f"{source}: {exc}")
             return
         new = [s for s in symbols if s not in runner._hist or not len(runner._hist[s])]
         history = lake_history(self.lake, new, tf, now) if new else {}
         daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
                  for b in benches if b not in runner.books}
-        if self.rest is not None if hasattr(self, "rest") else False:
-            for s in new:
-                if len(history[s]["ts"]):
-                    self.rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
+        if self.rest is not None:
+            _follow(self.rest, history, new)
         runner.reload(pf, history, daily, source)
-        if new and getattr(self, "bars", None) is not None:  # the minute feed subscribes to the new symbols
-            ws = self.url.replace("http://", "ws://").replace("https://", "wss://") if self.url else None
-            from .alpaca_feeds import AlpacaBarFeed
-
+        self.symbols = symbols
+        if new and self.bars is not None:  # the minute feed subscribes to the new symbols
             self.bars.stop()
-            self.bars = self._bar_feed(runner, tf, symbols, {**runner.history, **history}, ws, AlpacaBarFeed)
+            self.bars = self._bar_feed(runner, tf, symbols, {**runner.history, **history})
 
     def _write_status(self, runner: Runner | None, stopped: bool = False) -> None:
         """``status.json``: what this process trades and how it is doing (never a key)."""
@@ -338,12 +336,11 @@ class Daemon:
             log.warning("status.json not written: %s", exc)
 
 
-class _AlertWork:
-    """A reload refusal noticed by the poll loop, alerted from the runner's thread (its log's one writer)."""
-
-    def __init__(self, runner: Runner, message: str) -> None:
-        self.kind, self.done = "alert", threading.Event()
-        self.item = ("reload_failed", "", message)
+def _follow(rest, history: dict, symbols: list[str]) -> None:
+    """Poll ``symbols`` from the bar after their last one in ``history``."""
+    for s in symbols:
+        if len(history[s]["ts"]):
+            rest.last[s] = pd.Timestamp(int(history[s]["ts"][-1]), unit="us", tz="UTC").to_pydatetime()
 
 
 def _file_key(path: Path) -> tuple | None:

@@ -32,6 +32,12 @@ class AlertDesk:
         self._write(line)
         self._notify(kind, symbol, message, **extra)
 
+    def alert_later(self, kind: str, message: str, symbol: str = "") -> None:
+        """An alert from another thread (the daemon's poll loop), written by the worker (the log's one writer)."""
+        from .runner_orders import Work
+
+        self._q.put(Work("alert", (kind, symbol, message)))
+
     def _notify(self, kind: str, symbol: str, message: str, severity: str = "warning", **extra) -> None:
         """Hand an alert to the notifier (log and webhook sinks: live_bridge/alerts.py); never raises."""
         if self.notifier is None:

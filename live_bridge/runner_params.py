@@ -62,6 +62,7 @@ class ParamsDesk:
         sls = sleeves_over(epochs, candidates)
         check_sleeves(sls, self.books)
         self.epochs, self.params, self.sleeves = epochs, epochs[-1][1], sls
+        self.shas = [pf.sha256() for _, pf in epochs]  # computed once: status() reads them every poll
         self.names = sorted({s.strategy for s in sls})
         self._watch = {}  # symbol -> the sleeves deciding on its bars
         for s in sls:
@@ -78,30 +79,28 @@ class ParamsDesk:
         return {b: book.table() for b, book in self.books.items()}
 
     def reload(self, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-               daily: Mapping[str, Mapping[str, np.ndarray]] | None = None, source: str = "") -> bool:
+               daily: Mapping[str, Mapping[str, np.ndarray]] | None = None, source: str = "") -> None:
         """Queue a params file to trade from the next bar (any thread); the worker applies it between
         events. ``history`` / ``daily``: warm-up bars of symbols / benchmarks the runner lacks."""
         from .runner_orders import Work
 
-        w = Work("reload", (params, dict(history or {}), dict(daily or {}), source))
-        self._q.put(w)
-        return w
+        self._q.put(Work("reload", (params, dict(history or {}), dict(daily or {}), source)))
 
     def _reload(self, params: ParamsFile, history: dict, daily: dict, source: str) -> None:
         sha = params.sha256()
-        if sha == self.epochs[-1][1].sha256():
+        if sha == self.shas[-1]:
             return
         last = max((h.last_ts for h in self._hist.values() if h.last_ts is not None), default=0)
         start = max(last + 1, self.epochs[-1][0] + 1)
         added_books = {b: OnlineRegimes(b, a) for b, a in daily.items() if b not in self.books}
-        before = (self.epochs, self.params, self.sleeves, self.names, self._watch)
+        before = (self.epochs, self.params, self.sleeves, self.names, self._watch, self.shas)
         self.books.update(added_books)
         try:
             self._use([*self.epochs, (start, params)], self.candidates)
         except ValueError as exc:
             for b in added_books:
                 del self.books[b]
-            self.epochs, self.params, self.sleeves, self.names, self._watch = before
+            self.epochs, self.params, self.sleeves, self.names, self._watch, self.shas = before
             self._alert("reload_failed", "", f"params {source or sha[:12]} refused, the file in force stays "
                         f"({self.params.sha256()[:12]}): {exc}", sha256=sha)
             return
@@ -183,10 +182,10 @@ class ParamsDesk:
             labels[b] = {"last_daily_bar": when(book.last_day_us),
                          "next_session": None if t.empty else str(pd.Timestamp(t["session"].iloc[-1]).date()),
                          "next_label": None if t.empty else str(t["label"].iloc[-1])}
-        return {"params": {"sha256": self.params.sha256(), "created_at": self.params.created_at.isoformat(),
+        return {"params": {"sha256": self.shas[-1], "created_at": self.params.created_at.isoformat(),
                            "promoted": self.params.verdict.promoted,
                            "active": sum(e.status == "active" for e in self.params.entries)},
-                "epochs": [{"from_bar": when(f) if f else None, "sha256": pf.sha256()} for f, pf in self.epochs],
+                "epochs": [{"from_bar": when(f) if f else None, "sha256": sha} for (f, _), sha in zip(self.epochs, self.shas)],
                 "trade_from": when(self.trade_from_us),
                 "sleeves": [f"{s.strategy} {s.symbol}" for s in self.sleeves],
                 "last_bar": {s: when(h.last_ts) for s, h in sorted(self._hist.items())},
