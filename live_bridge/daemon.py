@@ -329,7 +329,10 @@ class Daemon:
                 "updated_at": pd.Timestamp.now(tz="UTC").isoformat(), "paper": self.paper,
                 "broker": dict(self.broker_state), "params_path": str(self.params_path)}
         if runner is not None:
-            body.update(runner.status())
+            try:
+                body.update(runner.status())
+            except RuntimeError:  # the worker grew a dict while we read it (a reload adding symbols): next poll
+                return
         try:
             atomic_write_bytes(json.dumps(body, default=str, indent=1).encode(), self.state_dir / "status.json")
         except OSError as exc:
