@@ -5,6 +5,7 @@ All times are int64 microseconds since the epoch, UTC, matching the lake's ``ts`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +93,29 @@ def session_stamp(dates: pd.DatetimeIndex | pd.Series) -> pd.DatetimeIndex:
     if idx.tz is not None:
         idx = idx.tz_convert(NY).tz_localize(None)
     return idx.normalize().tz_localize(NY).tz_convert("UTC").as_unit("us")
+
+
+#: Test clock: an ISO instant read as "now" by the checks that refuse bars from the future.
+NOW_VARIABLE = "TRADELAB_NOW"
+
+
+def now() -> pd.Timestamp:
+    """The current instant in UTC (``TRADELAB_NOW`` overrides it, for tests and replays of a past day)."""
+    text = os.environ.get(NOW_VARIABLE, "").strip()
+    if not text:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        t = pd.Timestamp(text)
+    except ValueError:
+        raise LakeError(f"{NOW_VARIABLE}={text!r} is not a timestamp (e.g. 2024-03-04T21:00:00Z)") from None
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def current_session(at: pd.Timestamp | None = None, sessions: Sessions | None = None) -> int:
+    """Index of the session that has opened last by ``at`` (now): the newest a bar can belong to."""
+    s = sessions or nyse()
+    t = int((at if at is not None else now()).value // 1000)
+    return int(np.searchsorted(s.open_us, t, side="right")) - 1
 
 
 def check_window(start: pd.Timestamp, end: pd.Timestamp) -> None:

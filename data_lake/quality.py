@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calendar import US_PER_MIN, day_index, nyse, session_index
+from .calendar import US_PER_MIN, current_session, day_index, nyse, session_index
 from .schema import PRICE_COLUMNS, TIMEFRAMES, LakeError
 
 
@@ -65,8 +65,11 @@ class DataQualityError(LakeError):
         )
 
 
-def check_bars(frame: pd.DataFrame, timeframe: str) -> QualityReport:
-    """Check a batch of bars of one symbol and timeframe; return every (row, reason)."""
+def check_bars(frame: pd.DataFrame, timeframe: str, at: pd.Timestamp | None = None) -> QualityReport:
+    """Check a batch of bars of one symbol and timeframe; return every (row, reason).
+
+    ``at`` is now (``calendar.now()``): no bar may lie after the close of the session open last by then.
+    """
     n = len(frame)
     found: list[tuple[np.ndarray, str]] = []
 
@@ -108,7 +111,7 @@ def check_bars(frame: pd.DataFrame, timeframe: str) -> QualityReport:
         valid = ~nat & (latest != none)
         flag(valid & (ts == latest), "duplicate timestamp")
         flag(valid & (ts < latest), "timestamp out of order")
-    _check_calendar(ts, nat, timeframe, flag)
+    _check_calendar(ts, nat, timeframe, flag, at)
 
     if not found:
         return QualityReport(np.zeros(0, dtype=np.int64), [], n)
@@ -118,13 +121,20 @@ def check_bars(frame: pd.DataFrame, timeframe: str) -> QualityReport:
     return QualityReport(rows[order], [reasons[i] for i in order], n)
 
 
-def _check_calendar(ts: np.ndarray, nat: np.ndarray, timeframe: str, flag) -> None:
-    """Daily stamps must name an NYSE session; intraday bars must start inside one, on the grid."""
+def _check_calendar(ts: np.ndarray, nat: np.ndarray, timeframe: str, flag, at: pd.Timestamp | None) -> None:
+    """Daily stamps must name an NYSE session; intraday bars must start inside one, on the grid;
+    none may lie after the current session (a bar from the future)."""
     sessions = nyse()
     minutes = TIMEFRAMES[timeframe]
+    cur = current_session(at, sessions)
+    day = sessions.dates[cur].date() if cur >= 0 else None
     if minutes == 0:
         flag(~nat & (day_index(ts, sessions) < 0), "not an NYSE session date (1Day bars are stamped 00:00 New York)")
+        flag(~nat & (ts > (sessions.day_us[cur] if cur >= 0 else -2**62)),
+             f"after the current session ({day}): a bar from the future")
         return
+    flag(~nat & (ts >= (sessions.close_us[cur] if cur >= 0 else -2**62)),
+         f"after the close of the current session ({day}): a bar from the future")
     idx = session_index(ts, sessions)
     flag(~nat & (idx < 0), "outside the NYSE regular session")
     inside = ~nat & (idx >= 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,13 @@ import pytest
 from data_lake import Batch, Lake
 from data_lake.calendar import US_PER_MIN, nyse
 from data_lake.sources.sample import SYMBOLS, sample_bars, sample_meta
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hermetic: the caller's TRADELAB_* and APCA_* variables (a lake, keys, a test clock) never reach a test;
+    a test that needs one sets it itself."""
+    for name in [n for n in os.environ if n.startswith(("TRADELAB_", "APCA_"))]:
+        del os.environ[name]
 
 
 def minute_bars(dates: list[str], seed: int = 0, price: float = 100.0) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import stamps
 from ..calendar import session_stamp
 from ..schema import TIMEFRAMES, Adjustment, BarMeta, Feed, LakeError
 
@@ -79,22 +80,26 @@ def read_table_file(path: Path) -> pd.DataFrame:
     raise LakeError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
 
 
-def _parse_ts(raw: pd.Series, timeframe: str, tz: str | None) -> pd.Series:
+def _parse_ts(raw: pd.Series, timeframe: str, tz: str | None, date_format: str | None = None) -> pd.Series:
+    daily = TIMEFRAMES[timeframe] == 0
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.to_datetime(raw)
+        if daily:
+            return pd.Series(session_stamp(pd.DatetimeIndex(stamps.daily_from_datetimes(ts))), index=raw.index)
     else:
         try:
             text = raw.astype(str).str.strip()
         except UnicodeDecodeError:
             raise LakeError(f"timestamp column {raw.name!r} holds bytes that are not text") from None
         text = text.where(text != "", None)
+        day_first = stamps.date_order(text, date_format)
+        if daily:
+            dates = stamps.daily_from_text(text, tz, date_format, day_first)
+            return pd.Series(session_stamp(pd.DatetimeIndex(dates)), index=raw.index)
         try:
-            # errors="coerce": an unparseable stamp becomes NaT, which the gate reports by row
-            ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+            ts = stamps.to_datetime(text, date_format, day_first)
         except ValueError:  # mixed offsets (a file spanning a DST change): parse each to UTC
-            ts = _mixed_offsets(text)
-    if TIMEFRAMES[timeframe] == 0:
-        return pd.Series(session_stamp(pd.DatetimeIndex(ts)), index=raw.index)
+            ts = _mixed_offsets(text, date_format, day_first)
     if getattr(ts.dt, "tz", None) is None:
         if not tz:
             raise LakeError("timestamps have no time zone: pass --tz (e.g. --tz America/New_York)")
@@ -108,9 +113,9 @@ def _parse_ts(raw: pd.Series, timeframe: str, tz: str | None) -> pd.Series:
 _OFFSET = r"\d:\d\d(?::\d\d(?:\.\d*)?)?\s*(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _mixed_offsets(text: pd.Series) -> pd.Series:
+def _mixed_offsets(text: pd.Series, date_format: str | None, day_first: bool) -> pd.Series:
     """Stamps with different UTC offsets, in UTC; a file mixing stamps with and without one is refused."""
-    ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    ts = stamps.to_datetime(text, date_format, day_first, utc=True)
     aware = text.str.contains(_OFFSET, na=False).to_numpy()
     naive = ~aware & ts.notna().to_numpy()
     if aware.any() and naive.any():  # utc=True would silently read the naive ones as UTC
@@ -122,8 +127,12 @@ def _mixed_offsets(text: pd.Series) -> pd.Series:
 
 
 def file_bars(path: str | Path, timeframe: str, *, tz: str | None = None,
-              adjustment: Adjustment = Adjustment.RAW) -> pd.DataFrame:
-    """Read a user's bar file into a normalized frame (rows in file order, unchecked)."""
+              adjustment: Adjustment = Adjustment.RAW, date_format: str | None = None) -> pd.DataFrame:
+    """Read a user's bar file into a normalized frame (rows in file order, unchecked).
+
+    Timestamps are read by the rules of ``stamps``: the date order from the whole column
+    (``date_format`` when it cannot tell), and one explicit rule for the session of a 1Day stamp.
+    """
     path = Path(path)
     raw = read_table_file(path)
     if raw.empty:
@@ -139,7 +148,7 @@ def file_bars(path: str | Path, timeframe: str, *, tz: str | None = None,
             factor = num["adj_close"] / num["close"]
     elif adjustment != Adjustment.RAW:
         raise LakeError("files support --adjustment raw or all")
-    out = pd.DataFrame({"ts": _parse_ts(raw[cols["ts"]], timeframe, tz).to_numpy()})
+    out = pd.DataFrame({"ts": _parse_ts(raw[cols["ts"]], timeframe, tz, date_format).to_numpy()})
     with np.errstate(all="ignore"):
         for c in ("open", "high", "low", "close"):
             out[c] = num[c] * factor

@@ -88,6 +88,9 @@ def csv(
     timeframe: Annotated[str, typer.Option(help="1Min, 5Min, 15Min, 1Hour or 1Day.")],
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps, e.g. America/New_York.")] = None,
     adjustment: Annotated[str, typer.Option(help="raw (default) or all (scale by Adj Close / Close).")] = "raw",
+    date_format: Annotated[str | None, typer.Option(
+        help="strptime format of the timestamps, e.g. '%d/%m/%Y': needed when dates read either day- or "
+             "month-first.")] = None,
     quarantine: Quarantine = False,
     lake: LakeOpt = DEFAULT_LAKE,
 ) -> None:
@@ -99,7 +102,7 @@ def csv(
     from data_lake.sources.files import file_bars, file_meta
 
     sym, tf, adj = parse_symbols(symbol)[0], check_timeframe(timeframe), _adjustment(adjustment)
-    frame = file_bars(path, tf, tz=tz, adjustment=adj)
+    frame = file_bars(path, tf, tz=tz, adjustment=adj, date_format=date_format)
     result = open_lake(lake).write_bars(sym, tf, frame, file_meta(path, adj), quarantine=quarantine, what=path.name)
     _report(result, f"{path.name} -> {sym} {tf}")
 
