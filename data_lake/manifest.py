@@ -6,7 +6,11 @@ old file and the pages of the new one. Instead, partition files are never modifi
 new uniquely named files, then swaps ``_manifest.json`` atomically (temp, fsync, rename). A reader
 takes the manifest once and reads exactly those files: a snapshot, old or new, never a mix, and a
 multi-partition write becomes visible all at once. Superseded files are kept for a grace period
-(so snapshots taken before the swap stay readable), then deleted by a later write.
+(so snapshots taken before the swap stay readable), then deleted by a later write. A job that
+reads for longer (a weekend sweep) takes a *lease* (``_readers/``): while its process lives, no
+file retired after the lease was taken is deleted, whatever the grace. Files no manifest ever
+listed (a writer killed before its commit) are deleted by the next write anywhere in the lake: no
+snapshot can hold them.
 
 Derived tables (tables.py) follow the same rule under ``tables``: name -> key -> file. A manifest
 without that section (written before tables existed) reads as holding no tables.
@@ -15,7 +19,9 @@ without that section (written before tables existed) reads as holding no tables.
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +29,8 @@ from .atomic import atomic_write_bytes
 
 MANIFEST = "_manifest.json"
 FORMAT_VERSION = 1
+READERS = "_readers"
+LEASE_MAX_SECONDS = 7 * 86400.0  # a lease older than this no longer holds files (a forgotten kernel)
 
 
 @dataclass
@@ -79,10 +87,11 @@ class Manifest:
             del self.tables[name]
 
     def collect(self, root: Path, grace_seconds: float) -> int:
-        """Delete retired files older than the grace period; return how many went."""
+        """Delete retired files older than the grace period and not held by a lease; return how many went."""
         now, gone = time.time(), 0
+        held_from = min(live_leases(root), default=float("inf"))  # files retired after this are held
         for rel, at in list(self.retired.items()):
-            if now - at >= grace_seconds:
+            if now - at >= grace_seconds and at < held_from:
                 (root / rel).unlink(missing_ok=True)
                 del self.retired[rel]
                 gone += 1
@@ -92,3 +101,49 @@ class Manifest:
         """Every file the manifest refers to, current or retired."""
         tables = {rel for keys in self.tables.values() for rel in keys.values()}
         return set(self.partitions.values()) | tables | set(self.retired)
+
+
+def take_lease(root: Path) -> Path | None:
+    """Hold every file current now until the lease is released (``release``) or its process ends.
+
+    Returns None when the lake is read-only to this process: the grace period alone protects it then.
+    """
+    path = root / READERS / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.lease"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{time.time()!r}\n")
+    except OSError:
+        return None
+    return path
+
+
+def release(lease: Path) -> None:
+    lease.unlink(missing_ok=True)
+
+
+def live_leases(root: Path) -> list[float]:
+    """When each live lease was taken; a lease of a dead process (or too old) is removed."""
+    folder = root / READERS
+    if not folder.is_dir():
+        return []
+    out, now = [], time.time()
+    for p in folder.glob("*.lease"):
+        try:
+            pid, taken = int(p.name.split("-", 1)[0]), float(p.read_text())
+        except (OSError, ValueError):
+            continue  # being written right now, or not ours: it holds nothing
+        if now - taken > LEASE_MAX_SECONDS or not _alive(pid):
+            p.unlink(missing_ok=True)
+            continue
+        out.append(taken)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

@@ -15,7 +15,9 @@ not touched, so ingesting the same data twice changes nothing (not even ``ingest
 
 from __future__ import annotations
 
+import copy
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write_table, writer_lock
-from .manifest import Manifest
+from .manifest import Manifest, release, take_lease
 from .calendar import day_index, session_index
 from .quality import DataQualityError, QualityReport, check_bars
 from .schema import (
@@ -142,9 +144,29 @@ class Lake:
         self.grace_seconds = grace_seconds
         self.bars_dir = self.root / "bars"
         self.quarantine_dir = self.root / "quarantine"
+        self._pinned: Manifest | None = None  # a snapshot's bars (see ``snapshot``)
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.root)!r})"
+        pinned = "" if self._pinned is None else f", snapshot of generation {self._pinned.generation}"
+        return f"Lake({str(self.root)!r}{pinned})"
+
+    def snapshot(self) -> "Lake":
+        """This lake with its bars pinned to the current manifest: one consistent state for a whole job.
+
+        Every multi-symbol job (sweep, nightly, regimes, parity, replay, weekend) reads through one
+        snapshot, so an ingest that commits meanwhile is seen by none of its symbols or by all of
+        them in the next job, never by some. Tables (sweeps, regimes) stay live: a job sees its own
+        writes. The snapshot's files are held by a lease until the snapshot is garbage-collected or
+        its process ends (manifest.py). A snapshot's snapshot is itself.
+        """
+        if self._pinned is not None:
+            return self
+        snap = copy.copy(self)
+        lease = take_lease(self.root)  # before the manifest is read: no file of it can go in between
+        snap._pinned = Manifest.load(self.root)
+        if lease is not None:
+            weakref.finalize(snap, release, lease)
+        return snap
 
     # ---------------------------------------------------------------- layout
     def partition_dir(self, symbol: str, timeframe: str, year: int) -> Path:
@@ -158,7 +180,7 @@ class Lake:
     def files(self, symbol: str | None = None, timeframe: str | None = None,
               manifest: Manifest | None = None) -> list[tuple[str, str, int, Path]]:
         """The current partition files as (timeframe, symbol, year, path), sorted."""
-        m = manifest or self.manifest()
+        m = manifest or self._pinned or self.manifest()
         out = []
         for key, rel in m.partitions.items():
             tf, sym, year = key.split("/")
@@ -245,6 +267,7 @@ class Lake:
         with writer_lock(self.root):
             manifest = self.manifest()
             manifest.collect(self.root, self.grace_seconds)
+            remove_orphans(self.root, manifest)
             # files are encoded on the pool while the next batch is merged (pyarrow drops the GIL)
             with ThreadPoolExecutor(max_workers=2) as pool:
                 writes, quarantined = [], []
@@ -283,7 +306,6 @@ class Lake:
         for year in range(int(years[0]), int(years[-1]) + 1):
             key = Manifest.key(timeframe, symbol, year)
             folder = self.partition_dir(symbol, timeframe, year)
-            _remove_orphans(self.root, folder, manifest)
             a, b = np.searchsorted(years, year), np.searchsorted(years, year, side="right")
             new = _to_table(frame.iloc[a:b], meta, now)
             old_rel = manifest.partitions.get(key)
@@ -336,6 +358,8 @@ class Lake:
         symbol, timeframe = check_symbol(symbol), check_timeframe(timeframe)
         with writer_lock(self.root):
             manifest = self.manifest()
+            manifest.collect(self.root, self.grace_seconds)
+            remove_orphans(self.root, manifest)
             files = self.files(symbol, timeframe, manifest)
             for tf, sym, year, _ in files:
                 manifest.replace(Manifest.key(tf, sym, year), None)
@@ -344,14 +368,20 @@ class Lake:
         return len(files)
 
 
-def _remove_orphans(root: Path, folder: Path, manifest: Manifest) -> None:
-    """Delete files a killed writer left in a partition folder (never in the manifest)."""
-    if not folder.exists():
-        return
-    known = manifest.known()
-    for p in folder.iterdir():
-        if str(p.relative_to(root)) not in known:
-            p.unlink(missing_ok=True)
+def remove_orphans(root: Path, manifest: Manifest) -> int:
+    """Delete the files no manifest lists under ``bars`` and ``tables`` (a writer killed before its
+    commit, temp files included); call under the writer lock. Return how many went.
+
+    No snapshot can hold such a file: a file becomes readable only through the manifest that
+    lists it, and a listed file, once retired, keeps its grace and leases (``Manifest.collect``).
+    """
+    known, gone = manifest.known(), 0
+    for top in ("bars", "tables"):
+        for p in (root / top).rglob("*"):
+            if p.is_file() and str(p.relative_to(root)) not in known:
+                p.unlink(missing_ok=True)
+                gone += 1
+    return gone
 
 
 def _bounds(start: object, end: object) -> tuple[np.int64, np.int64]:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_write_table, writer_lock
 from .schema import LakeError
-from .store import Lake, _remove_orphans
+from .store import Lake, remove_orphans
 
 RESERVED = frozenset({"bars", "quarantine"})  # the catalog's own views
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # a DuckDB view name that needs no quoting
@@ -62,8 +62,8 @@ def write_table(lake: Lake | str, name: str, key: str, table: pa.Table | pd.Data
     with writer_lock(lake.root):
         manifest = lake.manifest()
         manifest.collect(lake.root, lake.grace_seconds)
+        remove_orphans(lake.root, manifest)  # files of writes killed before their commit
         folder = table_dir(lake, name, key)
-        _remove_orphans(lake.root, folder, manifest)  # files of a write that failed before its commit
         path = folder / f"part-{manifest.generation + 1:08d}-{uuid.uuid4().hex[:12]}.parquet"
         atomic_write_table(table, path)
         rel = str(path.relative_to(lake.root))

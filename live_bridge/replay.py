@@ -109,6 +109,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     benches = sorted({s.benchmark for s in sleeves(params, candidates) if s.by_regime})
     symbols = sorted(traded | set(benches))  # a benchmark's bars reach the runner even when it is not traded
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
+    lake = lake.snapshot()  # every symbol and benchmark from one lake state
     frames, history = _load(lake, symbols, tf, t0, t1)
     # The runner labels sessions itself from the benchmark bars it receives (regimes_live.py), starting
     # from the daily bars before the replay; parity's backtest uses the labels of the whole lake

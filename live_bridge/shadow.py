@@ -143,6 +143,7 @@ def run_for_day(lake: Lake, state_dir: Path, params_path: Path | None, day: date
     cal = nyse()
     if pd.Timestamp(day) not in cal.dates:
         raise ValueError(f"{day} is not an NYSE session")
+    lake = lake.snapshot()  # the backtest and the day's closes from one lake state
     expected = shadow_fills(lake, run, day)
     ny = expected["bar"].dt.tz_convert("America/New_York").dt.date
     expected = expected[ny == day].reset_index(drop=True)

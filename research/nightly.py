@@ -160,6 +160,7 @@ def candidate(run: StrategyRun, c: Choice) -> Entry:
 def nightly(lake: Lake, cfg: NightlyConfig, *, params_dir: str | Path, run: RunInfo, client: object | None = None,
             progress: Progress | None = None, now: datetime | None = None) -> NightlyResult:
     """Regimes, sweeps, choices, gate: the candidate params file (not installed; see the module doc)."""
+    lake = lake.snapshot()  # one lake state for the regimes, every sweep and the provenance
     regimes = refresh_regimes(lake, cfg) if cfg.by_regime else {}
     runs = tuple(sweep_and_choose(lake, cfg, s, client=client, progress=progress) for s in cfg.strategies)
     wanted = (lambda regime: regime != "all") if cfg.by_regime else (lambda regime: regime == "all")

@@ -118,6 +118,7 @@ def run_sweep(lake: Lake, spec: SweepSpec, *, max_memory: int = 2 * 2**30, resum
     ``chunk`` fixes the combinations per chunk (otherwise sized from ``max_memory``).
     """
     params, rules, _ = spec.combos()
+    lake = lake.snapshot()  # every symbol from one lake state: the sweep id names a state that existed
     datas = {sym: load_symbol(lake, spec, sym) for sym in spec.symbols}
     sid = sweep_id(spec, {s: d.data_hash for s, d in datas.items()})
     done = set(table_files(lake, TABLE).get(TABLE, {}))
