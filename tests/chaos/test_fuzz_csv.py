@@ -247,3 +247,64 @@ def test_offsets_across_a_dst_change_are_read_as_utc(tmp_path: Path, chaos):
     assert r.exit_code == 0, r.output
     got = Lake(tmp_path / "lake").read_bars("FZ", "1Min")["ts"].tolist()
     assert got == [pd.Timestamp("2024-03-08 20:59", tz="UTC"), pd.Timestamp("2024-03-11 13:30", tz="UTC")]
+
+
+# --- dates are never shifted (issue 14, items 1-3) ----------------------------------------------------
+GOOD_STYLES = {  # each names the session it is given for, by the rule in data_lake/sources/stamps.py
+    "iso": lambda d: f"{d:%Y-%m-%d}",
+    "utc midnight": lambda d: f"{d:%Y-%m-%d}T00:00:00Z",
+    "utc midnight +00:00": lambda d: f"{d:%Y-%m-%d} 00:00:00+00:00",
+    "tokyo midnight": lambda d: f"{d:%Y-%m-%d}T00:00:00+09:00",
+    "new york midnight in utc": lambda d: f"{d.tz_localize('America/New_York').tz_convert('UTC'):%Y-%m-%dT%H:%M:%SZ}",
+    "new york close": lambda d: (d + pd.Timedelta(hours=16)).tz_localize("America/New_York").isoformat(),
+    "new york close in utc": lambda d: f"{(d + pd.Timedelta(hours=16)).tz_localize('America/New_York').tz_convert('UTC'):%Y-%m-%dT%H:%M:%SZ}",
+    "day first": lambda d: f"{d:%d/%m/%Y}",
+    "month first": lambda d: f"{d:%m/%d/%Y}",
+}
+BAD_STYLES = {  # times that could mean two days
+    "utc 02:00": lambda d: f"{d:%Y-%m-%d}T02:00:00Z",
+    "new york 18:00": lambda d: (d + pd.Timedelta(hours=18)).tz_localize("America/New_York").isoformat(),
+    "new york 08:00": lambda d: f"{d:%Y-%m-%d} 08:00",
+}
+FORMATS = {"day first": "%d/%m/%Y", "month first": "%m/%d/%Y"}
+
+
+@st.composite
+def dated_files(draw) -> tuple[bytes, tuple[str, ...], list[pd.Timestamp], bool]:
+    """(file, options, the session each row is given for, whether a row must be refused)."""
+    pool = nyse().slice("2009-01-02", "2012-12-31").dates
+    picks = sorted(set(draw(st.lists(st.integers(0, len(pool) - 1), min_size=2, max_size=8))))
+    dates = [pool[i] for i in picks]
+    future = draw(st.booleans()) and draw(st.booleans())
+    if future:  # sessions that have not happened yet (the calendar carries them)
+        dates.append(nyse().slice("2029-01-02", "2029-12-31").dates[draw(st.integers(0, 200))])
+    style = draw(st.sampled_from(sorted(GOOD_STYLES)))
+    rows = [[GOOD_STYLES[style](d), *_row(i, "")[1:]] for i, d in enumerate(dates)]
+    bad = False
+    if draw(st.integers(0, 4)) == 0:
+        i = draw(st.integers(0, len(rows) - 1))
+        rows[i][0] = BAD_STYLES[draw(st.sampled_from(sorted(BAD_STYLES)))](dates[i])
+        bad = True
+    opts = ("--date-format", FORMATS[style]) if style in FORMATS and draw(st.booleans()) else ()
+    opts += draw(st.sampled_from([(), ("--quarantine",)]))
+    return _render(HEADER, rows).encode(), opts, dates, bad or future
+
+
+@settings(FUZZ, max_examples=120)
+@given(dated_files())
+def test_a_bar_lands_on_the_session_it_is_given_for_or_is_refused(tmp_path: Path, chaos, case):
+    data, opts, dates, must_refuse = case
+    chaos["inputs_fuzzed"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path, root = Path(tmp) / "bars.csv", Path(tmp) / "lake"
+        path.write_bytes(data)
+        r = invoke("ingest", "csv", str(path), "--symbol", "FZ", "--timeframe", "1Day", *opts, "--lake", str(root))
+        if r.exit_code != 0:
+            assert_user_error(r)
+            assert not (root / "_manifest.json").exists(), "a refused file changed the lake"
+            return
+        stored = Lake(root).read_bars("FZ", "1Day")
+        given_for = {100.5 + i: d for i, d in enumerate(dates)}  # each row's close is unique
+        for ts, close in zip(stored["ts"], stored["close"]):
+            assert ts.tz_convert("America/New_York").tz_localize(None) == given_for[close], (data, ts, close)
+        assert len(stored) < len(dates) if must_refuse else len(stored) == len(dates)
