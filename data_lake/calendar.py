@@ -14,7 +14,7 @@ import pandas as pd
 
 from .schema import LakeError
 
-CALENDAR_START = "1990-01-02"
+CALENDAR_START = "1962-07-02"  # as far back as the sessions are reliable: weekdays only since 1952
 CALENDAR_END = "2030-12-31"
 NY = "America/New_York"
 US_PER_MIN = 60_000_000
@@ -55,11 +55,21 @@ def _utc_us(index: pd.DatetimeIndex) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def nyse() -> Sessions:
-    """All XNYS sessions between 1990 and 2030 (half days and special closures included)."""
+    """All XNYS sessions from 1962-07-02 to 2030 (half days and special closures included); computed once.
+
+    exchange-calendars builds its sessions with a ``CustomBusinessDay`` over its holiday rules, and
+    pandas evaluates such rules from 1970 only (``AbstractHolidayCalendar.start_date``): before 1970
+    Christmas, Independence Day and the rest came out as sessions. The rules themselves are right
+    for those years, so their dates are taken out here (nothing changes from 1970 on). Before 1985
+    the exchange opened at 10:00 (and closed at 15:30 until 1974); the calendar keeps 09:30-16:00,
+    which matters only to intraday bars of those years.
+    """
     import exchange_calendars as xc
 
     cal = xc.get_calendar("XNYS", start=CALENDAR_START, end=CALENDAR_END)
     sched = cal.schedule
+    holidays = cal.regular_holidays.holidays(pd.Timestamp(CALENDAR_START), pd.Timestamp(CALENDAR_END))
+    sched = sched[~pd.DatetimeIndex(sched.index).isin(holidays)]
     dates = pd.DatetimeIndex(sched.index).tz_localize(None).as_unit("us")
     day = dates.tz_localize(NY)
     return Sessions(

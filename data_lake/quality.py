@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calendar import US_PER_MIN, current_session, day_index, nyse, session_index
+from .calendar import CALENDAR_END, CALENDAR_START, US_PER_MIN, current_session, day_index, nyse, session_index
 from .schema import PRICE_COLUMNS, TIMEFRAMES, LakeError
 
 
@@ -128,6 +128,11 @@ def _check_calendar(ts: np.ndarray, nat: np.ndarray, timeframe: str, flag, at: p
     minutes = TIMEFRAMES[timeframe]
     cur = current_session(at, sessions)
     day = sessions.dates[cur].date() if cur >= 0 else None
+    early = ~nat & (ts < sessions.day_us[0])
+    late = ~nat & (ts >= sessions.close_us[-1])
+    flag(early, f"before the NYSE calendar's first session, {CALENDAR_START}")
+    flag(late, f"after the NYSE calendar's last session, {CALENDAR_END}")
+    nat = nat | early | late  # named once: not also "not a session" below
     if minutes == 0:
         flag(~nat & (day_index(ts, sessions) < 0), "not an NYSE session date (1Day bars are stamped 00:00 New York)")
         flag(~nat & (ts > (sessions.day_us[cur] if cur >= 0 else -2**62)),

@@ -163,3 +163,56 @@ def test_without_a_test_clock_a_2027_file_is_refused_today(tmp_path: Path, monke
     path = _csv(tmp_path, ["2030-01-07", "2030-01-08", "2030-01-09", "2030-01-10"])
     with pytest.raises(DataQualityError, match="a bar from the future"):
         Lake(tmp_path / "lake").write_bars("ABC", "1Day", file_bars(path, "1Day"), file_meta(path))
+
+
+# --- history older than 1990 (issue 15, item 1) -------------------------------------------------------
+MSFT_1986 = Path(__file__).parent / "fixtures" / "msft_1986.csv"
+
+
+def test_real_1986_history_imports_whole(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from tradelab.cli import app
+
+    r = CliRunner().invoke(app, ["ingest", "csv", str(MSFT_1986), "--symbol", "MSFT", "--timeframe", "1Day",
+                                 "--lake", str(tmp_path / "lake")])
+    assert r.exit_code == 0, r.output
+    bars = Lake(tmp_path / "lake").read_bars("MSFT", "1Day")
+    assert len(bars) == 204 and _sessions(bars)[0] == "1986-03-13" and _sessions(bars)[-1] == "1986-12-31"
+    assert bars["close"].iloc[0] == 0.07533
+
+
+def test_a_date_before_the_calendar_says_so(tmp_path: Path):
+    path = tmp_path / "old.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n1962-06-29,1,1,1,1,1\n1962-07-02,1,1,1,1,1\n1962-07-04,1,1,1,1,1\n")
+    with pytest.raises(DataQualityError) as err:
+        Lake(tmp_path / "lake").write_bars("OLD", "1Day", file_bars(path, "1Day"), file_meta(path))
+    assert err.value.report.reasons_by_row() == {
+        1: "before the NYSE calendar's first session, 1962-07-02",
+        3: "not an NYSE session date (1Day bars are stamped 00:00 New York)"}  # Independence Day
+
+
+def test_the_calendar_loads_once_and_fast():
+    import time
+
+    from data_lake.calendar import nyse
+
+    nyse.cache_clear()
+    t0 = time.perf_counter()
+    s = nyse()
+    assert time.perf_counter() - t0 < 5.0 and nyse() is s
+    assert str(s.dates[0].date()) == "1962-07-02" and len(s) > 17_000
+
+
+def test_holidays_before_1970_are_not_sessions():
+    """exchange-calendars (through pandas' holiday calendar) left them in before 1970."""
+    from data_lake.calendar import nyse
+
+    dates = set(nyse().dates)
+    for holiday in ("1962-07-04", "1962-11-22", "1962-12-25", "1963-01-01", "1965-04-16", "1969-12-25",
+                    "1986-07-04", "1986-11-27", "1986-12-25"):
+        assert pd.Timestamp(holiday) not in dates, holiday
+    for session in ("1962-07-05", "1962-12-24", "1962-12-26", "1969-12-24", "1986-12-24"):
+        assert pd.Timestamp(session) in dates, session
+    per_year = pd.Series(sorted(dates)).dt.year.value_counts()
+    assert per_year.loc[1963:1989].between(230, 256).all(), per_year.loc[1963:1989].to_dict()
