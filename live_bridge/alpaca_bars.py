@@ -1,26 +1,47 @@
-"""Completed bars from Alpaca's REST bars endpoint: how a daily runner gets its bar after the close.
+"""Completed bars from Alpaca's REST bars endpoint, built exactly as the lake builds them.
 
-Alpaca's market-data stream carries minute bars (``alpaca_feeds.AlpacaBarFeed``); a daily bar is
-fetched once its session has closed. ``RestBars.since`` returns every bar after the last one
-delivered per symbol, oldest first, so a late or repeated call never skips or repeats a bar.
+Alpaca's market-data stream carries minute bars (``alpaca_feeds.AlpacaBarFeed``); every coarser
+timeframe is polled here. ``RestBars.since`` returns every bar after the last one delivered per
+symbol, oldest first, so a late or repeated call never skips or repeats a bar.
+
+**The bars the sweep saw.** The lake's intraday bars are regular-session bars on a grid counted
+from the open; Alpaca's are clock-aligned and include extended hours. So each timeframe is
+fetched the way ``data_lake.sources.alpaca`` ingests it (``FETCH_MINUTES``: 1Hour as 30Min bars,
+rolled up to 09:30, 10:30, ..., 15:30 by the same ``session_hours``), extended-hours and off-grid
+bars are dropped (``regular_session``), and a daily bar is stamped 00:00 New York of its session.
+
+**Only completed bars.** Alpaca serves the bar in progress (today's daily bar during the session,
+the current minute's or half hour's bar); a bar is delivered once its end (its session's close for
+1Day) is not after ``now``. A session-aligned hour is delivered once its last 30Min bar is in, or
+``HOUR_GRACE`` after its end when that half hour had no trades (Alpaca then sends no bar).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
+import pandas as pd
+import requests
+from alpaca.common.exceptions import APIError
 from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
-import requests
-from alpaca.common.exceptions import APIError
+from data_lake.calendar import US_PER_MIN, day_index, nyse, session_index
+from data_lake.schema import TIMEFRAMES
+from data_lake.sources.alpaca import FETCH_MINUTES, regular_session, session_hours
 
 from .alpaca import LiveBar, broker_error, network_error, tune_rest_client
 
-_TF = {"1Day": TimeFrame(1, TimeFrameUnit.Day), "1Hour": TimeFrame(1, TimeFrameUnit.Hour),
-       "1Min": TimeFrame(1, TimeFrameUnit.Minute)}
+HOUR_GRACE = timedelta(minutes=2)
+_NAMES = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+
+
+def _fetch_timeframe(timeframe: str) -> TimeFrame:
+    minutes = FETCH_MINUTES[timeframe]
+    return TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
 
 
 class RestBars:
@@ -28,8 +49,8 @@ class RestBars:
 
     def __init__(self, api_key: str, secret_key: str, timeframe: str, *, url_override: str | None = None,
                  feed: str = "iex", retry_wait: float = 3.0, lookback: timedelta = timedelta(days=10)) -> None:
-        if timeframe not in _TF:
-            raise ValueError(f"RestBars serves {', '.join(_TF)}, got {timeframe!r}")
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"RestBars serves {', '.join(TIMEFRAMES)}, got {timeframe!r}")
         self._client = StockHistoricalDataClient(api_key, secret_key, url_override=url_override)
         tune_rest_client(self._client, retry_attempts=3, retry_wait=retry_wait, timeout=10.0)
         self.timeframe, self.feed, self.lookback = timeframe, DataFeed(feed), lookback
@@ -39,9 +60,9 @@ class RestBars:
         return f"RestBars({self.timeframe})"
 
     def since(self, symbols: list[str], now: datetime) -> list[LiveBar]:
-        """New bars of ``symbols`` up to ``now``, oldest first per symbol; safe to call again after a BrokerError."""
+        """New bars of ``symbols`` completed by ``now``, oldest first; safe to call again after a BrokerError."""
         start = min((self.last.get(s, now - self.lookback) for s in symbols), default=now - self.lookback)
-        req = StockBarsRequest(symbol_or_symbols=list(symbols), timeframe=_TF[self.timeframe],
+        req = StockBarsRequest(symbol_or_symbols=list(symbols), timeframe=_fetch_timeframe(self.timeframe),
                                start=start, end=now, feed=self.feed, adjustment=Adjustment.RAW)
         try:  # a BrokerError (status, Alpaca's message), never alpaca-py's error with the request headers
             data = self._client.get_stock_bars(req).data
@@ -49,12 +70,51 @@ class RestBars:
             raise broker_error(err) from None
         except requests.RequestException as err:
             raise network_error(err) from None
+        now_us = int(pd.Timestamp(now).value // 1000)
         out = []
         for sym, bars in data.items():
-            for b in bars:
-                if sym in self.last and b.timestamp <= self.last[sym]:
+            frame = lake_bars(_frame(bars), self.timeframe, now_us)
+            for row in frame.itertuples(index=False):
+                ts = row.ts.to_pydatetime()
+                if sym in self.last and ts <= self.last[sym]:
                     continue
-                out.append(LiveBar(sym, b.timestamp, float(b.open), float(b.high), float(b.low), float(b.close),
-                                   float(b.volume), b.vwap, b.trade_count))
-                self.last[sym] = b.timestamp
+                out.append(LiveBar(sym, ts, row.open, row.high, row.low, row.close, row.volume,
+                                   None if np.isnan(row.vwap) else row.vwap,
+                                   None if np.isnan(row.trade_count) else int(row.trade_count)))
+                self.last[sym] = ts
         return sorted(out, key=lambda b: (b.ts, b.symbol))
+
+
+def _frame(bars: list) -> pd.DataFrame:
+    """alpaca-py's bars of one symbol as a lake-shaped frame sorted by ts."""
+    frame = pd.DataFrame({
+        "ts": pd.to_datetime([b.timestamp for b in bars], utc=True),
+        **{c: np.array([np.nan if getattr(b, a) is None else float(getattr(b, a)) for b in bars], np.float64)
+           for c, a in zip(_NAMES, ("open", "high", "low", "close", "volume", "vwap", "trade_count"))},
+    })
+    frame["ts"] = frame["ts"].dt.as_unit("us")
+    return frame.sort_values("ts", kind="stable", ignore_index=True)
+
+
+def lake_bars(frame: pd.DataFrame, timeframe: str, now_us: int) -> pd.DataFrame:
+    """Alpaca's bars of ``FETCH_MINUTES[timeframe]`` as the lake's bars of ``timeframe``, completed by ``now_us``."""
+    s = nyse()
+    minutes = FETCH_MINUTES[timeframe]
+    ts = frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
+    if minutes == 0:  # stamped 00:00 New York (Alpaca does); kept once its session has closed
+        idx = day_index(ts, s)
+        keep = (idx >= 0) & (s.close_us[np.maximum(idx, 0)] <= now_us)
+        return frame.loc[keep].reset_index(drop=True)
+    frame, _ = regular_session(frame, minutes, s)
+    ts = frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
+    closes = s.close_us[np.maximum(session_index(ts, s), 0)]
+    frame = frame.loc[np.minimum(ts + minutes * US_PER_MIN, closes) <= now_us].reset_index(drop=True)
+    if timeframe != "1Hour":
+        return frame
+    halves = frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
+    hours = session_hours(frame, s)
+    start = hours["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
+    end = np.minimum(start + 60 * US_PER_MIN, s.close_us[np.maximum(session_index(start, s), 0)])
+    last_half_in = np.isin(np.maximum(end - 30 * US_PER_MIN, start), halves)
+    grace = int(HOUR_GRACE / timedelta(microseconds=1))
+    return hours.loc[last_half_in | (end + grace <= now_us)].reset_index(drop=True)

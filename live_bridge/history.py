@@ -105,6 +105,9 @@ def _facts(ts: int, timeframe: str) -> tuple[int, int, int]:
     if i < 0 or ts >= cal.close_us[i]:
         raise ValueError("a bar outside NYSE sessions")
     width = step * US_PER_MIN
+    if (ts - cal.open_us[i]) % width:  # e.g. Alpaca's clock-aligned 10:00 hour: not a bar the sweep saw
+        raise ValueError(f"a bar off the lake's {timeframe} grid (its bars start at the session open, every "
+                         f"{step} minutes)")
     return i, int((ts - cal.open_us[i]) // width), int(-(-(int(cal.close_us[i]) - ts) // width) - 1)
 
 

@@ -2,9 +2,12 @@
 
 The simulator's clock and bars come from the lake (``ReplayClock``); the runner is the live one
 (``Runner`` with ``AlpacaBroker``, fills from ``TradingStream`` with polling fallback). Bars reach
-it the way they reach a live runner: daily bars from the REST bars endpoint (Alpaca publishes
-them after the close), minute bars from the market-data websocket (``AlpacaBarFeed``,
-``StockDataStream``, with its REST fallback). Lockstep makes the replay deterministic: each clock
+it the way they reach a live runner: minute bars from the market-data websocket (``AlpacaBarFeed``,
+``StockDataStream``, with its REST fallback), every coarser timeframe from the REST bars endpoint
+(``RestBars``, which builds the lake's bars from Alpaca's). A 1Hour replay runs the simulator on
+30Min bars made from the lake's minute bars, as Alpaca holds them: its 1Hour bars are then
+clock-aligned (09:00, 10:00), as Alpaca's are, and the runner must build the lake's session-aligned
+hours from the half hours itself. Lockstep makes the replay deterministic: each clock
 step runs the bar's open, then waits until the runner has handled the open's fills (and placed
 their stops), then runs the bar's close; the replay waits until the bar has arrived (REST answer
 or stream message), until the runner has handled the fills of the close (a stop inside the bar:
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 WARMUP_DAYS = 800  # calendar days of history before the replay (longest indicator: sma_convergence 250 bars)
 WARMUP_SESSIONS = 5  # minute replays: whole sessions before the replay (session VWAP, gaps, 1950 bars of MAs)
-TIMEFRAMES = ("1Day", "1Min")
+TIMEFRAMES = ("1Day", "1Min", "5Min", "15Min", "1Hour")
 
 
 @dataclass
@@ -118,7 +121,9 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     regimes = {b: _lake_labels(lake, b, t1) for b in benches}
     key, secret = "replay-" + secrets.token_hex(4), secrets.token_hex(16)
     state = SimulatorState(api_key=key, secret_key=secret)
-    clock = ReplayClock({s: f[["ts", "open", "high", "low", "close", "volume"]] for s, f in frames.items()}, tf)
+    served = _half_hours(lake, symbols, t0, t1) if tf == "1Hour" else frames
+    clock = ReplayClock({s: f[["ts", "open", "high", "low", "close", "volume"]] for s, f in served.items()},
+                        "30Min" if tf == "1Hour" else tf)
     control = StreamControl()
     bcfg = replace(broker_config, cash=cash) if broker_config is not None else BrokerConfig(cash=cash)
     app = broker_app(clock, config=bcfg, state=state, api_key=key, secret_key=secret,
@@ -138,7 +143,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
         fills = AlpacaFillFeed(key, secret, on_update=runner.on_update,
                                url_override_ws=ws + "/stream", url_override_rest=sim.url, retry_wait=0.0,
                                reconcile_interval=min(60.0, step_timeout / 3))  # a held-back fill is polled in time
-        source = _RestSource(key, secret, tf, sim.url, clock, history, first_ts) if tf == "1Day" else \
+        source = _RestSource(key, secret, tf, sim.url, clock, history, first_ts) if tf != "1Min" else \
             _StreamSource(key, secret, symbols, ws + "/v2/iex", sim.url, clock, first_ts)
         runner.reconcile()  # before the worker starts: one thread at a time uses the store
         runner.start()
@@ -163,7 +168,8 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
                 for bar in arrived:
                     runner.on_bar(bar)
                 _settle_fills(runner, sim_broker, step_timeout)
-                equity[pd.Timestamp(max(b.ts_us for b in bars.values()), unit="us", tz="UTC")] = \
+                step_us = max(b.ts_us for b in bars.values())  # a half hour's: its hour's equity once it ends
+                equity[pd.Timestamp(_bar_start(step_us, tf), unit="us", tz="UTC")] = \
                     float(sim_broker.account_json()["equity"])
                 if progress:
                     progress(steps, clock)
@@ -208,6 +214,37 @@ def _lake_labels(lake: Lake, benchmark: str, t1: pd.Timestamp) -> pd.DataFrame:
     f = lake.read_bars(benchmark, "1Day", None, t1)
     a = daily_arrays(f)
     return regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
+
+
+def _half_hours(lake: Lake, symbols: list[str], t0: pd.Timestamp, t1: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The replay's 30Min bars per symbol, made from the lake's 1Min bars (a 1Hour replay's simulator)."""
+    from .simulator import Timeframe, aggregate
+
+    cut_at = pd.Timestamp(t0, tz="America/New_York").tz_convert("UTC")
+    out = {}
+    for sym in symbols:
+        f = lake.read_bars(sym, "1Min", cut_at, t1)
+        if f.empty:
+            raise ValueError(f"a 1Hour replay runs the simulator on minute bars: the lake holds no {sym} 1Min bars "
+                             f"in [{t0:%Y-%m-%d}, {t1:%Y-%m-%d})")
+        cols = {c: (_us(f["ts"]) if c == "ts" else f[c].to_numpy(float)) for c in
+                ("ts", "open", "high", "low", "close", "volume", "vwap", "trade_count")}
+        half = aggregate(cols, Timeframe(30))
+        out[sym] = pd.DataFrame({**half, "ts": pd.to_datetime(half["ts"], unit="us", utc=True)})
+    return out
+
+
+def _bar_start(ts_us: int, tf: str) -> int:
+    """The start of the ``tf`` bar (session-aligned) holding ``ts_us``."""
+    from data_lake.calendar import US_PER_MIN, session_index
+    from data_lake.schema import TIMEFRAMES as MINUTES
+
+    if MINUTES[tf] == 0:
+        return ts_us
+    s = nyse()
+    opened = int(s.open_us[session_index(np.array([ts_us]), s)[0]])
+    width = MINUTES[tf] * US_PER_MIN
+    return opened + (ts_us - opened) // width * width
 
 
 def _load(lake: Lake, symbols: list[str], tf: str, t0: pd.Timestamp, t1: pd.Timestamp):
