@@ -16,8 +16,13 @@ Unattended operation:
 * **The broker blips.** An unreachable broker at start or later is retried with backoff and logged,
   never a traceback; an all-flat params file idles until a promoted one comes.
 * ``status.json`` in the state folder says what the running process trades (read by ``tradelab
-  live status``), atomically rewritten every poll. SIGTERM/SIGINT, or a ``HALT`` file (``tradelab
-  live halt``), stop it after the event in hand.
+  live status``), atomically rewritten every poll. SIGTERM/SIGINT stop it after the event in hand.
+* **HALT** (``tradelab live halt``; runner_halts.py). Marked done: the runner stops at its next poll,
+  and a start is refused. Flatten pending: no bar is traded after the poll that finds it; the runner
+  cancels every open order and closes every position with its own orders, retrying while the broker
+  is out of reach (``status.json`` says ``halting``; one ``broker_unreachable`` alert per outage,
+  one ``halt`` alert), then marks the file done and stops. A start on a pending HALT does the same
+  and exits without trading.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from .ports import BrokerError
 from .regimes_live import daily_arrays
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
+from .runner_halts import HaltedError, HaltFile, HaltLoop, read_halt
 from .sleeves import sleeves_over
 from .state import StateStore
 
@@ -95,7 +101,7 @@ def _symbols(epochs: list[tuple[int, ParamsFile]]) -> tuple[list[str], list[str]
     return sorted({x for s in sls for x in s.data} | set(benches)), benches
 
 
-class Daemon:
+class Daemon(HaltLoop):
     """One live runner's process: start-up, feeds, the poll loop (module docstring)."""
 
     def __init__(self, lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True,
@@ -116,6 +122,8 @@ class Daemon:
         self.rest = None  # daily and hourly bars: polled from REST
         self.bars = None  # minute bars: the market-data stream
         self.symbols: list[str] = []  # whose bars the runner decides on (benchmarks included)
+        self.halting: dict | None = None  # a pending HALT being carried out (status.json)
+        self._runner_stopped = False
 
     # --- the broker, retried ----------------------------------------------------------------------
     def _call(self, what: str, fn: Callable):
@@ -168,12 +176,25 @@ class Daemon:
         from .alpaca_feeds import AlpacaFillFeed
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pf = load(self.params_path)
+        halt = read_halt(self.state_dir)
+        if halt is not None and halt.done:
+            raise HaltedError(halt.refusal(self.state_dir))
+        pf = load(self.params_path) if halt is None else None  # a pending HALT needs no params file
         self._seen_file = _file_key(self.params_path)
         ws = self.ws
         with StateStore(self.state_dir / "state.db") as store:
             broker = AlpacaBroker(self.key, self.secret, paper=self.paper, url_override=self.url)
             now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)  # the broker's time
+            halt = read_halt(self.state_dir)  # (perhaps written while the broker was out of reach)
+            if halt is not None:
+                if halt.done:
+                    raise HaltedError(halt.refusal(self.state_dir))
+                try:
+                    self._flatten_for_halt(broker, store, halt, None)  # and no trading
+                finally:
+                    self._write_status(None, stopped=True)
+                return
+            pf = pf or load(self.params_path)  # (a HALT removed while the broker was out of reach)
             epochs = self._epochs(store, pf)
             tf = epochs[-1][1].data.timeframe
             anchor = store.anchor() or store.set_anchor(first_actionable_bar(now, tf))
@@ -208,12 +229,15 @@ class Daemon:
             if self.bars is None:  # (a start-time reload may have started it already)
                 self.bars = self._bar_feed(runner, tf, self.symbols, history)
             try:
-                self._loop(runner, broker, tf)
+                halt = self._loop(runner, broker, tf)
+                if halt is not None and self._stop_trading(runner):  # flatten pending: trade no more, then
+                    self._flatten_for_halt(broker, store, halt, runner)  # flatten with the runner's own orders
             finally:
                 if self.bars is not None:
                     self.bars.stop()
                 fills.stop()
-                runner.stop()
+                if not self._runner_stopped:
+                    runner.stop()
                 self._write_status(runner, stopped=True)
 
     def _catch_up(self, history: dict, tf: str, now: pd.Timestamp) -> None:
@@ -259,11 +283,14 @@ class Daemon:
         return feed
 
     # --- the loop ---------------------------------------------------------------------------------------
-    def _loop(self, runner: Runner, broker, tf: str) -> None:
+    def _loop(self, runner: Runner, broker, tf: str) -> HaltFile | None:
+        """Poll until stopped: None, or a HALT whose flatten is pending (the caller carries it out)."""
         while not self.stop.wait(self.poll):
-            if (self.state_dir / "HALT").exists():
-                log.warning("HALT file found: stopping")
-                break
+            halt = read_halt(self.state_dir)
+            if halt is not None:
+                log.warning("HALT file found (flatten %s, by %s): %s", halt.flatten, halt.by,
+                            "stopping" if halt.done else "no more trading; flattening the account")
+                return None if halt.done else halt
             self._watch_params(runner, broker, tf)
             if self.rest is not None:
                 try:
@@ -280,6 +307,7 @@ class Daemon:
                 for b in sorted(bars, key=lambda b: (b.ts, b.symbol not in runner.books, b.symbol)):
                     runner.on_bar(b, act=b.ts == newest[b.symbol])  # a caught-up bar a newer one follows: no act
             self._write_status(runner)
+        return None
 
     def _watch_params(self, runner: Runner, broker, tf: str) -> None:
         key = _file_key(self.params_path)
@@ -328,6 +356,8 @@ class Daemon:
         body = {"pid": os.getpid(), "started_at": self.started_at.isoformat(), "stopped": stopped,
                 "updated_at": pd.Timestamp.now(tz="UTC").isoformat(), "paper": self.paper,
                 "broker": dict(self.broker_state), "params_path": str(self.params_path)}
+        if self.halting is not None:
+            body["halting"] = dict(self.halting)
         if runner is not None:
             try:
                 body.update(runner.status())

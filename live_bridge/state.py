@@ -308,8 +308,9 @@ class StateStore:
     def record_fill(self, fill: Fill, strategy: str | None = None) -> bool:
         """Count one execution; False if its execution_id was already counted (a repeated update).
 
-        The fill goes to ``strategy`` if given, else to the strategy of its intent, else to the one
-        named in its client order id, else to EXTERNAL. Its position and daily P&L move with it.
+        The fill goes to the strategy of its intent (an OCO leg: its parent's), else to ``strategy``
+        if given, else to the one named in its client order id, else to EXTERNAL: the stored intent
+        is the truth, an id's strategy field may be truncated. Its position and daily P&L move with it.
         """
         if not (fill.qty > 0 and fill.price > 0):
             raise ValueError(f"fill {fill.execution_id}: qty and price must be positive")
@@ -317,7 +318,7 @@ class StateStore:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM fills WHERE execution_id = ?", (fill.execution_id,)).fetchone():
                 return False
-            strategy = strategy or self._strategy_of(db, fill.client_order_id)
+            strategy = self._strategy_of(db, fill.client_order_id, strategy)
             day = session_day(fill.timestamp).isoformat()
             db.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (fill.execution_id, fill.order_id, fill.client_order_id, strategy, fill.symbol,
@@ -333,13 +334,15 @@ class StateStore:
         return True
 
     @staticmethod
-    def _strategy_of(db: sqlite3.Connection, client_order_id: str) -> str:
+    def _strategy_of(db: sqlite3.Connection, client_order_id: str, given: str | None = None) -> str:
         parent = db.execute("SELECT parent FROM legs WHERE client_order_id = ?", (client_order_id,)).fetchone()
         client_order_id = parent[0] if parent else client_order_id  # an OCO's leg: its parent's strategy
         row = db.execute("SELECT strategy FROM intents WHERE client_order_id = ?",
                          (client_order_id,)).fetchone()
         if row is not None:
             return row[0]
+        if given:
+            return given
         known = [r[0] for r in db.execute("SELECT DISTINCT strategy FROM intents")]
         parsed = parse_client_order_id(client_order_id, known)
         return parsed.strategy if parsed is not None else EXTERNAL

@@ -5,6 +5,7 @@ next session. Through the real alpaca-py clients against the simulator (a replay
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,38 @@ def test_a_strategys_day_pnl_counts_from_the_start_of_the_session_not_from_the_e
 
     # OLD +1 x 10, NEW -1 x 5, SOLD: sold at 44 against yesterday's 40: +4 x 4
     assert pnl == {"sma_cross": pytest.approx(10.0 - 5.0 + 16.0)}
+
+
+def test_the_halt_file_is_never_ignored_whatever_it_holds(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from live_bridge.runner_halts import CLI_WAIT_MAX, read_halt, write_halt
+
+    assert read_halt(tmp_path) is None
+    at = datetime(2024, 3, 1, 21, 0, tzinfo=UTC)
+    write_halt(tmp_path, {"halted_at": at.isoformat(), "by": "tradelab live halt", "flatten": "done"})
+    h = read_halt(tmp_path)
+    assert (h.halted_at, h.by, h.done) == (at, "tradelab live halt", True)
+    assert h.refusal(tmp_path) == f"halted at 2024-03-01T21:00:00+00:00 (HALT in {tmp_path}, flatten done by " \
+                                  "tradelab live halt): remove it to resume"
+
+    path = tmp_path / "HALT"
+    path.write_text("halted at 2024-03-01T21:00:00+00:00\n")  # written before issue 14
+    h = read_halt(tmp_path)
+    assert (h.halted_at, h.flatten) == (at, "pending")
+    for junk in (b"", b"\xff\x00{garbage", b"[1, 2]", b'{"flatten": "DONE", "halted_at": 7}'):
+        path.write_bytes(junk)
+        h = read_halt(tmp_path)
+        assert h.flatten == "pending" and h.halted_at == datetime.fromtimestamp(path.stat().st_mtime, UTC), junk
+    path.unlink()
+    path.mkdir()  # not even a file: still a halt
+    assert read_halt(tmp_path).flatten == "pending"
+    path.rmdir()
+    os.mkfifo(path)  # a pipe nobody writes to: still a halt, and no hang
+    assert read_halt(tmp_path).flatten == "pending"
+
+    path.unlink()
+    write_halt(tmp_path, {"halted_at": at.isoformat(), "flatten": "pending",
+                          "cli_until": (at + timedelta(days=9)).isoformat()})  # a bad clock: capped
+    h = read_halt(tmp_path)
+    assert h.cli_wait(at) == CLI_WAIT_MAX and h.cli_wait(at + timedelta(days=1)) == 0.0

@@ -252,22 +252,9 @@ def _has(con: sqlite3.Connection, table: str) -> bool:
     return con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
 
 
-@app.command("halt")
-@user_errors
-def halt(url: Annotated[str | None, typer.Option(help="Broker URL override (the simulator).")] = None,
-         live: Annotated[bool, typer.Option("--live", help="Halt the live account (needs TRADELAB_LIVE=1).")] = False,
-         state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR) -> None:
-    """Cancel every order, flatten every position, and stop the runner (it reads the halt file)."""
-    from live_bridge.alpaca import AlpacaBroker
+from .live_halt import halt as _halt_command  # noqa: E402 - the command lives beside, registered here
 
-    if live and os.environ.get("TRADELAB_LIVE") != "1":
-        raise LakeError("--live needs TRADELAB_LIVE=1 as well")
-    key, secret = _keys()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "HALT").write_text(f"halted at {pd.Timestamp.now(tz='UTC').isoformat()}\n")
-    broker = AlpacaBroker(key, secret, paper=not live, url_override=url)
-    closing = broker.close_all()
-    out.print(f"halt: {len(closing)} closing orders sent; {state_dir / 'HALT'} stops the runner", highlight=False)
+app.command("halt")(user_errors(_halt_command))
 
 
 @app.callback()
@@ -296,10 +283,14 @@ def run(params: ParamsOpt = Path("params/current.json"),
         raise LakeError(f"--entry-cutoff must be between 0 and 390 minutes, got {entry_cutoff}")
     from live_bridge.alerts import from_env
     from live_bridge.daemon import run_forever
+    from live_bridge.runner_halts import HaltedError, read_halt
 
     if not (poll > 0 and poll < 3600):
         raise LakeError(f"--poll must be between 0 and 3600 seconds, got {poll}")
-    pf = _params(params)
+    halt = read_halt(state_dir)
+    if halt is not None and halt.done:  # exit 2, so systemd's RestartPreventExitStatus=2 leaves it stopped
+        raise LakeError(halt.refusal(state_dir))
+    pf = _params(params) if halt is None else None  # a pending HALT only flattens: no params needed
     if not paper and os.environ.get("TRADELAB_LIVE") != "1":
         raise LakeError("live trading needs both --live and TRADELAB_LIVE=1 (paper is the default)")
     key, secret = _keys()
@@ -307,20 +298,25 @@ def run(params: ParamsOpt = Path("params/current.json"),
         notifier = from_env(os.environ)
     except ValueError as exc:
         raise LakeError(str(exc)) from None
-    active = [e for e in pf.entries if e.status == "active"]
-    out.print(f"{'LIVE' if not paper else 'paper'} trading {len(active)} active entries of {params} "
-              f"({pf.data.timeframe}) on {url or ('Alpaca paper' if paper else 'Alpaca LIVE')}; "
-              f"state {state_dir}; a new {params} is picked up between bars; SIGTERM/Ctrl-C stops after "
-              "the current event", highlight=False)
-    if not active:
-        out.print("nothing is active in this file (every entry is flat): the runner waits for a promoted "
-                  "params file", highlight=False)
-    if not paper:
-        time.sleep(5)  # a last chance to Ctrl-C a live start
+    where = url or ('Alpaca paper' if paper else 'Alpaca LIVE')
+    if pf is None:
+        out.print(f"HALT in {state_dir} (flatten pending, by {halt.by}): connecting to {where} to cancel every "
+                  "order and flatten every position with the runner's own orders, then stopping; no trading",
+                  markup=False, highlight=False)
+    else:
+        active = [e for e in pf.entries if e.status == "active"]
+        out.print(f"{'LIVE' if not paper else 'paper'} trading {len(active)} active entries of {params} "
+                  f"({pf.data.timeframe}) on {where}; state {state_dir}; a new {params} is picked up between "
+                  "bars; SIGTERM/Ctrl-C stops after the current event", highlight=False)
+        if not active:
+            out.print("nothing is active in this file (every entry is flat): the runner waits for a promoted "
+                      "params file", highlight=False)
+        if not paper:
+            time.sleep(5)  # a last chance to Ctrl-C a live start
     try:
         run_forever(open_lake(lake), params, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll,
                     notifier=notifier, entry_cutoff=entry_cutoff)
-    except ValueError as exc:  # the runner's refusals (two strategies on a symbol, a target without a stop)
-        raise LakeError(str(exc)) from None
+    except (ValueError, HaltedError) as exc:  # the runner's refusals (two strategies on a symbol, a target
+        raise LakeError(str(exc)) from None  # without a stop); a HALT marked done while it was starting
     finally:
         notifier.close(5.0)
