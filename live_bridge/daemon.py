@@ -201,10 +201,12 @@ class Daemon(HaltLoop):
             anchor_ts = pd.Timestamp(anchor, unit="us", tz="UTC")
             symbols, benches = _symbols(epochs)
             self.symbols = symbols
-            history = lake_history(self.lake, symbols, tf, now, start=min(anchor_ts, now))
+            lake = self.lake.snapshot()  # the warm-up of every symbol and benchmark from one lake state
+            history = lake_history(lake, symbols, tf, now, start=min(anchor_ts, now))
             self._catch_up(history, tf, now)
-            daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
+            daily = {b: daily_arrays(lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
                      for b in benches}
+            del lake  # its lease goes: the runner lives for weeks, the lake's retired files must not
             limits = RiskLimits(queue_for_next_open=tf == "1Day", no_new_entries_minutes=self.entry_cutoff)
             cfg = RunnerConfig(timeframe=tf, limits=limits,
                                trade_from=anchor_ts, decision_log=self.state_dir / "decisions.jsonl",
@@ -340,8 +342,9 @@ class Daemon(HaltLoop):
             runner.alert_later("reload_failed", f"{source}: {exc}")
             return
         new = [s for s in symbols if s not in runner._hist or not len(runner._hist[s])]
-        history = lake_history(self.lake, new, tf, now) if new else {}
-        daily = {b: daily_arrays(self.lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
+        lake = self.lake.snapshot()
+        history = lake_history(lake, new, tf, now) if new else {}
+        daily = {b: daily_arrays(lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
                  for b in benches if b not in runner.books}
         if self.rest is not None:
             _follow(self.rest, history, new)

@@ -126,9 +126,10 @@ def sim(
             except (ValueError, TypeError):
                 raise LakeError(f"{option} must be a date (YYYY-MM-DD), got {value!r}") from None
     key, secret = _keys()
-    store = open_lake(lake)
+    store = open_lake(lake).snapshot()  # every symbol served from one lake state
     frames = {s: store.read_bars(s, timeframe, start, end)[["ts", "open", "high", "low", "close", "volume"]]
               for s in parse_symbols(symbols)}
+    del store  # read once: its lease goes before the simulator runs for days
     empty = [s for s, f in frames.items() if f.empty]
     if empty:
         raise LakeError(f"no {timeframe} bars for {', '.join(empty)} from {start} in the lake")
