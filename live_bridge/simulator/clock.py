@@ -29,11 +29,14 @@ import pandas as pd
 from data_lake.calendar import US_PER_MIN, Sessions, day_index, nyse, session_index
 
 from .hub import Hub
-from .market_data import NY, BarStore, Timeframe, _columns, parse_timeframe
+from .market_data import NY, BarStore, Timeframe, _columns, parse_timeframe, wire_numbers
 from .orders import iso
 
 US_PER_DAY = 86_400_000_000
 GTC_DAYS = 90  # Alpaca cancels GTC orders after 90 days
+#: The markets GET /v3/clock can tell (Alpaca's ``public_market`` shape), by the names it takes.
+MARKETS = {name: {"acronym": "NYSE", "mic": "XNYS", "name": "New York Stock Exchange", "timezone": NY}
+           for name in ("NYSE", "XNYS")}
 
 
 class Bar(NamedTuple):
@@ -53,12 +56,10 @@ class Bar(NamedTuple):
     in_session: bool
 
     def message(self) -> dict:
-        """The bar as Alpaca's market-data stream sends it."""
-        v = self.volume
+        """The bar as Alpaca's market-data stream sends it: v, n ints and vw a float (see wire_numbers)."""
+        v, n, vw = wire_numbers(self.high, self.low, self.close, self.volume, self.trade_count, self.vwap)
         return {"T": "b", "S": self.symbol, "t": iso(self.ts_us), "o": self.open, "h": self.high,
-                "l": self.low, "c": self.close, "v": int(v) if v == int(v) else v,
-                "n": None if np.isnan(self.trade_count) else int(self.trade_count),
-                "vw": None if np.isnan(self.vwap) else self.vwap}
+                "l": self.low, "c": self.close, "v": int(v), "n": int(n), "vw": float(vw)}
 
 
 class ClockListener(Protocol):
@@ -137,6 +138,7 @@ class ReplayClock:
         self.store = ReplayBarStore({(s, self.timeframe.name): f for s, f in bars.items()}, self)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._ext: tuple[np.ndarray, np.ndarray] | None = None  # see _extended_hours
 
     # ------------------------------------------------------------------------------ reading
     @property
@@ -291,6 +293,37 @@ class ReplayClock:
         next_close = s.close_us[min(int(np.searchsorted(s.close_us, now, side="right")), len(s) - 1)]
         return {"timestamp": _ny(now), "is_open": self.is_open(), "next_open": _ny(next_open),
                 "next_close": _ny(next_close)}
+
+    def clock_v3_json(self, markets: list[str] | None = None, at_us: int | None = None) -> dict:
+        """GET /v3/clock: ``{"clocks": [...]}``, one clock per market (only NYSE here), at now or ``at_us``.
+
+        Phases follow the calendar GET /v2/calendar serves: pre from 04:00 New York to the open,
+        core to the close, post to 4 hours after it, closed otherwise; ``phase_until`` ends the phase.
+        """
+        t = self.now_us if at_us is None else at_us
+        s, (pre, post) = self.sessions, self._extended_hours()
+        j = int(np.searchsorted(pre, t, side="right")) - 1  # the last session whose pre-market began
+        if j >= 0 and t < post[j]:
+            bounds = (("pre", int(s.open_us[j])), ("core", int(s.close_us[j])), ("post", int(post[j])))
+            phase, until = next((p, u) for p, u in bounds if t < u)
+        else:
+            phase, until = "closed", int(pre[min(j + 1, len(pre) - 1)])
+        day = pd.Timestamp(t, unit="us", tz="UTC").tz_convert(NY).tz_localize(None).normalize()
+        i = int(s.dates.searchsorted(day))
+        nxt = [int(a[min(int(np.searchsorted(a, t, side="right")), len(s) - 1)])
+               for a in (s.open_us, s.close_us)]
+        clock = {"timestamp": _ny(t), "is_market_day": bool(i < len(s) and s.dates[i] == day),
+                 "next_market_open": _ny(nxt[0]), "next_market_close": _ny(nxt[1]), "phase": phase,
+                 "phase_until": _ny(until)}
+        return {"clocks": [{"market": dict(MARKETS[m]), **clock} for m in (markets or ["NYSE"])]}
+
+    def _extended_hours(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per session: when its pre-market opens (04:00 New York) and its post-market closes (+4 h)."""
+        if self._ext is None:
+            s = self.sessions
+            pre = (s.dates + pd.Timedelta(hours=4)).tz_localize(NY).tz_convert("UTC").as_unit("us").asi8
+            self._ext = (np.asarray(pre, dtype=np.int64), s.close_us + 4 * 3_600_000_000)
+        return self._ext
 
     def calendar_json(self, start: str | None = None, end: str | None = None) -> list[dict]:
         """GET /v2/calendar rows for sessions dated in [start, end] (dates, inclusive)."""

@@ -1,4 +1,6 @@
-"""Alpaca's market-data v2 bars endpoint (``GET /v2/stocks/bars``), served from in-memory frames.
+"""Alpaca's market-data v2 bars endpoints, served from in-memory frames: ``GET /v2/stocks/bars``
+(``{"bars": {symbol: [...]}, "next_page_token"}``) and ``GET /v2/stocks/{symbol}/bars``
+(``{"bars": [...], "symbol", "next_page_token"}``), with the same parameters, paging and refusals.
 
 What the simulator copies from Alpaca, because clients depend on it:
 
@@ -9,7 +11,15 @@ What the simulator copies from Alpaca, because clients depend on it:
 * symbols without bars in the window are absent from ``bars`` (not empty lists);
 * bars coarser than the stored ones are aggregated on *clock*-aligned buckets (an hourly bar
   starts at 09:00, a daily bar at 00:00 New York), as Alpaca's are;
-* on the free ("basic") plan, SIP data newer than 15 minutes is refused with 403.
+* on the free ("basic") plan, SIP data newer than 15 minutes is refused with 403;
+* a bar's numbers are typed as Alpaca types them (``stock_bar``: ``v`` and ``n`` int64, ``vw``
+  double, all required), since typed clients (Go's ``uint64``) cannot decode a float or a null.
+  The lake does not always hold what Alpaca sends, so :func:`wire_numbers` fills it in:
+  ``v`` is rounded to whole shares (half to even; a split-adjusted volume can be fractional),
+  ``n`` is 0 when the lake has no trade count (a real bar has n >= 1, so 0 reads as "unknown"),
+  and ``vw`` is the typical price (h + l + c) / 3 when the lake has no vwap.
+
+What it does not model is refused with a message saying so: week and month timeframes (400).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from .server import SimulatorState, alpaca_error, create_app
@@ -36,7 +46,7 @@ FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")
 ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 SIP_DELAY = pd.Timedelta(minutes=15)
 _COLS = ("ts", "open", "high", "low", "close", "volume", "vwap", "trade_count")
-_TF_RE = re.compile(r"^(\d{1,2})?(Min|T|Hour|H|Day|D)$")
+_TF_RE = re.compile(r"^(\d{1,2})?(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
 _SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,20}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -59,7 +69,7 @@ class Timeframe:
 
 
 def parse_timeframe(text: str) -> Timeframe:
-    """Read Alpaca's spellings: ``5Min``/``5T``, ``1Hour``/``1H``, ``1Day``/``1D`` (no weeks or months)."""
+    """Read Alpaca's spellings: ``5Min``/``5T``, ``1Hour``/``1H``, ``1Day``/``1D`` (weeks, months refused)."""
     m = _TF_RE.match(text.strip())
     if not m:
         raise BadRequest(f"invalid timeframe: {text}")
@@ -70,6 +80,8 @@ def parse_timeframe(text: str) -> Timeframe:
         return Timeframe(amount * 60)
     if unit in ("Day", "D") and amount == 1:
         return Timeframe(0)
+    if (unit in ("Week", "W") and amount == 1) or (unit in ("Month", "M") and amount in (1, 2, 3, 4, 6, 12)):
+        raise BadRequest(f"timeframe {text} is not supported by the simulator (Min, Hour, 1Day)")
     raise BadRequest(f"invalid timeframe: {text}")
 
 
@@ -208,17 +220,28 @@ def page(
     return out, None
 
 
+def wire_numbers(high, low, close, volume, trade_count, vwap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``v`` and ``n`` as int64 and ``vw`` as float64, never missing, from the lake's float columns.
+
+    Volume is rounded half to even (NaN: 0); an unknown trade count is 0; an unknown vwap is the
+    typical price (h + l + c) / 3. Takes arrays or scalars; the REST bars and the stream share it.
+    """
+    v = np.rint(np.nan_to_num(np.asarray(volume, dtype=np.float64), nan=0.0)).astype(np.int64)
+    n = np.rint(np.nan_to_num(np.asarray(trade_count, dtype=np.float64), nan=0.0)).astype(np.int64)
+    vwap = np.asarray(vwap, dtype=np.float64)
+    vw = np.where(np.isfinite(vwap), vwap, (np.asarray(high) + np.asarray(low) + np.asarray(close)) / 3)
+    return v, n, vw
+
+
 def bars_json(cols: dict[str, np.ndarray]) -> list[dict]:
-    """Bars in Alpaca's wire shape: t (RFC 3339, Z), o, h, l, c, v, n, vw."""
+    """Bars in Alpaca's wire shape: t (RFC 3339, Z), o, h, l, c (floats), v, n (ints), vw (float)."""
     t = [s + "Z" for s in np.datetime_as_string(cols["ts"].astype("datetime64[us]").astype("datetime64[s]"))]
-    vol = cols["volume"]
-    v = vol.astype(np.int64).tolist() if np.all(vol == np.floor(vol)) else vol.tolist()
-    n = [None if np.isnan(x) else int(x) for x in cols["trade_count"].tolist()]
-    vw = [None if np.isnan(x) else x for x in cols["vwap"].tolist()]
-    o, h, low, c = (cols[k].tolist() for k in ("open", "high", "low", "close"))
+    o, h, low, c = (cols[k] for k in ("open", "high", "low", "close"))
+    numbers = wire_numbers(h, low, c, cols["volume"], cols["trade_count"], cols["vwap"])
+    v, n, vw = (x.tolist() for x in numbers)
     return [
         {"t": a, "o": b, "h": d, "l": e, "c": f, "v": g, "n": i, "vw": j}
-        for a, b, d, e, f, g, i, j in zip(t, o, h, low, c, v, n, vw)
+        for a, b, d, e, f, g, i, j in zip(t, o.tolist(), h.tolist(), low.tolist(), c.tolist(), v, n, vw)
     ]
 
 
@@ -258,6 +281,58 @@ def _parse_symbols(text: str | None) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- routes
+@dataclass(frozen=True, slots=True)
+class BarsQuery:
+    """The query parameters both bars routes take, as text (each is checked by :func:`serve_bars`)."""
+
+    timeframe: str | None = None
+    start: str | None = None
+    end: str | None = None
+    limit: str | None = None
+    page_token: str | None = None
+    feed: str | None = None
+    adjustment: str | None = None
+    sort: str | None = None
+    asof: str | None = None
+    currency: str | None = None
+
+
+def serve_bars(
+    store: BarStore, symbols: str | None, q: BarsQuery, *, plan: str, max_page_size: int, clock: pd.Timestamp
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None] | JSONResponse:
+    """One page of bars for ``symbols`` (comma-separated), or the 400/403 Alpaca would answer.
+
+    Every parameter is read as text and checked here, so errors are Alpaca's 400
+    {"message": ...} rather than FastAPI's 422 validation document.
+    """
+    try:
+        syms = _parse_symbols(symbols)
+        if not q.timeframe:
+            raise BadRequest("missing timeframe")
+        tf = parse_timeframe(q.timeframe)
+        n = min(_parse_limit(q.limit), max_page_size)
+        the_feed = q.feed or ("sip" if plan == "algo_trader_plus" else "iex")
+        if the_feed not in FEEDS:
+            raise BadRequest(f"invalid feed: {q.feed}")
+        if q.adjustment and any(a.strip() not in ADJUSTMENTS for a in q.adjustment.split(",")):
+            raise BadRequest(f"invalid adjustment: {q.adjustment}")
+        if (q.sort or "asc") not in ("asc", "desc"):
+            raise BadRequest(f"invalid sort: {q.sort}")
+        today = clock.tz_convert(NY).normalize()
+        lo = parse_time(q.start, end=False) if q.start else int(today.tz_convert("UTC").value // 1000)
+        hi = parse_time(q.end, end=True) if q.end else int(clock.value // 1000)
+        if hi < lo:
+            raise BadRequest("end should not be before start")
+    except BadRequest as exc:
+        return alpaca_error(400, str(exc))
+    if plan == "basic" and the_feed == "sip" and (q.end is None or hi > (clock - SIP_DELAY).value // 1000):
+        return alpaca_error(403, "subscription does not permit querying recent SIP data")
+    try:
+        return page(store, syms, tf, lo, hi, n, q.page_token, descending=(q.sort == "desc"))
+    except BadRequest as exc:
+        return alpaca_error(400, str(exc))
+
+
 def market_data_router(
     store: BarStore,
     *,
@@ -265,7 +340,7 @@ def market_data_router(
     max_page_size: int = MAX_LIMIT,
     now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
 ) -> APIRouter:
-    """The ``/v2/stocks/bars`` route over ``store``; ``max_page_size`` caps pages below ``limit``.
+    """``/v2/stocks/bars`` and ``/v2/stocks/{symbol}/bars`` over ``store``; ``max_page_size`` caps pages.
 
     ``plan`` is "basic" (free: IEX by default, no SIP newer than 15 minutes) or
     "algo_trader_plus" (SIP by default, no delay). ``now`` is injectable so tests can pin the clock.
@@ -274,50 +349,27 @@ def market_data_router(
         raise ValueError(f"plan must be one of {PLANS}")
     router = APIRouter()
 
+    def one_page(symbols: str | None, q: BarsQuery):
+        return serve_bars(store, symbols, q, plan=plan, max_page_size=max_page_size, clock=now())
+
     @router.get("/v2/stocks/bars")
-    def get_bars(
-        symbols: str | None = Query(None),
-        timeframe: str | None = Query(None),
-        start: str | None = Query(None),
-        end: str | None = Query(None),
-        limit: str | None = Query(None),
-        page_token: str | None = Query(None),
-        feed: str | None = Query(None),
-        adjustment: str | None = Query(None),
-        sort: str | None = Query(None),
-        asof: str | None = Query(None),
-        currency: str | None = Query(None),
-    ) -> JSONResponse:
-        # Every parameter is read as text and checked here, so errors are Alpaca's 400
-        # {"message": ...} rather than FastAPI's 422 validation document.
-        try:
-            syms = _parse_symbols(symbols)
-            if not timeframe:
-                raise BadRequest("missing timeframe")
-            tf = parse_timeframe(timeframe)
-            n = min(_parse_limit(limit), max_page_size)
-            clock = now()
-            the_feed = feed or ("sip" if plan == "algo_trader_plus" else "iex")
-            if the_feed not in FEEDS:
-                raise BadRequest(f"invalid feed: {feed}")
-            if adjustment and any(a.strip() not in ADJUSTMENTS for a in adjustment.split(",")):
-                raise BadRequest(f"invalid adjustment: {adjustment}")
-            if (sort or "asc") not in ("asc", "desc"):
-                raise BadRequest(f"invalid sort: {sort}")
-            today = clock.tz_convert(NY).normalize()
-            lo = parse_time(start, end=False) if start else int(today.tz_convert("UTC").value // 1000)
-            hi = parse_time(end, end=True) if end else int(clock.value // 1000)
-            if hi < lo:
-                raise BadRequest("end should not be before start")
-        except BadRequest as exc:
-            return alpaca_error(400, str(exc))
-        if plan == "basic" and the_feed == "sip" and (end is None or hi > (clock - SIP_DELAY).value // 1000):
-            return alpaca_error(403, "subscription does not permit querying recent SIP data")
-        try:
-            found, token = page(store, syms, tf, lo, hi, n, page_token, descending=(sort == "desc"))
-        except BadRequest as exc:
-            return alpaca_error(400, str(exc))
-        return JSONResponse({"bars": {s: bars_json(c) for s, c in found.items()}, "next_page_token": token})
+    def get_bars(symbols: str | None = Query(None), q: BarsQuery = Depends()) -> JSONResponse:
+        found = one_page(symbols, q)
+        if isinstance(found, JSONResponse):
+            return found
+        bars, token = found
+        return JSONResponse({"bars": {s: bars_json(c) for s, c in bars.items()}, "next_page_token": token})
+
+    @router.get("/v2/stocks/{symbol}/bars")
+    def get_symbol_bars(symbol: str, q: BarsQuery = Depends()) -> JSONResponse:
+        # One symbol in the path (a comma is no list here); an empty result is [] (the spec's array).
+        found = one_page(symbol, q) if "," not in symbol else alpaca_error(400, f"invalid symbol: {symbol}")
+        if isinstance(found, JSONResponse):
+            return found
+        bars, token = found
+        cols = next(iter(bars.values()), None)
+        return JSONResponse({"bars": bars_json(cols) if cols is not None else [],
+                             "symbol": symbol.strip().upper(), "next_page_token": token})
 
     return router
 
@@ -332,7 +384,7 @@ def market_data_app(
     requests_per_minute: int | None = None,
     now: Callable[[], pd.Timestamp] | None = None,
 ) -> FastAPI:
-    """A ready app serving the bars endpoint over ``frames`` ({(symbol, timeframe): DataFrame}).
+    """A ready app serving the bars endpoints over ``frames`` ({(symbol, timeframe): DataFrame}).
 
     ``app.state.sim`` holds the faults and the request log; ``app.state.bars`` the BarStore.
     """

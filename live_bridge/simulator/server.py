@@ -5,10 +5,14 @@ simulator must look like Alpaca on the wire: the same headers, status codes and 
 What is common to every Alpaca API lives here, once, so that each router (market data today,
 trading and streaming later) only implements its endpoints:
 
-* auth: ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` must match, else 401 ``{"message": ...}``;
+* auth: ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` must match, else 401
+  ``{"code": 40110000, "message": "request is not authorized"}`` (Alpaca's body, code included:
+  typed clients such as the JS SDK and alpaca-trade-api read ``code``);
 * an optional per-minute request quota, answered with 429 and *no* Retry-After (as Alpaca does);
 * a fault queue tests fill to make the next matching requests fail;
-* a log of every request (method, path, query parameters, status; never the headers/keys).
+* a log of every request (method, path, query parameters, status; never the headers/keys);
+* an endpoint (or method) the simulator does not model: 404 (405) ``{"code": 40410000 (40510000),
+  "message": "GET /v2/watchlists is not supported by the simulator"}``, not FastAPI's ``{"detail"}``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 #: Paths served without keys: the OpenAPI spec (used for fuzzing) and its viewer.
 OPEN_PATHS = ("/openapi.json", "/docs", "/redoc")
@@ -157,6 +162,10 @@ class SimulatorState:
             self.limiter = RateLimiter(self.requests_per_minute)
 
 
+#: Alpaca's 401 body for missing or wrong keys (trading API; seen verbatim in alpaca-py issue 519).
+UNAUTHORIZED = {"code": 40110000, "message": "request is not authorized"}
+
+
 def alpaca_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error response shaped like Alpaca's: ``{"message": ...}`` with the status code."""
     return JSONResponse({"message": message}, status_code=status, headers=headers)
@@ -187,6 +196,16 @@ def create_app(
         state.requests.append(RecordedRequest(request.method, request.url.path, params, response.status_code))
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def not_modelled(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette raises these only when no route matches the path (404) or the method (405): an
+        # endpoint the simulator does not model. The routers answer their own errors themselves.
+        path = request.scope.get("raw_path", b"").decode("ascii", "replace")  # as sent: never unencodable
+        code = exc.status_code * 100_000 + 10_000  # Alpaca's pattern: 404 -> 40410000, 422 -> 42210000
+        message = f"{request.method} {path} is not supported by the simulator"
+        return JSONResponse({"code": code, "message": message}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     return app
 
 
@@ -203,7 +222,7 @@ async def _gate(state: SimulatorState, request: Request) -> Response | None:
     key = request.headers.get("APCA-API-KEY-ID")
     secret = request.headers.get("APCA-API-SECRET-KEY")
     if key != state.api_key or secret != state.secret_key:
-        return alpaca_error(401, "unauthorized.")
+        return JSONResponse(UNAUTHORIZED, status_code=401)
     if state.limiter is not None:
         allowed, request.state.rate_remaining = state.limiter.admit()
         if not allowed:

@@ -2,7 +2,8 @@
 
 alpaca-py takes ``url_override`` as the *whole* endpoint (no path appended), so point it at
 ``ws://host:port/v2/iex`` (or ``/v2/sip``) for ``StockDataStream`` and ``ws://host:port/stream``
-for ``TradingStream``. Quirks reproduced because alpaca-py 0.44 depends on them:
+for ``TradingStream`` (``/stream/`` too: the legacy alpaca-trade-api SDK appends the slash, and
+Alpaca accepts it). Quirks reproduced because alpaca-py 0.44 depends on them:
 
 * market data: every server message is a *list* of ``{"T": ...}`` objects. alpaca-py sends
   ``Content-Type: application/msgpack`` on the upgrade and msgpack-decodes every frame, so
@@ -40,6 +41,7 @@ from .server import SimulatorState, create_app
 
 MARKET_DATA_FEEDS = ("iex", "sip")
 TRADING_PATH = "/stream"
+TRADING_PATHS = (TRADING_PATH, TRADING_PATH + "/")  # alpaca-trade-api (legacy SDK) connects to "/stream/"
 AUTH_TIMEOUT = 10.0  # seconds Alpaca waits for the auth message
 DROP_CODE = 1011  # ASGI cannot reset TCP; alpaca-py treats any close like a dropped socket
 _MD_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds",
@@ -152,7 +154,8 @@ class _Rejected(Exception):
 
 
 def streams_router(state: SimulatorState, hub: Hub, control: StreamControl | None = None) -> APIRouter:
-    """Websocket routes for ``/v2/{iex,sip}`` and ``/stream``; ``router.control`` holds the faults.
+    """Websocket routes for ``/v2/{iex,sip}`` and ``/stream`` (also ``/stream/``); ``router.control`` holds
+    the faults.
 
     Auth happens inside the websocket protocol: the HTTP middleware of ``create_app`` never sees
     websocket scopes (Starlette's ``BaseHTTPMiddleware`` passes them through untouched).
@@ -169,7 +172,8 @@ def streams_router(state: SimulatorState, hub: Hub, control: StreamControl | Non
 
     for feed in MARKET_DATA_FEEDS:
         router.add_api_websocket_route(f"/v2/{feed}", market_data)
-    router.add_api_websocket_route(TRADING_PATH, trading)
+    for path in TRADING_PATHS:  # Starlette's slash redirect is HTTP-only: a websocket needs both routes
+        router.add_api_websocket_route(path, trading)
     return router
 
 

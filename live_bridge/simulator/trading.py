@@ -1,6 +1,8 @@
 """Alpaca's trading API (the endpoints alpaca-py's ``TradingClient`` calls) over the simulated broker.
 
-Paths, statuses and bodies follow Alpaca: errors are ``{"code", "message"}``; DELETE /v2/orders/{id}
+Paths, statuses and bodies follow Alpaca: errors are ``{"code", "message"}``; GET /v2/clock is the
+legacy US clock and GET /v3/clock the multi-market one (``{"clocks": [...]}``, NYSE only; the JS SDK
+4.x's ``trading.clock.clock()`` calls it); DELETE /v2/orders/{id}
 answers 204 with no body; DELETE /v2/orders and DELETE /v2/positions answer 207 with one entry per
 order / position; the clock and calendar come from the replay clock, never from wall time.
 
@@ -24,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .broker import Broker
-from .clock import ReplayClock
+from .clock import MARKETS, ReplayClock
 from .ledger import BrokerConfig
 from .market_data import MAX_LIMIT, market_data_router
 from .orders import OrderError
@@ -112,6 +114,25 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
     @router.get("/v2/clock")
     def market_clock(request: Request) -> Response:
         return answer(request, lambda: ok(clock.clock_json()))
+
+    @router.get("/v3/clock")
+    def market_clock_v3(request: Request) -> Response:
+        q = request.query_params
+
+        def make() -> Response:
+            names = [m.strip().upper() for m in (q.get("markets") or "NYSE").split(",") if m.strip()]
+            unknown = [m for m in names if m not in MARKETS]
+            if unknown:  # Alpaca knows ~30 markets; the replay has one calendar
+                raise BadParam(f"market {unknown[0]} is not supported by the simulator (NYSE, XNYS)", 400)
+            at = None
+            if q.get("time"):
+                try:
+                    at = _time_us(q["time"], "time")
+                except BadParam:
+                    raise BadParam(f"invalid time: {q['time']}", 400) from None
+            return ok(clock.clock_v3_json(names or ["NYSE"], at))
+
+        return answer(request, make)
 
     @router.get("/v2/calendar")
     def calendar(request: Request) -> Response:

@@ -451,7 +451,7 @@ def test_wrong_keys_get_401_and_change_nothing(sim, chaos, key, secret, method_p
     method, path = method_path
     headers = {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret} if key or secret else {}
     body = BASES["market"] if method == "POST" else None
-    refused(sim, chaos, method, path, ("unauthorized",), body=body, headers=headers)
+    refused(sim, chaos, method, path, ("not authorized",), body=body, headers=headers)
 
 
 # ------------------------------------------------------------------------------------ websockets

@@ -257,7 +257,7 @@ def test_bars_arrive_once_each_from_the_stream():
             stats = feed.stats()
     assert [(b.symbol, b.ts.strftime("%H:%M"), b.open) for b in got] == [
         ("AAPL", "14:30", 100), ("AAPL", "14:31", 101), ("AAPL", "14:32", 102), ("AAPL", "14:33", 103)]
-    assert got[0] == LiveBar("AAPL", got[0].ts, 100, 101, 99, 100.5, 1000, None, None)
+    assert got[0] == LiveBar("AAPL", got[0].ts, 100, 101, 99, 100.5, 1000, (101 + 99 + 100.5) / 3, 0)
     assert (stats.from_stream, stats.from_poll, stats.polls, stats.mode) == (4, 0, 0, "stream")
 
 
@@ -443,4 +443,4 @@ def test_keys_never_reach_logs_reprs_or_errors(caplog):
     # look for any 6 characters of either key, not only for the whole key
     pieces = {k[i:i + 6] for k in (KEY, SECRET) for i in range(len(k) - 5)}
     assert not [t for t in texts + logged if any(p in t for p in pieces)]
-    assert texts[-1] == "401 unauthorized."
+    assert texts[-1] == "401 request is not authorized"

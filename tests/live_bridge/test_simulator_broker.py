@@ -224,7 +224,23 @@ def test_the_clock_publishes_each_bar_after_matching_it():
     assert seen == [("trade_update", "new"), ("trade_update", "fill"), ("bar", "2024-01-02T14:30:00Z")]
     bar = clock.last_bar("AAPL").message()
     assert bar == {"T": "b", "S": "AAPL", "t": "2024-01-02T14:30:00Z", "o": 100.0, "h": 100.5, "l": 99.5,
-                   "c": 100.0, "v": 1000, "n": None, "vw": None}
+                   "c": 100.0, "v": 1000, "n": 0, "vw": 100.0}  # no trade count: 0; no vwap: (h + l + c) / 3
+
+
+def test_stream_bars_carry_int_volume_and_trade_count_and_a_number_vwap():
+    rows = [(100.0, 101.0, 99.0, 100.5, 1000.5), (100.5, 101.0, 100.0, 100.8, 1001.5)]
+    minutes = minute_bars(["2024-01-02"])[:2]
+    clock, _, _ = make({"AAPL": frame("2024-01-02", rows), "MSFT": minutes})
+    clock.step()
+    first = clock.last_bar("AAPL").message()
+    clock.step()
+    aapl, msft = clock.last_bar("AAPL").message(), clock.last_bar("MSFT").message()
+    assert (first["v"], aapl["v"]) == (1000, 1002)  # split-adjusted volumes round half to even
+    assert aapl["n"] == 0 and aapl["vw"] == pytest.approx((101 + 100 + 100.8) / 3)  # none in the lake
+    assert (msft["v"], msft["n"], msft["vw"]) == (int(minutes["volume"][1]), int(minutes["trade_count"][1]),
+                                                  minutes["vwap"][1])
+    types = (("v", int), ("n", int), ("vw", float))
+    assert all(type(m[k]) is t for m in (first, aapl, msft) for k, t in types)
 
 
 def test_a_round_trip_with_fees_and_a_short_match_a_hand_calculation():

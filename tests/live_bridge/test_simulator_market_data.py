@@ -1,4 +1,4 @@
-"""The simulator's /v2/stocks/bars on loopback, read by the real alpaca-py client and by raw HTTP."""
+"""The simulator's bars routes (/v2/stocks/bars, /v2/stocks/{symbol}/bars) read by alpaca-py and raw HTTP."""
 
 from __future__ import annotations
 
@@ -133,14 +133,99 @@ def test_bad_parameters_are_alpaca_style_400s(sim, params, message):
     assert (r.status_code, r.json()) == (400, {"message": message})
 
 
-def test_wrong_keys_get_401_json(sim):
-    r = requests.get(f"{sim.url}/v2/stocks/bars", params={"symbols": "AAPL", "timeframe": "1Min"},
+@pytest.mark.parametrize("path", ["/v2/stocks/bars", "/v2/stocks/AAPL/bars"])
+def test_wrong_keys_get_alpacas_401_body_with_its_code(sim, path):
+    r = requests.get(f"{sim.url}{path}", params={"symbols": "AAPL", "timeframe": "1Min"},
                      headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": "nope"}, timeout=5)
-    assert r.status_code == 401 and set(r.json()) == {"message"}
+    assert (r.status_code, r.json()) == (401, {"code": 40110000, "message": "request is not authorized"})
     client = StockHistoricalDataClient("bad", "keys", url_override=sim.url)
     with pytest.raises(APIError) as err:
         client.get_stock_bars(StockBarsRequest(symbol_or_symbols="AAPL", timeframe=TimeFrame.Minute))
-    assert err.value.status_code == 401
+    assert (err.value.status_code, err.value.code) == (401, 40110000)
+
+
+# ------------------------------------------------------------------------------------ wire types
+def lake_like(frame: pd.DataFrame, volume_scale: float = 1.0) -> pd.DataFrame:
+    """What `tradelab sim` serves: no vwap, no trade count, and a split-adjusted (fractional) volume."""
+    out = frame[["ts", "open", "high", "low", "close", "volume"]].copy()
+    out["volume"] = out["volume"] * volume_scale
+    return out
+
+
+def test_v_and_n_are_ints_and_vw_a_number_even_without_vwap_trade_count_or_whole_volumes(frames):
+    minutes = lake_like(frames[("AAPL", "1Min")], volume_scale=1 / 3)  # a 1:3 reverse split
+    with serve(market_data_app({("AAPL", "1Min"): minutes}, api_key=KEY, secret_key=SECRET)) as s:
+        got = bars(s, "AAPL", "1Min", "2024-01-02", "2024-01-02")
+        hourly = bars(s, "AAPL", "1Hour", "2024-01-02", "2024-01-02")[0]
+    src = minutes.iloc[:390]
+    assert all(type(b["v"]) is int and type(b["n"]) is int and type(b["vw"]) is float for b in got + [hourly])
+    assert [b["v"] for b in got] == np.rint(src["volume"]).astype(int).tolist()  # half to even
+    assert {b["n"] for b in got} == {0}  # unknown trade count
+    np.testing.assert_allclose([b["vw"] for b in got], (src["high"] + src["low"] + src["close"]) / 3)
+    first = minutes.iloc[:30]  # the 09:00 hour holds 09:30-09:59: summed first, rounded once
+    assert hourly["v"] == round(first["volume"].sum())
+    typical = (first["high"].max() + first["low"].min() + first["close"].iloc[-1]) / 3
+    assert hourly["vw"] == pytest.approx(typical)
+
+
+def test_the_lakes_vwap_and_trade_count_pass_through(sim, frames):
+    got = bars(sim, "AAPL", "1Min", "2024-01-02", "2024-01-02")[:5]
+    src = frames[("AAPL", "1Min")].iloc[:5]
+    assert [b["vw"] for b in got] == src["vwap"].tolist()
+    assert [b["n"] for b in got] == src["trade_count"].tolist()
+
+
+@pytest.mark.parametrize("timeframe", ["1Week", "1W", "1Month", "3M", "12Month"])
+def test_weeks_and_months_are_refused_as_unsupported_by_the_simulator(sim, timeframe):
+    r = get(sim, symbols="AAPL", timeframe=timeframe, start="2024-01-02")
+    assert (r.status_code, r.json()) == (
+        400, {"message": f"timeframe {timeframe} is not supported by the simulator (Min, Hour, 1Day)"})
+
+
+# ------------------------------------------------------------------------------------ one symbol
+def single(sim, symbol: str, **params) -> requests.Response:
+    return requests.get(f"{sim.url}/v2/stocks/{symbol}/bars", params=params, headers=AUTH, timeout=5)
+
+
+def test_the_single_symbol_route_pages_like_the_multi_symbol_one(sim, frames):
+    window = {"timeframe": "1Min", "start": "2024-01-02", "end": "2024-01-03", "limit": 100}
+    pages, token = [], None
+    while True:
+        body = single(sim, "aapl", **window, **({"page_token": token} if token else {})).json()
+        pages.append(body)
+        token = body["next_page_token"]
+        if token is None:
+            break
+    assert {tuple(sorted(p)) for p in pages} == {("bars", "next_page_token", "symbol")}
+    assert {p["symbol"] for p in pages} == {"AAPL"} and [len(p["bars"]) for p in pages] == [100] * 7 + [80]
+    multi = get(sim, symbols="AAPL", **window).json()
+    assert multi["bars"]["AAPL"] == pages[0]["bars"]
+    assert multi["next_page_token"] == pages[0]["next_page_token"]
+    assert [b["c"] for p in pages for b in p["bars"]] == frames[("AAPL", "1Min")]["close"].tolist()
+
+
+def test_the_single_symbol_route_refuses_answers_empty_and_obeys_faults(sim):
+    empty = single(sim, "ZZZZ", timeframe="1Min", start="2024-01-02")
+    bad = single(sim, "AAPL", timeframe="7Fortnight", start="2024-01-02")
+    two = single(sim, "AAPL,MSFT", timeframe="1Min", start="2024-01-02")
+    sim.state.faults.add("/v2/stocks/AAPL/bars", status=429)
+    faulted = single(sim, "AAPL", timeframe="1Min", start="2024-01-02")
+    assert empty.json() == {"bars": [], "symbol": "ZZZZ", "next_page_token": None}
+    assert (bad.status_code, bad.json()) == (400, {"message": "invalid timeframe: 7Fortnight"})
+    assert (two.status_code, two.json()) == (400, {"message": "invalid symbol: AAPL,MSFT"})
+    assert faulted.status_code == 429 and sim.state.requests.all("/v2/stocks/AAPL/bars")[-1].status == 429
+
+
+def test_the_single_symbol_route_shares_the_quota_and_the_sip_rule(frames):
+    now = lambda: pd.Timestamp("2024-01-03 16:00", tz="UTC")  # noqa: E731
+    app = market_data_app(frames, api_key=KEY, secret_key=SECRET, requests_per_minute=3, now=now)
+    with serve(app) as s:
+        recent = single(s, "AAPL", timeframe="1Min", start="2024-01-03T14:30:00Z", feed="sip")
+        ok = single(s, "AAPL", timeframe="1Min", start="2024-01-03T14:30:00Z")
+        get(s, symbols="AAPL", timeframe="1Min", start="2024-01-03")
+        over = single(s, "AAPL", timeframe="1Min", start="2024-01-03")
+    assert recent.status_code == 403 and ok.status_code == 200 and len(ok.json()["bars"]) == 91
+    assert over.status_code == 429
 
 
 def test_free_plan_refuses_recent_sip_only(frames):

@@ -223,9 +223,10 @@ def test_trading_stream_receives_trade_updates_in_order(sim):
     assert received[1].timestamp.tzinfo is not None
 
 
-def test_trade_updates_come_in_binary_frames_after_listen(sim):
+@pytest.mark.parametrize("path", ["/stream", "/stream/"])  # the legacy alpaca-trade-api SDK uses "/stream/"
+def test_trade_updates_come_in_binary_frames_after_listen(sim, path):
     hub = sim.app.state.hub
-    with connect(ws_url(sim, "/stream"), proxy=None) as ws:
+    with connect(ws_url(sim, path), proxy=None) as ws:
         ws.send(json.dumps({"action": "auth", "key": KEY, "secret": SECRET}))
         auth = ws.recv(timeout=5)
         ws.send(json.dumps({"action": "listen", "data": {"streams": ["trade_updates", "nope"]}}))

@@ -356,3 +356,85 @@ def test_the_bars_endpoint_never_serves_a_bar_that_has_not_closed():
     assert counts == [1, 2, 3]
     assert last.timestamp == datetime(2024, 1, 2, 14, 32, tzinfo=timezone.utc) and last.close == 102.5
     assert np.isclose(last.open, 102)
+
+
+def test_the_v3_clock_lists_one_clock_per_market_from_the_replay_clock():
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        s.clock.step()
+        v2 = requests.get(f"{s.sim.url}/v2/clock", headers=auth(), timeout=5).json()
+        now = requests.get(f"{s.sim.url}/v3/clock", headers=auth(), timeout=5).json()
+        both = requests.get(f"{s.sim.url}/v3/clock", params={"markets": "NYSE,xnys"}, headers=auth(),
+                            timeout=5)
+    assert list(now) == ["clocks"] and len(now["clocks"]) == 1 and len(both.json()["clocks"]) == 2
+    assert now["clocks"][0] == {
+        "market": {"acronym": "NYSE", "mic": "XNYS", "name": "New York Stock Exchange", "timezone": NY},
+        "timestamp": v2["timestamp"], "is_market_day": True, "next_market_open": v2["next_open"],
+        "next_market_close": v2["next_close"], "phase": "core", "phase_until": "2024-01-02T16:00:00-05:00"}
+
+
+@pytest.mark.parametrize("time, phase, until, market_day", [
+    ("2024-01-02T08:59:00Z", "closed", "2024-01-02T04:00:00-05:00", True),
+    ("2024-01-02T09:00:00Z", "pre", "2024-01-02T09:30:00-05:00", True),
+    ("2024-01-02T21:00:00Z", "post", "2024-01-02T20:00:00-05:00", True),
+    ("2024-01-03T01:00:00Z", "closed", "2024-01-03T04:00:00-05:00", True),  # 20:00 New York, still Jan 2
+    ("2024-01-06T12:00:00Z", "closed", "2024-01-08T04:00:00-05:00", False),  # a Saturday
+    ("2024-11-29T18:30:00Z", "post", "2024-11-29T17:00:00-05:00", True),  # a half day: closed at 13:00
+])
+def test_the_v3_clock_phases_follow_the_calendar_at_a_given_time(time, phase, until, market_day):
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        r = requests.get(f"{s.sim.url}/v3/clock", params={"time": time}, headers=auth(), timeout=5)
+    clock = r.json()["clocks"][0]
+    assert (clock["phase"], clock["phase_until"], clock["is_market_day"]) == (phase, until, market_day)
+    assert pd.Timestamp(clock["timestamp"]) == pd.Timestamp(time)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"markets": "LSE"}, "market LSE is not supported by the simulator (NYSE, XNYS)"),
+    ({"time": "noon"}, "invalid time: noon"),
+])
+def test_the_v3_clock_refuses_what_it_cannot_tell(params, message):
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        r = requests.get(f"{s.sim.url}/v3/clock", params=params, headers=auth(), timeout=5)
+    assert (r.status_code, r.json()) == (400, {"code": 40010001, "message": message})
+
+
+UNMODELLED = [
+    ({"notional": "500"}, 42210000,
+     "notional orders are not supported by the simulator: send qty in whole shares"),
+    ({"qty": "1.5"}, 42210000, "fractional qty is not supported by the simulator: qty must be whole shares"),
+    *[({"time_in_force": tif}, 40010001, f"time_in_force {tif} is not supported by the simulator (day, gtc)")
+      for tif in ("ioc", "fok", "opg", "cls")],
+    ({"type": "trailing_stop", "trail_percent": "1"}, 40010001,
+     "order type trailing_stop is not supported by the simulator"),
+    ({"type": "limit", "limit_price": "99", "extended_hours": True}, 40010001,
+     "extended_hours orders are not supported by the simulator"),
+]
+
+
+@pytest.mark.parametrize("fields, code, message", UNMODELLED)
+def test_what_the_simulator_does_not_model_is_refused_with_alpacas_error_body(fields, code, message):
+    body = {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day", **fields}
+    if "notional" in fields:
+        del body["qty"]
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        r = requests.post(f"{s.sim.url}/v2/orders", json=body, headers=auth(), timeout=5)
+        placed = s.broker.orders()
+    assert (r.status_code, r.json()) == (422, {"code": code, "message": message}) and placed == []
+
+
+def test_wrong_keys_get_alpacas_401_body_on_the_trading_api():
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        r = requests.get(f"{s.sim.url}/v2/account", headers={"APCA-API-KEY-ID": KEY}, timeout=5)
+        err = refused(TradingClient("bad", "keys", paper=True, url_override=s.sim.url).get_account)
+    assert (r.status_code, r.json()) == (401, {"code": 40110000, "message": "request is not authorized"})
+    assert (err.status_code, err.code, err.message) == (401, 40110000, "request is not authorized")
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/v2/watchlists", 404), ("GET", "/v2/stocks/AAPL/quotes/latest", 404), ("PUT", "/v2/orders", 405),
+])
+def test_an_endpoint_the_simulator_does_not_model_is_refused_in_alpacas_shape(method, path, status):
+    with simulator({"AAPL": frame("2024-01-02", FLAT)}) as s:
+        r = requests.request(method, f"{s.sim.url}{path}", headers=auth(), timeout=5)
+    message = f"{method} {path} is not supported by the simulator"
+    assert (r.status_code, r.json()) == (status, {"code": status * 100_000 + 10_000, "message": message})
