@@ -46,7 +46,7 @@ from live_bridge.sleeves import decide, sleeves
 from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel
 from research.regimes import load_regimes
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 SEED = 20240607
 REST_PATHS = ("/v2/account", "/v2/clock", "/v2/orders", "/v2/positions", "/v2/stocks/bars")

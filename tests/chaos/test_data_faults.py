@@ -22,7 +22,7 @@ from live_bridge.sleeves import decide, sleeves
 from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel
 from tests.live_bridge.test_alpaca_adapter import simulator
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 SMA = {"fast": 2, "slow": 5, "short": False}
 RULES = ExitRulesModel(stop_loss=0.05, allow_short=False)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 import typer
 from click.testing import CliRunner, Result
 
-from tests.conftest import tree_digest
+from tests.kit import tree_digest
 from tradelab.cli import app
 
 FUZZ = settings(deadline=None, derandomize=True, database=None,
@@ -80,8 +80,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     from data_lake.sources.sample import sample_bars, sample_meta
     from data_lake.sources.synthetic import synthetic_meta
     from research.params import install
-    from tests.conftest import minute_bars
-    from tests.research.test_params import params_file
+    from tests.kit import minute_bars
+    from tests.kit import params_file
 
     home = tmp_path_factory.mktemp("cli")
     template = home / "template"

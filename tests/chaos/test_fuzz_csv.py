@@ -25,7 +25,7 @@ from data_lake import Lake, check_bars
 from data_lake.calendar import nyse
 from data_lake.sources.files import file_meta
 from tests.chaos.test_fuzz_cli import assert_user_error, invoke
-from tests.conftest import minute_bars, tree_digest
+from tests.kit import minute_bars, tree_digest
 
 FUZZ = settings(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

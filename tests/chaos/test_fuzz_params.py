@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from research.params import ParamsFile, dumps, install, load, loads, write_candidate
 from research.promotion import EntryVerdict
 from tests.chaos.test_fuzz_cli import assert_user_error, invoke
-from tests.conftest import tree_digest
-from tests.research.test_params import entry, params_file
+from tests.kit import tree_digest
+from tests.kit import entry, params_file
 
 FUZZ = settings(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -10,7 +10,7 @@ import pytest
 
 from research.params import DataWindow, ExitRulesModel, dumps
 from tests.chaos import harness
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 SYMBOLS = ["AAPL", "MSFT"]
 START, END = "2012-03-01", "2013-03-01"

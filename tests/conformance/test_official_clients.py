@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 from .harness import Driver, Refusal, Sim, lake_frames, simulator, start_driver
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from data_lake import BarMeta, Feed, Lake, connect
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 META = BarMeta("test", Feed.CSV)
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from data_lake import BarMeta, Feed, Lake
-    from tests.conftest import minute_bars
+    from tests.kit import minute_bars
     import pandas as pd
     lake = Lake({lake!r})
     days = [str(d.date()) for d in pd.bdate_range("2021-01-04", "2023-12-29") if d.strftime("%m-%d") not in {holidays!r}]

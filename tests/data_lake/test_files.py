@@ -11,7 +11,7 @@ import pytest
 from data_lake import DataQualityError, Lake, LakeError
 from data_lake.schema import Adjustment
 from data_lake.sources.files import file_bars, file_meta
-from tests.conftest import minute_bars, tree_digest
+from tests.kit import minute_bars, tree_digest
 
 YAHOO = """Date,Open,High,Low,Close,Adj Close,Volume
 2024-03-04,100.0,101.0,99.0,100.5,50.25,1000

@@ -6,7 +6,7 @@ from datetime import date
 
 from data_lake import BarMeta, Feed, Lake
 from data_lake.gaps import find_gaps
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 
 def test_complete_sample_has_no_gaps(sample_lake: Lake):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from data_lake.quality import check_bars
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 
 def _daily() -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from data_lake import BarMeta, Feed, Lake
 from data_lake.resample import resample_bars, resample_lake
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 
 def test_five_minute_bar_by_hand():

@@ -11,7 +11,7 @@ from data_lake import DataQualityError, Lake, LakeError
 from data_lake.schema import Adjustment
 from data_lake.sources.files import file_bars, file_meta
 from data_lake.sources.sample import sample_bars, sample_meta
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 NY_MIDNIGHT = pd.Timestamp("2010-01-05", tz="America/New_York").tz_convert("UTC")
 ROWS = [("2010-01-05", 30.49, 30.64, 30.34, 30.63), ("2010-01-06", 30.66, 30.75, 30.11, 30.14),

@@ -9,7 +9,7 @@ import pytest
 from data_lake import BarMeta, DataQualityError, Feed, Lake, LakeError
 from data_lake.schema import Adjustment
 from data_lake.sources.sample import sample_bars, sample_meta
-from tests.conftest import minute_bars, tree_digest
+from tests.kit import minute_bars, tree_digest
 
 META = BarMeta(source="test", feed=Feed.CSV)
 

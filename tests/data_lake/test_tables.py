@@ -11,7 +11,7 @@ import pytest
 from data_lake import BarMeta, Feed, Lake, LakeError, connect
 from data_lake.manifest import MANIFEST, Manifest
 from data_lake.tables import read_table, table_dir, write_table
-from tests.conftest import minute_bars, tree_digest
+from tests.kit import minute_bars, tree_digest
 
 
 def frame(bench: str, values: list[float]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
 from research.params import DataWindow, install, write_candidate
 from tests import webhook
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 from tests.soak.kit import Live, hermetic_env, simulator
 
 START = "2012-06-01"

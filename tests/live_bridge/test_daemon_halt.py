@@ -22,7 +22,7 @@ from live_bridge.simulator import serve
 from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel, install
 from tests.live_bridge.test_daemon import receiver, world  # noqa: F401 - fixtures
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, hermetic_env, simulator
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from live_bridge.history import COLUMNS, History
 from research.bars import bars_from_arrays
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 
 @pytest.mark.parametrize("timeframe", ["1Min", "1Day"])

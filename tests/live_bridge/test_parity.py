@@ -14,7 +14,7 @@ from live_bridge.parity import check
 from live_bridge.replay import replay
 from research.params import DataWindow, ExitRulesModel
 from research.regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 #: Daily strategies and per-regime params (two regimes with different params and exits; the rest flat).
 CASES = {

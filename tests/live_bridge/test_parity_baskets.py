@@ -13,7 +13,7 @@ from live_bridge.parity import check
 from live_bridge.replay import replay
 from research import baskets
 from research.params import DataWindow
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 PAIR = ("pairs", "AAPL/MSFT", {"lookback": 30, "entry_z": 1.0, "exit_z": 0.2, "stop_z": 3.0, "max_hold": 20,
                                "min_corr": -1.0, "short": True})

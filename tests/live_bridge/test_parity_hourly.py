@@ -13,7 +13,7 @@ from live_bridge.parity import check
 from live_bridge.replay import _half_hours, replay
 from live_bridge.simulator import market_data_app, serve
 from research.params import DataWindow, ExitRulesModel
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 SEEDS = {"AAA": 5, "BBB": 1}
 START, END = "2024-03-04", "2024-03-09"

@@ -11,7 +11,7 @@ from live_bridge.parity import check
 from live_bridge.replay import replay
 from live_bridge.risk import RiskLimits
 from research.params import DataWindow, ExitRulesModel
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 # SYNTHETIC bars (data_lake.sources.synthetic): 8 sessions up to 2024-03-08, the last 2 replayed,
 # the 5 before them the runner's warm-up. Seeds chosen so that every case trades in the replay, is

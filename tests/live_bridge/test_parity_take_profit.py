@@ -14,7 +14,7 @@ from live_bridge.replay import replay
 from live_bridge.sleeves import decide, sleeves
 from research.params import DataWindow, ExitRulesModel
 from tests.live_bridge.test_parity import lake  # noqa: F401 - the module's sample lake fixture
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 #: A year of daily AAPL/MSFT: targets of 3-4% are hit often, stops of 2-3% too.
 RULES = {"AAPL": ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False),

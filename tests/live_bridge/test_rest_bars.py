@@ -14,7 +14,7 @@ from data_lake.resample import resample_bars
 from live_bridge.alpaca_bars import RestBars
 from live_bridge.history import History
 from live_bridge.simulator import market_data_app, serve
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 KEY, SECRET = "rest-bars-key", "rest-bars-secret"
 DAYS = ["2024-11-27", "2024-11-29", "2024-12-02"]  # 11-29: a half day (13:00 close)

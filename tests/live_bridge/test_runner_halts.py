@@ -17,7 +17,7 @@ from data_lake.sources.synthetic import synthetic_meta
 from live_bridge.replay import replay
 from live_bridge.risk import RiskLimits
 from research.params import DataWindow, ExitRulesModel
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 
 def crash_bars() -> pd.DataFrame:

@@ -13,7 +13,7 @@ from live_bridge.ports import OrderIntent
 from live_bridge.runner import ReconcileError, Runner, RunnerConfig
 from live_bridge.state import StateStore
 from tests.live_bridge.test_alpaca_adapter import simulator
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 
 
 def test_an_intent_sent_before_a_crash_is_adopted_not_resent(tmp_path):

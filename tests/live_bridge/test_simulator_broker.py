@@ -10,7 +10,7 @@ import pytest
 
 from data_lake.calendar import US_PER_MIN, nyse
 from live_bridge.simulator import Broker, BrokerConfig, ReplayClock, Timeframe
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 BUY = {"side": "buy", "time_in_force": "day", "type": "market"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import fields
-from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,8 @@ from research.exits import ExitRules
 from research.metrics import METRICS
 from research.params import (
     SCHEMA_PATH,
-    DataWindow,
-    Entry,
     ExitRulesModel,
     Metrics,
-    ParamsFile,
-    RunInfo,
-    SelectionInfo,
     code_version,
     diff,
     dumps,
@@ -32,47 +26,9 @@ from research.params import (
     schema_bytes,
     write_candidate,
 )
-from research.promotion import EntryVerdict, GateThresholds, Verdict
+from research.promotion import EntryVerdict
 from research.signals.sma_cross import SmaCross
-
-CREATED = datetime(2024, 5, 2, 22, 5, 1, tzinfo=timezone.utc)
-
-
-def metrics(**over: float | None) -> Metrics:
-    """Plausible metrics of a decent backtest; override any of them."""
-    base = dict(total_return=0.31, cagr=0.09, sharpe=1.1, sortino=1.6, max_drawdown=-0.12, calmar=0.75,
-                win_rate=0.55, profit_factor=1.4, expectancy=0.012, trades=25.0, exposure=0.48)
-    return Metrics(**{**base, **over})
-
-
-def entry(symbol: str = "AAPL", regime: str = "all", params: dict | None = None, **over) -> Entry:
-    """A candidate that passes the default gate (sma_cross fast 10 / slow 50); override any field."""
-    values = dict(strategy="sma_cross", symbol=symbol, regime=regime, status="active",
-                  params={"fast": 10, "slow": 50} if params is None else params, exit_rules=ExitRulesModel(),
-                  in_sample=metrics(), out_of_sample=metrics(sharpe=0.8), oos_trades=25, n_trials=120,
-                  deflated_sharpe=0.97, pbo=0.2, stability=0.8, gate=EntryVerdict(passed=True), source="candidate")
-    return Entry(**{**values, **over})
-
-
-def params_file(entries: list[Entry] | None = None, promoted: bool = True, previous: str | None = None,
-                **over) -> ParamsFile:
-    """A valid params file over AAPL and MSFT daily bars."""
-    values = dict(
-        schema_version=1, created_at=CREATED, code_version="abc1234",
-        run=RunInfo(job="nightly", notebook="notebooks/nightly.ipynb", run_dir="runs/2024-05-02"),
-        data=DataWindow(timeframe="1Day", start=date(2015, 1, 2), end=date(2024, 5, 1), symbols=["AAPL", "MSFT"],
-                        bars_hash={"AAPL": "a1b2c3", "MSFT": "d4e5f6"}, benchmark="SPY"),
-        selection=SelectionInfo(objective="sharpe", walk_forward="2y:6m", min_trades=5, sweep_ids=["s1"]),
-        gate=GateThresholds(), verdict=Verdict(promoted=promoted, reasons=("test",), previous_sha256=previous),
-        entries=[entry()] if entries is None else entries)
-    return ParamsFile(**{**values, **over})
-
-
-def edited(pf: ParamsFile, edit) -> str:
-    """The file's JSON after a hand edit (edit mutates the parsed dict)."""
-    doc = json.loads(dumps(pf))
-    edit(doc)
-    return json.dumps(doc, indent=2)
+from tests.kit import edited, entry, metrics, params_file
 
 
 def test_round_trip_is_byte_identical_and_typed(tmp_path: Path):

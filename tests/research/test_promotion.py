@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from research.params import NOT_EVALUATED, Entry, ParamsFile, dumps, install, load
 from research.promotion import GateThresholds, decide, evaluate
-from tests.research.test_params import entry, metrics, params_file
+from tests.kit import entry, metrics, params_file
 
 
 def candidate(symbol: str = "AAPL", regime: str = "all", **over) -> Entry:

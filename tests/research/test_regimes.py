@@ -14,7 +14,7 @@ from research.nb import rolling_mean_nb
 from research.regimes_nb import (
     efficiency_ratio_nb, realized_vol_nb, relative_slope_nb, trailing_percentile_nb, vol_codes_nb,
 )
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 SMALL = RegimeParams(trend_window=5, slope_bars=2, slope_min=0.002, er_window=5, er_min=0.5,
                      vol_window=5, vol_history=10)

@@ -11,7 +11,7 @@ from research.bars import bars_from_arrays
 from research.nb import rolling_mean_nb, rsi_nb, session_vwap_nb
 from research.signals import get
 from research.signals.pandas import bars_from_frame, rsi, session_vwap, signals_df, sma
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 COLS = ["long_entry", "long_exit", "short_entry", "short_exit"]
 

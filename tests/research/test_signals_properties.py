@@ -18,7 +18,7 @@ from research.bars import Bars, bars_from_arrays
 from research.exits import ExitRules, simulate_exits
 from research.signals import breakout, gap, get, rsi_reversion, sma_convergence, vwap_reversion
 from research.signals.base import Signals
-from tests.conftest import minute_bars
+from tests.kit import minute_bars
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DAILY = ("sma_cross", "sma_convergence", "breakout", "rsi_reversion")

@@ -34,7 +34,7 @@ from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
 from research.params import DataWindow, ExitRulesModel, install, load
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored
 
 ROOT = Path(__file__).resolve().parents[2]

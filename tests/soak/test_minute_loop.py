@@ -24,7 +24,7 @@ from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
 from research.params import DataWindow, ExitRulesModel, install, load
 from research.regimes import regimes_from_daily
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored
 
 pytestmark = pytest.mark.timeout(1200)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tree_digest
+from tests.kit import tree_digest
 
 
 def run(*args: str, lake: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

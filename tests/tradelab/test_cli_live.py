@@ -12,7 +12,7 @@ import sys
 import time
 
 from research.params import DataWindow, ExitRulesModel, write_candidate
-from tests.research.test_params import entry, params_file
+from tests.kit import entry, params_file
 from tests.tradelab.test_cli import run
 
 KEY, SECRET = "PKTESTKEY0123456789", "s3cr3t-TEST-abcdefghijklmnopqrstuv"

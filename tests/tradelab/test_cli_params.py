@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from research.params import install, schema_bytes, write_candidate
-from tests.research.test_params import edited, entry, params_file
+from tests.kit import edited, entry, params_file
 from tradelab.cli import app
 
 

@@ -27,8 +27,8 @@ from live_bridge.simulator import market_data_app, serve
 from research.params import write_candidate
 from research.regimes import load_regimes
 from tests import webhook
-from tests.conftest import tree_digest
-from tests.research.test_params import entry, params_file
+from tests.kit import tree_digest
+from tests.kit import entry, params_file
 from tradelab.cli import app
 from tradelab.evening import plan, send_alert
 from tradelab.jobs import job_lock
