@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--day", default="2025-12-30", help="the evening's session (a full day)")
     args = ap.parse_args()
-    from live_bridge.simulator import market_data_app, serve
+    from simulator import market_data_app, serve
 
     symbols = [f"SYN{i:03d}" for i in range(args.symbols)]
     warm()

@@ -57,8 +57,8 @@ def params_file(symbols: list[str]):
 
 def _simulator(conn, frames, key: str, secret: str) -> None:
     """The child process: the simulator on loopback, its replay clock stepped on the parent's word."""
-    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, serve
-    from live_bridge.simulator.trading import broker_app
+    from simulator import BrokerConfig, ReplayClock, SimulatorState, serve
+    from simulator.trading import broker_app
 
     state = SimulatorState(api_key=key, secret_key=secret)
     clock = ReplayClock(frames, "1Day")

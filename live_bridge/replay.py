@@ -38,8 +38,8 @@ from research.regimes import regimes_from_daily
 from .regimes_live import daily_arrays
 from .risk import RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
-from .simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-from .simulator.trading import broker_app
+from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+from simulator.trading import broker_app
 from .sleeves import sleeves
 from .state import StateStore
 
@@ -218,7 +218,7 @@ def _lake_labels(lake: Lake, benchmark: str, t1: pd.Timestamp) -> pd.DataFrame:
 
 def _half_hours(lake: Lake, symbols: list[str], t0: pd.Timestamp, t1: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """The replay's 30Min bars per symbol, made from the lake's 1Min bars (a 1Hour replay's simulator)."""
-    from .simulator import Timeframe, aggregate
+    from simulator import Timeframe, aggregate
 
     cut_at = pd.Timestamp(t0, tz="America/New_York").tz_convert("UTC")
     out = {}

@@ -71,8 +71,8 @@ class _Child:
 def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work: Path, *, kills: int = 0,
         inner_kill: float = 0.0, seed: int = 0, timeout: float = 120.0) -> ChaosResult:
     from live_bridge.replay import _load
-    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-    from live_bridge.simulator.trading import broker_app
+    from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+    from simulator.trading import broker_app
     from live_bridge.state import StateStore
 
     rng = random.Random(seed)

@@ -40,7 +40,7 @@ from live_bridge.ids import parse_client_order_id
 from live_bridge.parity import check
 from live_bridge.replay import replay
 from live_bridge.risk import RiskLimits
-from live_bridge.simulator import BrokerConfig
+from simulator import BrokerConfig
 from tests.live_bridge.test_parity import lake  # noqa: F401 - the sample lake with IBM regimes, a fixture
 from live_bridge.sleeves import decide, sleeves
 from live_bridge.state import StateStore

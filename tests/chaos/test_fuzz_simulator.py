@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from live_bridge.simulator import (Broker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
+from simulator import (SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
                                    serve, streams_router)
-from live_bridge.simulator.orders import asset_id
-from tests.live_bridge.test_simulator_broker import frame
+from simulator.orders import asset_id
+from tests.simulator.test_broker import frame
 
 KEY, SECRET = "fuzz-key", "fuzz-secret"
 AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
@@ -83,7 +83,7 @@ class _Errors(logging.Handler):
 @dataclass
 class Sim:
     url: str
-    broker: Broker
+    broker: SimBroker
     http: requests.Session
     errors: _Errors
     filled_id: str
@@ -97,7 +97,7 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim():
     clock = ReplayClock({"AAPL": frame("2024-01-02", FLAT), "MSFT": frame("2024-01-02", FLAT)}, "1Min")
-    broker = Broker(clock, BrokerConfig(cash=100_000))
+    broker = SimBroker(clock, BrokerConfig(cash=100_000))
     state = SimulatorState(api_key=KEY, secret_key=SECRET)
     app = broker_app(clock, broker, state=state, routers=[streams_router(state, clock.hub, StreamControl())])
     clock.step()
@@ -116,7 +116,7 @@ def sim():
     assert broker.ledger.qty("AAPL") == 10 and broker.get(resting.id).status == "new"
 
 
-def account(broker: Broker) -> tuple:
+def account(broker: SimBroker) -> tuple:
     """What no refused request may change: every order, the positions and the account."""
     with broker.lock:
         return broker.list_orders("all", 500, direction="asc"), broker.positions_json(), broker.account_json()
@@ -259,7 +259,7 @@ def test_the_base_orders_are_valid():
     """Each mutation starts from a body the broker accepts, so the refusals are the mutation's doing."""
     for name, body in BASES.items():
         clock = ReplayClock({"AAPL": frame("2024-01-02", FLAT), "MSFT": frame("2024-01-02", FLAT)}, "1Min")
-        broker = Broker(clock, BrokerConfig(cash=100_000))
+        broker = SimBroker(clock, BrokerConfig(cash=100_000))
         clock.step()
         broker.submit({**BASES["market"], "qty": 10})
         clock.step()

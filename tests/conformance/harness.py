@@ -34,10 +34,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from live_bridge.simulator import (
-    Broker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router,
+from simulator import (
+    SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router,
 )
-from live_bridge.simulator.trading import broker_app
+from simulator.trading import broker_app
 
 HERE = Path(__file__).parent
 KEY, SECRET = "conformance-key", "conformance-secret"
@@ -225,7 +225,7 @@ class Sim:
 
     url: str
     clock: ReplayClock
-    broker: Broker
+    broker: SimBroker
     app: Any
     published: list[tuple[str, dict]]
 
@@ -243,7 +243,7 @@ def lake_frames(minutes: pd.DataFrame) -> dict[str, pd.DataFrame]:
 @contextmanager
 def simulator(frames: dict[str, pd.DataFrame], max_page_size: int = 100):
     clock = ReplayClock(frames, "1Min")
-    broker = Broker(clock, BrokerConfig(cash=100_000))
+    broker = SimBroker(clock, BrokerConfig(cash=100_000))
     state = SimulatorState(api_key=KEY, secret_key=SECRET)
     app = broker_app(clock, broker, state=state, max_page_size=max_page_size,
                      routers=[streams_router(state, clock.hub, StreamControl())])

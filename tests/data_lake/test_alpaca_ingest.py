@@ -12,7 +12,7 @@ import pytest
 from data_lake import Lake, LakeError
 from data_lake.calendar import US_PER_MIN, nyse, session_index
 from data_lake.sources.alpaca import TokenBucket, ingest_alpaca, missing_runs, plan_requests
-from live_bridge.simulator import market_data_app, serve
+from simulator import market_data_app, serve
 
 KEY, SECRET = "test-key-id", "test-secret-key"
 BARS = "/v2/stocks/bars"

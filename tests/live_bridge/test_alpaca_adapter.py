@@ -21,9 +21,9 @@ from live_bridge.alpaca import AlpacaBroker, BrokerError, LiveBar, OcoAck
 from live_bridge.alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed, OrderUpdate, expected_bar
 from live_bridge.ports import Broker as BrokerPort
 from live_bridge.ports import Fill, OrderIntent
-from live_bridge.simulator import (Broker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
+from simulator import (SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
                                    serve, streams_router)
-from tests.live_bridge.test_simulator_broker import frame
+from tests.simulator.test_broker import frame
 
 KEY, SECRET = "PK7F3C9A1E5B2D", "sk9d41d8cd98f00b204e980"  # distinctive: any 6 characters are grep-able
 ROWS = [(100.0 + i, 101.0 + i, 99.0 + i, 100.5 + i, 1000) for i in range(8)]  # open 100, 101, 102, ...
@@ -44,7 +44,7 @@ def simulator(rows=ROWS, symbols=("AAPL",), **config) -> Iterator[SimpleNamespac
     """One app: trading REST, /v2/stocks/bars and both websockets over a hand-stepped replay."""
     before = set(threading.enumerate())
     clock = ReplayClock({s: frame("2024-01-02", rows) for s in symbols}, "1Min")
-    sim_broker = Broker(clock, BrokerConfig(**config))
+    sim_broker = SimBroker(clock, BrokerConfig(**config))
     state, control = SimulatorState(api_key=KEY, secret_key=SECRET), StreamControl()
     app = broker_app(clock, sim_broker, state=state, routers=[streams_router(state, clock.hub, control)])
     with serve(app) as server:

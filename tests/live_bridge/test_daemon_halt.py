@@ -18,7 +18,7 @@ from pathlib import Path
 from live_bridge.alpaca import AlpacaBroker
 from live_bridge.ids import parse_client_order_id
 from live_bridge.ports import OrderIntent
-from live_bridge.simulator import serve
+from simulator import serve
 from live_bridge.state import StateStore
 from research.params import DataWindow, ExitRulesModel, install
 from tests.live_bridge.test_daemon import receiver, world  # noqa: F401 - fixtures

@@ -11,7 +11,7 @@ import requests
 
 from live_bridge.parity import check
 from live_bridge.replay import _half_hours, replay
-from live_bridge.simulator import market_data_app, serve
+from simulator import market_data_app, serve
 from research.params import DataWindow, ExitRulesModel
 from tests.kit import entry, params_file
 

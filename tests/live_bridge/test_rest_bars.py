@@ -13,7 +13,7 @@ import pytest
 from data_lake.resample import resample_bars
 from live_bridge.alpaca_bars import RestBars
 from live_bridge.history import History
-from live_bridge.simulator import market_data_app, serve
+from simulator import market_data_app, serve
 from tests.kit import minute_bars
 
 KEY, SECRET = "rest-bars-key", "rest-bars-secret"

@@ -99,7 +99,7 @@ def test_an_order_the_broker_rejects_at_the_open_is_stored_logged_and_alerted(tm
 
     from live_bridge.alpaca import AlpacaBroker
     from live_bridge.alpaca_feeds import AlpacaFillFeed
-    from live_bridge.simulator import (Broker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
+    from simulator import (SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
                                        serve, streams_router)
     from tests.live_bridge.test_alpaca_adapter import FAST, KEY, SECRET, eventually
 
@@ -111,7 +111,7 @@ def test_an_order_the_broker_rejects_at_the_open_is_stored_logged_and_alerted(tm
                                     "low": [x - 1 for x in o], "close": o, "volume": [1e6] * 3})
     clock = ReplayClock({"AAA": frame([100.0, 150, 150]), "BBB": frame([100.0, 100, 100])}, "1Day")
     state = SimulatorState(api_key=KEY, secret_key=SECRET)
-    app = broker_app(clock, Broker(clock, BrokerConfig(cash=100_000)), state=state,
+    app = broker_app(clock, SimBroker(clock, BrokerConfig(cash=100_000)), state=state,
                      routers=[streams_router(state, clock.hub, StreamControl())])
     cid = client_order_id("sma_cross", "BBB", datetime(2024, 1, 2, 5, tzinfo=UTC), "entry")
     intent = OrderIntent(cid, "BBB", "buy", 390, strategy="sma_cross", reason="entry")

@@ -109,8 +109,8 @@ def arrays(frame: pd.DataFrame) -> dict:
 def simulator(frames: dict, timeframe: str, key: str, secret: str, port: int = 0):
     """The Alpaca-compatible simulator replaying ``frames`` (trading REST, bars, both websockets):
     (the served context manager, the replay clock, the simulated broker)."""
-    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-    from live_bridge.simulator.trading import broker_app
+    from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+    from simulator.trading import broker_app
 
     state = SimulatorState(api_key=key, secret_key=secret)
     clock = ReplayClock(frames, timeframe)

@@ -89,7 +89,7 @@ def test_alpaca_without_keys_is_clear(tmp_path: Path):
 
 def test_ingest_alpaca_cli_against_the_simulator(tmp_path: Path):
     """The whole user path: keys and URL from the environment, the real alpaca-py client, the lake."""
-    from live_bridge.simulator import market_data_app, serve
+    from simulator import market_data_app, serve
     from tests.data_lake.test_alpaca_ingest import alpaca_minutes
 
     key, secret = "PKFAKEKEYID0000001", "fake-secret-never-printed-42"

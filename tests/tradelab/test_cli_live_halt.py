@@ -19,7 +19,7 @@ import pytest
 from data_lake.sources.sample import sample_bars
 from live_bridge.alpaca import AlpacaBroker
 from live_bridge.ports import OrderIntent
-from live_bridge.simulator.ledger import Asset
+from simulator.ledger import Asset
 from tests.soak.kit import hermetic_env, simulator
 
 START = "2012-06-01"

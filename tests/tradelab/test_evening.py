@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from data_lake import Batch, Lake
 from data_lake.sources.sample import sample_bars, sample_meta
-from live_bridge.simulator import market_data_app, serve
+from simulator import market_data_app, serve
 from research.params import write_candidate
 from research.regimes import load_regimes
 from tests import webhook

@@ -111,8 +111,8 @@ def sim(
 ) -> None:
     """Serve the Alpaca-compatible simulator on loopback, replaying the lake's bars (keys from the environment)."""
     from data_lake.schema import parse_symbols
-    from live_bridge.simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
-    from live_bridge.simulator.trading import broker_app
+    from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
+    from simulator.trading import broker_app
 
     _money(cash, "--cash")
     if not 0 <= port <= 65535:

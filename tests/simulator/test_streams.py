@@ -21,7 +21,7 @@ from alpaca.trading.models import TradeUpdate
 from alpaca.trading.stream import TradingStream
 from websockets.sync.client import connect
 
-from live_bridge.simulator import (
+from simulator import (
     BarStore, Hub, SimulatorState, StreamControl, create_app, market_data_router, serve, streams,
     streams_app, streams_router,
 )

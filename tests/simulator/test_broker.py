@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from data_lake.calendar import US_PER_MIN, nyse
-from live_bridge.simulator import Broker, BrokerConfig, ReplayClock, Timeframe
+from simulator import SimBroker, BrokerConfig, ReplayClock, Timeframe
 from tests.kit import minute_bars
 
 BUY = {"side": "buy", "time_in_force": "day", "type": "market"}
@@ -32,15 +32,15 @@ FLAT = [(100.0, 100.5, 99.5, 100.0, 1000)] * 5
 
 
 def make(frames: dict[str, pd.DataFrame], timeframe: str = "1Min",
-         **config) -> tuple[ReplayClock, Broker, list]:
+         **config) -> tuple[ReplayClock, SimBroker, list]:
     clock = ReplayClock(frames, timeframe)
-    broker = Broker(clock, BrokerConfig(**config))
+    broker = SimBroker(clock, BrokerConfig(**config))
     updates: list[dict] = []
     clock.hub.taps.append(lambda kind, e: updates.append(e) if kind == "trade_update" else None)
     return clock, broker, updates
 
 
-def order(broker: Broker, symbol: str = "AAPL", qty: int = 10, **kw):
+def order(broker: SimBroker, symbol: str = "AAPL", qty: int = 10, **kw):
     return broker.submit({"symbol": symbol, "qty": qty, **BUY, **kw})
 
 

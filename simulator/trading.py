@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .broker import Broker
+from .broker import SimBroker
 from .clock import MARKETS, ReplayClock
 from .ledger import BrokerConfig
 from .market_data import MAX_LIMIT, market_data_router
@@ -86,7 +86,7 @@ def _uuid(text: str) -> str:
         raise BadParam(f"invalid order id: {text}") from None
 
 
-def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> APIRouter:
+def trading_router(broker: SimBroker, after_accept: FaultQueue | None = None) -> APIRouter:
     """The /v2 trading routes over ``broker`` (and its clock); ``router.after_accept`` holds the faults."""
     clock: ReplayClock = broker.clock
     after = after_accept or FaultQueue()
@@ -260,7 +260,7 @@ def trading_router(broker: Broker, after_accept: FaultQueue | None = None) -> AP
 
 def broker_app(
     clock: ReplayClock,
-    broker: Broker | None = None,
+    broker: SimBroker | None = None,
     *,
     config: BrokerConfig | None = None,
     state: SimulatorState | None = None,
@@ -278,7 +278,7 @@ def broker_app(
     ``app.state`` holds ``sim`` (SimulatorState), ``clock``, ``broker``, ``hub``, ``bars`` and
     ``after_accept`` (the FaultQueue answered after a change took effect).
     """
-    broker = broker or Broker(clock, config)
+    broker = broker or SimBroker(clock, config)
     state = state or SimulatorState(api_key=api_key, secret_key=secret_key,
                                     requests_per_minute=requests_per_minute)
     trading = trading_router(broker)

@@ -1,11 +1,18 @@
-"""An Alpaca-compatible simulator on loopback, reached through the real alpaca-py client.
+"""An Alpaca-compatible simulator on loopback: a product of its own, for any Alpaca client.
 
-Tests and dry runs point alpaca-py's ``url_override`` at it, so the code under test is exercised
-down to the HTTP bytes. Each Alpaca API is one router (``market_data`` today; trading and
-streaming later); ``server`` holds what they share (auth, quota, faults, request log) and runs
-the app in a background thread::
+What lives here: Alpaca's trading REST API (``trading``: orders, account, positions, assets,
+clock v2 and v3, calendar), the market-data bars endpoints (``market_data``), the market-data and
+trade_updates websockets (``streams``, over the ``hub``), a matching engine with the project's fill
+convention (``engine``, ``matching``, ``ledger``: ``SimBroker``), a replay clock over recorded bars
+(``clock``), and what the routers share (``server``: auth, quotas, injected faults, the request
+log, ``serve`` in a background thread). Payloads follow Alpaca's published specs and the official
+SDKs (``tests/conformance`` runs the JS and the legacy Python SDK against it).
 
-    from live_bridge.simulator import market_data_app, serve
+What it may import: numpy, pandas, FastAPI/uvicorn, msgpack and ``data_lake.calendar`` (the NYSE
+sessions). Never ``live_bridge``, ``research`` or ``tradelab``: the bridge is one of its clients.
+The live bridge, the CLI (``tradelab sim``), the data lake's tests and the replays use it::
+
+    from simulator import market_data_app, serve
     app = market_data_app({("AAPL", "1Min"): frame}, api_key="k", secret_key="s", max_page_size=500)
     with serve(app) as sim:
         client = StockHistoricalDataClient("k", "s", url_override=sim.url)
@@ -36,11 +43,11 @@ from .hub import Hub, Subscription
 from .streams import StreamControl, StreamStats, streams_app, streams_router
 
 __all__ += ["Hub", "StreamControl", "StreamStats", "Subscription", "streams_app", "streams_router"]
-from .broker import Broker
+from .broker import SimBroker
 from .clock import Bar, ReplayBarStore, ReplayClock
-from .ledger import Asset, BrokerConfig, Fill
+from .ledger import Asset, BrokerConfig, SimFill
 from .orders import Order, OrderError
 from .trading import broker_app, trading_router
 
-__all__ += ["Asset", "Bar", "Broker", "BrokerConfig", "Fill", "Order", "OrderError", "ReplayBarStore",
+__all__ += ["Asset", "Bar", "SimBroker", "BrokerConfig", "SimFill", "Order", "OrderError", "ReplayBarStore",
             "ReplayClock", "broker_app", "trading_router"]

@@ -35,7 +35,7 @@ import uuid
 
 from .clock import Bar, ReplayClock
 from .hub import Hub
-from .ledger import BrokerConfig, Fill, Ledger
+from .ledger import BrokerConfig, SimFill, Ledger
 from .matching import at_open, inside, priority, slipped
 from .orders import WORKING, Order, OrderSpec, iso, num
 
@@ -65,7 +65,7 @@ class Engine:
         with self.lock:
             return [copy.copy(o) for o in self._orders.values()]
 
-    def fills(self) -> list[Fill]:
+    def fills(self) -> list[SimFill]:
         with self.lock:
             return list(self.ledger.fills)
 
@@ -222,7 +222,7 @@ class Engine:
         px = slipped(raw, o.buy, slip)
         fee = px * qty * self.config.fee_rate
         position = self.ledger.apply(o.symbol, qty if o.buy else -qty, px, fee, t)
-        fill = Fill(str(uuid.uuid4()), o.id, o.client_order_id, o.symbol, o.side, qty, px, fee, t, position)
+        fill = SimFill(str(uuid.uuid4()), o.id, o.client_order_id, o.symbol, o.side, qty, px, fee, t, position)
         self.ledger.fills.append(fill)
         o.filled_qty += qty
         o.filled_notional += qty * px
@@ -242,7 +242,7 @@ class Engine:
                 if leg.status == "held":
                     self._activate(leg, t)
 
-    def _emit(self, event: str, o: Order, t: int, fill: Fill | None = None) -> None:
+    def _emit(self, event: str, o: Order, t: int, fill: SimFill | None = None) -> None:
         update = {"event": event, "execution_id": fill.execution_id if fill else str(uuid.uuid4()),
                   "order": o.to_json(), "timestamp": iso(t)}
         if fill is not None:

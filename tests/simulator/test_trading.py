@@ -32,8 +32,8 @@ from alpaca.trading.requests import (
 
 from data_lake.schema import Adjustment
 from data_lake.sources.sample import sample_bars
-from live_bridge.simulator import Asset, Broker, BrokerConfig, ReplayClock, broker_app, serve
-from tests.live_bridge.test_simulator_broker import FLAT, frame
+from simulator import Asset, SimBroker, BrokerConfig, ReplayClock, broker_app, serve
+from tests.simulator.test_broker import FLAT, frame
 
 KEY, SECRET = "trade-key", "trade-secret"
 DAY, GTC = TimeInForce.DAY, TimeInForce.GTC
@@ -45,7 +45,7 @@ SUB_PENNY = "sub-penny increment does not fulfill minimum pricing criteria"
 @contextmanager
 def simulator(frames: dict[str, pd.DataFrame], timeframe: str = "1Min", assets=None, **config):
     clock = ReplayClock(frames, timeframe)
-    broker = Broker(clock, BrokerConfig(**config), assets=assets)
+    broker = SimBroker(clock, BrokerConfig(**config), assets=assets)
     updates: list[dict] = []
     clock.hub.taps.append(lambda kind, e: updates.append(e) if kind == "trade_update" else None)
     with serve(broker_app(clock, broker, api_key=KEY, secret_key=SECRET)) as sim:

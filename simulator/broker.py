@@ -4,7 +4,7 @@ Pure Python, no HTTP (``trading.py`` puts it on the wire); ``engine.py`` runs th
 the clock's bars. Construct it on a clock and it listens to that clock::
 
     clock = ReplayClock({"AAPL": frame}, "1Day")
-    broker = Broker(clock, BrokerConfig(cash=100_000, slippage=0.0005))
+    broker = SimBroker(clock, BrokerConfig(cash=100_000, slippage=0.0005))
     order = broker.submit({"symbol": "AAPL", "qty": 10, "side": "buy", "type": "market",
                            "time_in_force": "day", "client_order_id": "a-1"})
     clock.step()  # fills at the next bar's open (plus slippage)
@@ -48,7 +48,7 @@ from .orders import (TIFS, Order, OrderError, OrderSpec, asset_id, num, parse_cl
 NOT_FOUND = 40410000
 
 
-class Broker(Engine):
+class SimBroker(Engine):
     """One simulated account trading the clock's symbols; see the module docstring."""
 
     def __init__(self, clock: ReplayClock, config: BrokerConfig | None = None,

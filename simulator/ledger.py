@@ -79,7 +79,7 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
+class SimFill:
     """One execution: the evidence chaos tests count (one per fill or partial fill)."""
 
     execution_id: str
@@ -101,7 +101,7 @@ class Ledger:
         self.config = config
         self.cash = float(config.cash)
         self.positions: dict[str, Position] = {}
-        self.fills: list[Fill] = []
+        self.fills: list[SimFill] = []
         self.mark: dict[str, float] = {}  # last close per symbol
         self.lastday: dict[str, float] = {}  # close of the previous session per symbol
         self.session_open: dict[str, int] = {}  # open of the session of the symbol's last bar

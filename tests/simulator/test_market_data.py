@@ -14,7 +14,7 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from live_bridge.simulator import market_data_app, serve
+from simulator import market_data_app, serve
 
 KEY, SECRET = "sim-test-key", "sim-test-secret"
 AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
