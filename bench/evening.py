@@ -47,7 +47,7 @@ min_trades = 1
 def params_file(symbols: list[str], end: date):
     """One per-regime sma_cross entry per symbol (gated), daily, no benchmark: own regimes."""
     from research.params import DataWindow, Entry, ExitRulesModel, Metrics, ParamsFile, RunInfo, SelectionInfo
-    from research.promotion import EntryVerdict, GateThresholds, Verdict
+    from research.params import EntryVerdict, GateThresholds, Verdict
 
     m = Metrics(**{k: 1.0 for k in Metrics.model_fields})
     rules = ExitRulesModel(stop_loss=0.02, allow_short=False)
@@ -68,7 +68,7 @@ def setup(root: Path, symbols: list[str], days: int, seed: int, day: str) -> tup
     """The lake (every bar before ``day``), the params in force, the live state; the simulator's frames."""
     from data_lake import Batch, Lake
     from data_lake.sources.synthetic import synthetic_bars, synthetic_meta
-    from research.params import write_candidate
+    from pipeline.params_store import write_candidate
 
     t0 = time.perf_counter()
     frames = {s: synthetic_bars(s, days, seed, end=day, timeframe="1Day", start_price=100.0) for s in symbols}

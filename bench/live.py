@@ -40,7 +40,7 @@ from live_bridge.alpaca import AlpacaBroker  # noqa: E402 - after the path
 
 def params_file(symbols: list[str]):
     from research.params import DataWindow, Entry, ExitRulesModel, Metrics, ParamsFile, RunInfo, SelectionInfo
-    from research.promotion import EntryVerdict, GateThresholds, Verdict
+    from research.params import EntryVerdict, GateThresholds, Verdict
 
     m = Metrics(**{k: 1.0 for k in Metrics.model_fields})
     entries = [Entry(strategy="sma_cross", symbol=s, regime="all", status="active",

@@ -168,7 +168,7 @@ RAW_CLOSE: np.ndarray | None = None  # backtesting.py's indicators read the unsc
 
 
 def backtesting_py(a: dict, combos):
-    """Backtest.optimize over ``combos``; the same crossing rule on research.nb.rolling_mean_nb averages.
+    """Backtest.optimize over ``combos``; the same crossing rule on research.kernels.indicators.rolling_mean_nb averages.
 
     Conventions: orders placed in next() fill at the next open (trade_on_close=False), like ours.
     backtesting.py trades whole units and sizes a fraction < 1 of equity, so FractionalBacktest
@@ -183,7 +183,7 @@ def backtesting_py(a: dict, combos):
     from backtesting import Strategy
     from backtesting.lib import FractionalBacktest
 
-    from research.nb import rolling_mean_nb
+    from research.kernels.indicators import rolling_mean_nb
 
     global RAW_CLOSE
     RAW_CLOSE = np.ascontiguousarray(a["close"], dtype=np.float64)

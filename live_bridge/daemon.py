@@ -172,8 +172,8 @@ class Daemon(HaltLoop):
 
     def run(self) -> None:
         from .alpaca import AlpacaBroker
-        from .alpaca_bars import RestBars
-        from .alpaca_feeds import AlpacaFillFeed
+        from .alpaca.bars import RestBars
+        from .alpaca.feeds import AlpacaFillFeed
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         halt = read_halt(self.state_dir)
@@ -246,7 +246,7 @@ class Daemon(HaltLoop):
         """Append the bars the broker has after the lake's last one and closed by ``now`` (a restart
         during a session, or before the evening's ingest): the decision path is rebuilt on the
         bars the runner saw before, never on a history with a hole."""
-        from .alpaca_bars import RestBars
+        from .alpaca.bars import RestBars
 
         rest = RestBars(self.key, self.secret, tf, url_override=self.url)  # its own: it sees bars in progress
         syms = sorted(history)
@@ -273,7 +273,7 @@ class Daemon(HaltLoop):
                      ", ".join(sorted(new)))
 
     def _bar_feed(self, runner: Runner, tf: str, symbols: list[str], history: dict):
-        from .alpaca_feeds import AlpacaBarFeed
+        from .alpaca.feeds import AlpacaBarFeed
 
         if tf != "1Min" or not symbols:
             return None

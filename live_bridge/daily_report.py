@@ -10,7 +10,7 @@ positive is worse for us. The executions of one order (partial fills) count as o
 volume-weighted price.
 
 ``attribute`` splits the day's P&L per strategy, symbol and regime with the state store's own
-average-cost accounting (``state.apply_fill``), so it adds up to the broker's equity change:
+average-cost accounting (``avg_cost.apply_fill``), so it adds up to the broker's equity change:
 realized + unrealized at the day's last close - the unrealized already earned at the previous
 close by a position carried in. No fees (Alpaca charges no commission on equities).
 
@@ -38,10 +38,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from data_lake.atomic import atomic_write_bytes
-from research.run_report import PALETTE, Section, build_report, regime_colour
+from pipeline.run_report import PALETTE, Section, build_report, regime_colour
 
+from .avg_cost import apply_fill
 from .ports import NY, sign
-from .state import apply_fill
 
 SCHEMA = "tradelab.live_report/1"
 TOL = 1e-9

@@ -1,9 +1,10 @@
-"""The broker port: the whole broker surface the live runner needs, and the values that cross it.
+"""The broker port: the whole broker surface the live runner needs, and the values that cross it
+(orders, fills, order updates and bars: what the Alpaca adapter hands the runner).
 
-The runner, the risk manager and the state store speak only these types; the Alpaca adapter is the
-one module that imports alpaca-py and translates its models into them. Keeping the surface to a
-handful of methods keeps the test double small and makes the simulator and live Alpaca
-interchangeable.
+The runner, the risk manager and the state store speak only these types; the Alpaca adapter
+(``live_bridge/alpaca/``) is the one place in the live bridge that imports alpaca-py and translates
+its models into them. Keeping the surface to a handful of methods keeps the test double small and
+makes the simulator and live Alpaca interchangeable.
 
 Conventions every implementation must keep:
 
@@ -12,15 +13,19 @@ Conventions every implementation must keep:
 * a ``Position.qty`` is signed (short < 0);
 * ``Broker.submit`` is idempotent by ``client_order_id``: Alpaca answers 422 on a reused id (even
   after a cancel), and the adapter then returns the existing order instead of raising, so a runner
-  that crashed between "sent" and "recorded" can resend the same intent safely.
+  that crashed between "sent" and "recorded" can resend the same intent safely;
+* order updates arrive repeated, late and out of order: ``status_can_follow`` says which status
+  changes are news, and fills the broker reports only as a cumulative ``filled_qty`` are counted
+  as one ``synthetic_fill`` with an id that every reporter of them makes alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 Side = Literal["buy", "sell"]
@@ -33,6 +38,8 @@ TIMES_IN_FORCE = ("day", "gtc")
 #: Alpaca order statuses after which an order never changes again. ``done_for_day`` is not one:
 #: a GTC order that is done for the day resumes at the next session.
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+#: Statuses of an order the broker has not started working yet; once past them it never returns.
+EARLY_STATUSES = frozenset({"pending_new", "accepted", "new"})
 NY = ZoneInfo("America/New_York")
 
 
@@ -46,6 +53,16 @@ def session_day(ts: datetime) -> date:
 @lru_cache(maxsize=4096)
 def _ny_date(ts: datetime) -> date:  # cached: the runner asks for the same bar times many times per bar
     return ts.astimezone(NY).date()
+
+
+def status_can_follow(old: str, new: str) -> bool:
+    """Whether an order last seen in status ``old`` can next be in status ``new``.
+
+    A terminal status is final, and an order never goes back to an early one: an update saying
+    otherwise is stale (acks, polls and stream events race each other) and must not reopen or
+    "unfill" an order. The state store and the fill feed both keep orders by this rule.
+    """
+    return old not in TERMINAL_STATUSES and not (new in EARLY_STATUSES and old not in EARLY_STATUSES)
 
 
 def sign(side: str) -> int:
@@ -169,6 +186,46 @@ class Fill:
     timestamp: datetime
 
 
+def synthetic_fill(ack: OrderAck, counted_qty: float, counted_notional: float, at: datetime) -> Fill | None:
+    """The one Fill that brings an order's counted fills up to the broker's ``filled_qty``.
+
+    For fills known only from the order (a poll, an update after missed ones, fills made while the
+    runner was down). Its ``execution_id`` is ``<order id>:<cumulative qty>``, the same whoever makes
+    it (the fill feed, the runner's recovery), so one never counts again what the other counted;
+    its price makes the counted notional add up to ``filled_qty * filled_avg_price``. None when
+    nothing is missing or the broker gives no average price.
+    """
+    step = ack.filled_qty - counted_qty
+    if step <= 1e-9 or not ack.filled_avg_price:
+        return None
+    price = (ack.filled_qty * ack.filled_avg_price - counted_notional) / step
+    return Fill(f"{ack.id}:{ack.filled_qty:.9g}", ack.id, ack.client_order_id, ack.symbol, ack.side, step, price, at)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """A change of an order's state; ``event`` is Alpaca's (new, fill, canceled, ...) or "poll"."""
+
+    event: str
+    order: OrderAck
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBar:
+    """One closed bar from the broker's market data; ``ts`` is the bar's start (UTC), as Alpaca stamps bars."""
+
+    symbol: str
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trade_count: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class MarketClock:
     """The broker's clock: the one source of "is the market open" (holidays and half days included)."""
@@ -182,6 +239,11 @@ class MarketClock:
     def session(self) -> date:
         """The New York date of ``timestamp``."""
         return session_day(self.timestamp)
+
+
+#: How to build a broker again in another process: (factory, args, kwargs), picklable. It holds
+#: the keys: it goes through a pipe to the child (``sender.ProcessSender``), never into a log.
+SpawnSpec = tuple[Callable[..., "Broker"], tuple[Any, ...], dict[str, Any]]
 
 
 @runtime_checkable
@@ -223,6 +285,12 @@ class Broker(Protocol):
 
     def clock(self) -> MarketClock:
         """The broker's market clock."""
+        ...
+
+    def spawn_spec(self) -> SpawnSpec | None:
+        """How to build this broker again in another process (the runner's sender process), or None
+        when it cannot be: a broker holding in-process state (a test double) is called from threads
+        of the runner's own process only."""
         ...
 
 

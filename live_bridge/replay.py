@@ -44,7 +44,7 @@ from .sleeves import sleeves
 from .state import StateStore
 
 if TYPE_CHECKING:
-    from .alpaca_feeds import FeedStats
+    from .alpaca.streams import FeedStats
 
 WARMUP_DAYS = 800  # calendar days of history before the replay (longest indicator: sma_convergence 250 bars)
 WARMUP_SESSIONS = 5  # minute replays: whole sessions before the replay (session VWAP, gaps, 1950 bars of MAs)
@@ -101,7 +101,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     ``broker_config`` replaces the simulated broker's (its ``cash`` is this function's).
     """
     from .alpaca import AlpacaBroker
-    from .alpaca_feeds import AlpacaFillFeed
+    from .alpaca.feeds import AlpacaFillFeed
 
     tf = params.data.timeframe
     if tf not in TIMEFRAMES:
@@ -272,7 +272,7 @@ class _RestSource:
 
     def __init__(self, key: str, secret: str, tf: str, url: str, clock: ReplayClock, history: dict,
                  first_ts: pd.Timestamp) -> None:
-        from .alpaca_bars import RestBars
+        from .alpaca.bars import RestBars
 
         self.rest, self.clock = RestBars(key, secret, tf, url_override=url, retry_wait=0.0), clock
         for s, h in history.items():  # the warm-up history is known: fetch only what the replay shows
@@ -306,7 +306,7 @@ class _StreamSource:
 
     def __init__(self, key: str, secret: str, symbols: list[str], ws_url: str, url: str, clock: ReplayClock,
                  first_ts: pd.Timestamp) -> None:
-        from .alpaca_feeds import AlpacaBarFeed
+        from .alpaca.feeds import AlpacaBarFeed
 
         self.clock = clock
         self._cond = threading.Condition()

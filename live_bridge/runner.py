@@ -17,7 +17,8 @@ At a bar close of a symbol, for every sleeve (strategy, symbol) of the params fi
    the broker's, and ``self._legs``, kept in the store, says whose it is).
 Every decision, verdict and order is a line of the JSONL decision log (no keys, ever).
 Multi-leg sleeves (pairs, rotation) trade their legs' target weights (``_act_basket``). Start-up
-after a crash is runner_recovery.py; bad bars and data gaps are refused here (history.py).
+after a crash is runner_recovery.py; the broker snapshot a decision reads, runner_snapshot.py; bad
+bars and data gaps are refused here (history.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +43,7 @@ from research.params import ParamsFile
 
 from .history import COLUMNS, History, bar_problem, utc_us
 from .ids import client_order_id, parse_client_order_id
-from .ports import Broker, BrokerError, Fill, OrderAck, OrderIntent, session_day, sign
+from .ports import Broker, Fill, OrderAck, OrderIntent, OrderUpdate, SpawnSpec, sign
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .runner_alerts import AlertDesk, _json_default, _jsonable
 from .runner_baskets import BasketDesk
@@ -50,6 +51,7 @@ from .runner_orders import OrderDesk, Work
 from .runner_halts import HaltDesk
 from .runner_params import ParamsDesk
 from .runner_recovery import ReconcileError, Recovery
+from .runner_snapshot import SnapshotDesk
 from .regimes_live import OnlineRegimes
 from .sender import ProcessSender, Sender
 from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket
@@ -70,14 +72,14 @@ class RunnerConfig:
     snapshot_seconds: float = 30.0  # max age of the broker snapshot a decision may use (see _context)
     sender_threads: int = 4  # broker calls in flight at once (different symbols; see sender.py)
     keep_decisions: int | None = None  # decisions kept in memory (None: all, as replays need; the log has every one)
-    sender_process: bool = False  # broker calls from a child process (the live daemon; needs broker.spawn_spec())
+    sender_process: bool = False  # broker calls from a child process (the live daemon; the broker's spawn_spec())
     max_bar_jump: float = 0.5  # |log(close / previous close)| beyond which a bar is refused (history.bar_problem)
     max_missing_bars: int = 3  # more bars missing before a bar than this: no new entry on it, and an alert
     decide_at_start: bool = False  # decide each symbol's last history bar at start if it is at/after trade_from
     # (the daemon: a decision whose fill is still ahead, e.g. after the close and before the next open)
 
 
-class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
+class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, SnapshotDesk):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
@@ -89,6 +91,11 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
         come (runner_params.py); ``epochs``: the params files traded so far, (from_us, file) oldest
         first, as the state store keeps them (default: ``params`` alone)."""
         self.broker, self.store, self.config, self.candidates = broker, store, config, candidates
+        # what the sender process builds its own broker from (it holds the keys: never logged)
+        self._spawn: SpawnSpec | None = broker.spawn_spec() if config.sender_process else None
+        if config.sender_process and self._spawn is None:
+            raise ValueError(f"sender_process needs a broker that can be built again in another process; "
+                             f"{broker!r} cannot (its spawn_spec() is None)")
         self.notifier = notifier  # alerts.Notifier: halts, refusals, reload failures, stale data
         self.books = {b: OnlineRegimes(b, a) for b, a in regime_daily.items()}
         self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
@@ -160,8 +167,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
     @property
     def sender(self) -> Sender | ProcessSender:
         if self._sender is None:
-            if self.config.sender_process:
-                self._sender = ProcessSender(self.broker.spawn_spec(), self.config.sender_threads)
+            if self._spawn is not None:
+                self._sender = ProcessSender(self._spawn, self.config.sender_threads)
             else:
                 self._sender = Sender(self.broker, self.config.sender_threads)
         return self._sender
@@ -186,11 +193,11 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
         """Feed callback (any thread): one execution."""
         self._q.put(Work("fill", fill))
 
-    def on_order(self, update: object) -> None:
-        """Feed callback (any thread): an order's status changed (an ``alpaca_feeds.OrderUpdate``)."""
+    def on_order(self, update: OrderUpdate) -> None:
+        """Feed callback (any thread): an order's status changed."""
         self._q.put(Work("order", update))
 
-    def on_update(self, update: object) -> None:
+    def on_update(self, update: Fill | OrderUpdate) -> None:
         """The trade-updates feed's callback: executions to ``on_fill``, status changes to ``on_order``."""
         (self.on_fill if isinstance(update, Fill) else self.on_order)(update)
 
@@ -314,63 +321,6 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
         self._try(("act", sleeve.strategy, sleeve.symbol), act, f"deciding {sleeve.strategy} {sleeve.symbol}",
                   bar_time=d.bar_time)
 
-    def _try(self, key: tuple, fn, what: str, **info) -> None:
-        """Run ``fn``; if the broker cannot be read right now (after the adapter's retries: status 0, 429,
-        5xx), run it again when idle (``_retry_acts``). Order ids are deterministic: a rerun never doubles."""
-        try:
-            fn()
-        except BrokerError as err:
-            if not (err.status == 0 or err.status == 429 or err.status >= 500):
-                raise
-            self._pending_acts[key] = (fn, what, info)
-            self._write({"event": "broker_unavailable", "what": what, **info, "error": str(err),
-                         "then": "again when the broker answers"})
-            log.warning("runner: broker unavailable %s: %s (retrying when idle)", what, err)
-
-    def _retry_acts(self) -> None:
-        for key, (fn, what, info) in list(self._pending_acts.items()):
-            del self._pending_acts[key]
-            self._try(key, fn, what, **info)
-
-    def _prefetch(self) -> None:
-        """While idle: refetch the snapshot at half its allowed age, so a bar never waits for it."""
-        if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds / 2:
-            try:
-                self._context()
-            except Exception as exc:  # the broker is unreachable now: the next decision fetches again
-                log.warning("runner: broker snapshot failed: %s", exc)
-                self._ctx = None
-
-    def _context(self, bar_time: pd.Timestamp | None = None) -> RiskContext:
-        """The broker's state for the risk check (account, clock, positions, open orders: 4 REST calls).
-
-        Fetched while the runner is idle and kept current by its own orders and cancels, so a bar's
-        decisions do not wait for the broker; a fill drops it, and it is refetched when older than
-        ``snapshot_seconds`` (the equity it sizes with is at most that old). ``bar_time=None``
-        forces a fetch.
-        """
-        if bar_time is not None and self._ctx is not None \
-                and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds \
-                and session_day(bar_time) == self._ctx.clock.session:  # a new session rolls the day state
-            if bar_time >= self._ctx.clock.timestamp:  # the time rules (hours, cutoff, rate) need now
-                self._ctx = replace(self._ctx, clock=self.broker.clock())
-            recent = tuple(self.recent)
-            if recent != self._ctx.recent_orders:
-                self._ctx = replace(self._ctx, recent_orders=recent)
-            return self._ctx
-        account, clock = self.broker.account(), self.broker.clock()
-        self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
-            else self.day.roll(clock, account)
-        self._halts(account, clock)
-        orders = self.broker.open_orders()
-        known = {o.client_order_id for o in orders}
-        orders = (*orders, *(x for c, p in self._inflight.items() if c not in known  # sent, not acknowledged yet
-                             for x in (p, *p.legs)))
-        self._ctx = RiskContext(account, self.broker.positions(), orders, self.day,
-                                self.store.peak_equity(account.equity), clock, tuple(self.recent))
-        self._ctx_at = time.monotonic()
-        return self._ctx
-
     def _act(self, sleeve: Sleeve, d: Decision) -> None:
         have = self.store.position(sleeve.strategy, sleeve.symbol).qty
         entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
@@ -463,12 +413,9 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk):
                 line = json.dumps(_jsonable(entry), default=str)
             self._log.write(line + "\n")
 
-    # --- start-up -------------------------------------------------------------------------------------
+
 @lru_cache(maxsize=8192)
 def _owner(cid: str, names: tuple[str, ...]) -> tuple[str, str] | None:
     """(strategy, symbol) of a tradelab client_order_id (None: not ours); cached, ids repeat every bar."""
     parsed = parse_client_order_id(cid, names)
     return None if parsed is None else (parsed.strategy, parsed.symbol)
-
-
-

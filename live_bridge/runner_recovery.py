@@ -1,16 +1,18 @@
 """The runner's start-up after a crash: adopt the broker's orders, count what filled while down,
 send the stops that never went out, and halt on positions that still disagree.
 
-A mixin of ``Runner`` (live_bridge/runner.py), split out for size. Missed fills are counted with
-the fill feed's synthetic execution id (``<order id>:<cum qty>``), and the feed is then seeded from
-the store (``seed_fill_feed``), so nothing is counted twice.
+A mixin of ``Runner`` (live_bridge/runner.py), split out for size. Missed fills are counted as
+``ports.synthetic_fill`` (the fill feed's execution id ``<order id>:<cum qty>``), and the feed is
+then seeded from the store (``seed_fill_feed``), so nothing is counted twice.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from .ports import Fill, OrderAck, sign
+from .ports import OrderAck, sign, synthetic_fill
 
 
 class ReconcileError(RuntimeError):
@@ -23,19 +25,16 @@ class Recovery:
     def _catch_up(self, ack: OrderAck) -> list[str]:
         """Count the fills of an order that happened while the runner was down (its stop too, for an entry).
 
-        The missed quantity becomes one Fill with the fill feed's synthetic id ``<order id>:<cum qty>``
-        and the price that makes the counted notional add up to ``filled_qty * filled_avg_price``, so a
-        feed seeded from the store (``seed_fill_feed``) never counts it again.
+        The missed quantity becomes one ``ports.synthetic_fill`` (the fill feed makes the same one:
+        id ``<order id>:<cum qty>``, the price that makes the counted notional add up to ``filled_qty *
+        filled_avg_price``), so a feed seeded from the store (``seed_fill_feed``) never counts it again.
         """
         qty, notional = self.store.fill_totals().get(ack.client_order_id, (0.0, 0.0))
-        step = ack.filled_qty - qty
-        if step <= 1e-9 or not ack.filled_avg_price:
+        fill = synthetic_fill(ack, qty, notional, ack.submitted_at)
+        if fill is None:
             return []
-        price = (ack.filled_qty * ack.filled_avg_price - notional) / step
-        fill = Fill(f"{ack.id}:{ack.filled_qty:.9g}", ack.id, ack.client_order_id, ack.symbol, ack.side, step, price,
-                    self.broker.clock().timestamp)
-        self._fill(fill)
-        return [f"counted {step:g} {ack.symbol} filled while down ({ack.client_order_id})"]
+        self._fill(replace(fill, timestamp=self.broker.clock().timestamp))  # stamped now, by the broker's clock
+        return [f"counted {fill.qty:g} {ack.symbol} filled while down ({ack.client_order_id})"]
 
     def seed_fill_feed(self, feed) -> None:
         """Tell a fill feed what the store has counted already (before ``feed.start()`` after a restart)."""

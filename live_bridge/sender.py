@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from .ports import BrokerError, OrderAck, OrderIntent
+from .ports import BrokerError, OrderAck, OrderIntent, SpawnSpec
 
 log = logging.getLogger(__name__)
 Done = Callable[[object, BaseException | None], None]
@@ -128,7 +128,7 @@ def _portable(err: BaseException) -> BaseException:
     return RuntimeError(f"{type(err).__name__}: {err}")
 
 
-def _child(conn: Any, spec: tuple, workers: int) -> None:
+def _child(conn: Any, spec: SpawnSpec, workers: int) -> None:
     """The sender process: its own broker, a ``Sender`` over it, calls in from the pipe, answers out.
 
     It ends when the runner says so (None) or dies (the read fails), after the calls it already
@@ -166,11 +166,11 @@ def _child(conn: Any, spec: tuple, workers: int) -> None:
 class ProcessSender:
     """``Sender``'s interface over a child process holding its own broker (see the module docstring).
 
-    ``spec`` is ``(factory, args, kwargs)``, picklable (``AlpacaBroker.spawn_spec()``); the keys in it
+    ``spec`` is ``(factory, args, kwargs)``, picklable (``Broker.spawn_spec()``); the keys in it
     cross to the child through the pipe, never through its command line or environment.
     """
 
-    def __init__(self, spec: tuple, workers: int = 4, start_timeout: float = 60.0) -> None:
+    def __init__(self, spec: SpawnSpec, workers: int = 4, start_timeout: float = 60.0) -> None:
         self._spec, self._workers, self._start_timeout = spec, workers, start_timeout
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

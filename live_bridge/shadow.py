@@ -31,9 +31,9 @@ from research.regimes import regimes_from_daily
 from research.switching import simulate_switching
 
 from . import daily_report
+from .avg_cost import apply_fill
 from .regimes_live import daily_arrays
 from .sleeves import entry_codes, halt_masks, sleeves_over
-from .state import apply_fill
 
 HISTORY_DAYS = 800
 # Fill prices reach the store as the broker reports them (the simulator, like Alpaca, to a few

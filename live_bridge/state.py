@@ -9,7 +9,9 @@ Durability: WAL journal, ``synchronous=FULL``, and every write in one ``BEGIN IM
 transaction, so a ``kill -9`` at any instant leaves either all of a write or none of it (a fill
 and the position and daily P&L it moves land together). One writer: the store takes an exclusive
 ``flock`` on ``<path>.lock`` and a second ``StateStore`` on the same file raises; the lock dies
-with the process, so a restart after a crash just opens the file.
+with the process, so a restart after a crash just opens the file. Readers (``tradelab live
+status``) open it ``read_only``, beside the writer. The file's schema, its migrations and the two
+ways of opening it are ``state_schema.py``; this module is what the store records and answers.
 
 Fills are keyed by ``execution_id``: a trade update delivered twice is counted once. Positions
 and realized P&L are derived from fills (average cost) in arrival order, and ``integrity_check``
@@ -18,7 +20,6 @@ replays every fill to prove the derived tables still match.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import sqlite3
@@ -28,60 +29,22 @@ from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from .avg_cost import apply_fill, replay_fills
 from .ids import parse_client_order_id
-from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, sign
+from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, status_can_follow
+from .state_schema import SCHEMA_VERSION, StateError, open_reader, open_writer
 
-SCHEMA_VERSION = 3  # 2: intents.take_profit and the legs table (OCO stops); 3: the epochs table (params
-# files traded, from which bar) and meta 'anchor_us' (the first bar traded); older files are migrated
+__all__ = ["EXTERNAL", "SCHEMA_VERSION", "HaltRecord", "IntegrityReport", "StateError", "StateStore",
+           "StrategyPosition", "apply_fill"]
+
 EXTERNAL = "external"  # the strategy of a fill whose order tradelab did not make (manual, close_all)
 _EPS = 1e-9
 _TERMINAL = tuple(sorted(TERMINAL_STATUSES))
-_EARLY = frozenset({"pending_new", "accepted", "new"})  # statuses an order never returns to
 _INTENT_COLS = ("client_order_id", "symbol", "side", "qty", "type", "limit_price", "stop_price",
                 "time_in_force", "strategy", "reason", "take_profit")  # OrderIntent's field order
 _ORDER_COLS = ("id", "client_order_id", "symbol", "side", "qty", "filled_qty", "filled_avg_price", "status",
                "type", "stop_price", "limit_price", "submitted_at")  # OrderAck's field order
 _POSITION_SQL = "SELECT qty, avg_price, realized FROM positions WHERE strategy = ? AND symbol = ?"
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
-CREATE TABLE IF NOT EXISTS intents (
-    client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
-    type TEXT NOT NULL, limit_price REAL, stop_price REAL, time_in_force TEXT NOT NULL,
-    strategy TEXT NOT NULL, reason TEXT NOT NULL, decision_ref TEXT, created_at TEXT NOT NULL,
-    take_profit REAL);
-CREATE TABLE IF NOT EXISTS orders (
-    id TEXT NOT NULL, client_order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL,
-    qty REAL NOT NULL, filled_qty REAL NOT NULL, filled_avg_price REAL, status TEXT NOT NULL,
-    type TEXT NOT NULL, stop_price REAL, limit_price REAL, submitted_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS legs (
-    client_order_id TEXT PRIMARY KEY, parent TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS order_events (
-    client_order_id TEXT NOT NULL, status TEXT NOT NULL, filled_qty REAL NOT NULL, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS fills (
-    execution_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, client_order_id TEXT NOT NULL,
-    strategy TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
-    price REAL NOT NULL, timestamp TEXT NOT NULL, day TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS fills_by_order ON fills (client_order_id);
-CREATE TABLE IF NOT EXISTS positions (
-    strategy TEXT NOT NULL, symbol TEXT NOT NULL, qty REAL NOT NULL, avg_price REAL NOT NULL,
-    realized REAL NOT NULL, PRIMARY KEY (strategy, symbol));
-CREATE TABLE IF NOT EXISTS daily_pnl (
-    day TEXT NOT NULL, strategy TEXT NOT NULL, realized REAL NOT NULL, fills INTEGER NOT NULL,
-    PRIMARY KEY (day, strategy));
-CREATE TABLE IF NOT EXISTS epochs (
-    from_us INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, params TEXT NOT NULL, source TEXT NOT NULL,
-    at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS halts (
-    day TEXT NOT NULL, scope TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
-    PRIMARY KEY (day, scope));
-"""
-
-
-class StateError(RuntimeError):
-    """The store cannot be used as asked: locked by another writer, wrong schema, conflicting write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +59,21 @@ class StrategyPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class HaltRecord:
+    """A halt as the store keeps it: the session, the scope (``risk.ACCOUNT`` or a strategy), why, when."""
+
+    day: date
+    scope: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class IntegrityReport:
     """The result of ``StateStore.integrity_check``: ok, or the list of what is wrong."""
 
     ok: bool
     problems: tuple[str, ...]
-
-
-def apply_fill(qty: float, avg: float, side: str, fill_qty: float,
-               price: float) -> tuple[float, float, float]:
-    """One fill on an average-cost position: (new qty, new average price, realized P&L of the fill)."""
-    signed = sign(side) * fill_qty
-    new = qty + signed
-    if abs(new) < _EPS:
-        new = 0.0
-    if qty == 0 or qty * signed > 0:  # opening or adding
-        return new, (abs(qty) * avg + fill_qty * price) / abs(new), 0.0
-    realized = min(abs(qty), fill_qty) * (price - avg) * (1 if qty > 0 else -1)
-    if new == 0:
-        return 0.0, 0.0, realized
-    return new, (avg if new * qty > 0 else price), realized  # reduced, or flipped at the fill price
 
 
 def _us(iso: str) -> int:
@@ -130,44 +88,29 @@ def _iso(ts: datetime) -> str:
 
 
 class StateStore:
-    """The single-writer SQLite store of one live runner. Use as a context manager or call close()."""
+    """The single-writer SQLite store of one live runner, or a read-only view of it (``read_only``).
+    Use as a context manager or call close()."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock)
-            raise StateError(f"{self.path} is open by another writer (lock {self.path}.lock)") from None
-        # check_same_thread=False: the runner opens the store, then hands it to its one worker thread
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # we BEGIN ourselves
-        self._positions: dict | None = None  # position() cache, dropped by every fill
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._tx() as db:
-            old = db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() and \
-                db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if old and old[0] == "1":  # version 1 -> 2, in the same transaction as the new tables
-                db.execute("ALTER TABLE intents ADD COLUMN take_profit REAL")
-                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-                old = ("2",)
-            if old and old[0] == "2":  # version 2 -> 3: the epochs table only (created below)
-                db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-        version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        if version != str(SCHEMA_VERSION):
-            self.close()
-            raise StateError(f"{self.path} has schema version {version}; this code reads {SCHEMA_VERSION}")
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """Open the store as its one writer (created or migrated if need be; StateError if another
+        writer holds it), or ``read_only``: no lock, nothing created or migrated, every write refused
+        (``state_schema`` says what a reader sees)."""
+        self.path, self.read_only = Path(path), read_only
+        self._positions: dict | None = None  # position() cache (the writer's), dropped by every fill
+        if read_only:
+            self._lock, self._db = -1, open_reader(self.path)
+        else:
+            self._lock, self._db = open_writer(self.path)
+        self._closed = False
 
     def close(self) -> None:
         """Close the database and release the writer lock."""
-        if self._lock >= 0:
+        if not self._closed:
+            self._closed = True
             self._db.close()
-            os.close(self._lock)  # closing the descriptor releases the flock
-            self._lock = -1
+            if self._lock >= 0:
+                os.close(self._lock)  # closing the descriptor releases the flock
+                self._lock = -1
 
     def __enter__(self) -> StateStore:
         return self
@@ -177,6 +120,8 @@ class StateStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:  # every write goes through here: refused before SQLite is asked
+            raise StateError(f"{self.path} is open read-only: it takes no writes")
         # IMMEDIATE takes the write lock up front: the transaction cannot fail half-way on a busy DB.
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -228,8 +173,7 @@ class StateStore:
                 status, filled = ack.status, ack.filled_qty
             else:
                 old_status, old_filled, old_avg = row
-                stale = old_status in TERMINAL_STATUSES or (ack.status in _EARLY and old_status not in _EARLY)
-                status = old_status if stale else ack.status
+                status = ack.status if status_can_follow(old_status, ack.status) else old_status
                 filled = max(old_filled, ack.filled_qty)
                 avg = ack.filled_avg_price if ack.filled_qty >= old_filled else old_avg
                 if (status, filled, avg) == (old_status, old_filled, old_avg):
@@ -356,9 +300,12 @@ class StateStore:
     def position(self, strategy: str, symbol: str) -> StrategyPosition:
         """One strategy's position in one symbol (zero if it never traded it).
 
-        Read at every decision, so kept in memory: this store is the file's only writer (the flock),
-        and every write to positions (``record_fill``) drops the copy.
+        Read at every decision, so the writer keeps it in memory: it is the file's only writer (the
+        flock), and every write to positions (``record_fill``) drops the copy. A reader reads the file.
         """
+        if self.read_only:
+            row = self._db.execute(_POSITION_SQL, (strategy, symbol)).fetchone() or (0.0, 0.0, 0.0)
+            return StrategyPosition(strategy, symbol, *row)
         if self._positions is None:
             self._positions = {(r[0], r[1]): StrategyPosition(*r) for r in self._db.execute(
                 "SELECT strategy, symbol, qty, avg_price, realized FROM positions")}
@@ -410,6 +357,13 @@ class StateStore:
         rows = self._db.execute("SELECT at, scope FROM halts ORDER BY at").fetchall()
         return [(_us(at), scope) for at, scope in rows]
 
+    def recent_halts(self, limit: int) -> list[HaltRecord]:
+        """The halts of the latest sessions, newest session first, at most ``limit`` of them."""
+        rows = self._db.execute("SELECT day, scope, reason, at FROM halts ORDER BY day DESC, scope DESC LIMIT ?",
+                                (int(limit),)).fetchall()
+        return [HaltRecord(date.fromisoformat(d), scope, reason, datetime.fromisoformat(at))
+                for d, scope, reason, at in rows]
+
     def halts(self, day: date) -> dict[str, str]:
         """The halts recorded for a session, scope -> reason: pass to ``DayState.begin`` on restart."""
         rows = self._db.execute("SELECT scope, reason FROM halts WHERE day = ? ORDER BY scope",
@@ -418,6 +372,9 @@ class StateStore:
 
     def peak_equity(self, equity: float | None = None) -> float:
         """The highest equity seen (0 if none), after raising it to ``equity`` if that is higher."""
+        if equity is None:  # a read: no transaction (a read-only store answers it too)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'peak_equity'").fetchone()
+            return float(row[0]) if row else 0.0
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'peak_equity'").fetchone()
             peak = float(row[0]) if row else 0.0
@@ -425,8 +382,6 @@ class StateStore:
                 peak = equity
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('peak_equity', ?)", (repr(peak),))
         return peak
-
-    # --- integrity -----------------------------------------------------------------------------
 
     # --- what the runner trades: its first bar and the params files in force ------------------------
 
@@ -451,6 +406,8 @@ class StateStore:
         """(from_us, sha256, params JSON, source) of every params file traded, oldest first."""
         return [tuple(r) for r in self._db.execute("SELECT from_us, sha256, params, source FROM epochs ORDER BY 1")]
 
+    # --- integrity -----------------------------------------------------------------------------
+
     def integrity_check(self) -> IntegrityReport:
         """SQLite's own check plus the store's invariants, proven by replaying every fill.
 
@@ -472,24 +429,13 @@ class StateStore:
                 "ON f.client_order_id = o.client_order_id GROUP BY o.client_order_id "
                 "HAVING SUM(f.qty) > o.qty + ?", (_EPS,)):
             problems.append(f"order {cid}: fills sum {filled:g} > qty {qty:g}")
-        positions, pnl = self._replay()
+        positions, pnl = replay_fills(db.execute("SELECT strategy, symbol, side, qty, price, day FROM fills "
+                                                 "ORDER BY rowid"))
         stored = {(s, y): (q, a, r) for s, y, q, a, r in db.execute("SELECT * FROM positions")}
         problems += _diff("position", positions, stored)
         stored_pnl = {(d, s): (r, n) for d, s, r, n in db.execute("SELECT * FROM daily_pnl")}
         problems += _diff("daily_pnl", pnl, stored_pnl)
         return IntegrityReport(not problems, tuple(problems))
-
-    def _replay(self) -> tuple[dict[tuple[str, str], tuple], dict[tuple[str, str], tuple]]:
-        positions: dict[tuple[str, str], tuple[float, float, float]] = {}
-        pnl: dict[tuple[str, str], tuple[float, int]] = {}
-        for strategy, symbol, side, qty, price, day in self._db.execute(
-                "SELECT strategy, symbol, side, qty, price, day FROM fills ORDER BY rowid"):
-            q, a, r = positions.get((strategy, symbol), (0.0, 0.0, 0.0))
-            q, a, delta = apply_fill(q, a, side, qty, price)
-            positions[(strategy, symbol)] = (q, a, r + delta)
-            realized, n = pnl.get((day, strategy), (0.0, 0))
-            pnl[(day, strategy)] = (realized + delta, n + 1)
-        return positions, pnl
 
 
 def _diff(what: str, expected: dict, stored: dict) -> list[str]:

@@ -9,56 +9,19 @@ bars for PBO) fails its rule: the gate never passes on absent evidence.
 become active; a failing one keeps the previous file's active entry for its key (if that entry
 still clears today's thresholds on its own evidence), else it is written as explicitly flat, so
 the live bridge never has to guess. The file is promoted when at least one candidate passed;
-otherwise ``research.params.install`` files it in history as rejected and leaves
+otherwise the job files it in history as rejected (``pipeline.params_store.install``) and leaves
 ``current.json`` untouched.
 
-The threshold and verdict models live here (the gate's vocabulary); ``research.params`` embeds
-them in the params file. This module needs no runtime import of ``research.params``.
+The threshold and verdict models are the params file's (``research.params``: the gate's vocabulary
+is part of the file); this module applies them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from .params import Entry, ParamsFile
-
-Key = tuple[str, str, str]  # (strategy, symbol, regime)
-
-
-class GateThresholds(BaseModel):
-    """What a candidate must show to be promoted (the Sharpe rule is strict, the others inclusive)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_oos_sharpe: float = Field(0.0, description="out-of-sample Sharpe must be strictly greater")
-    min_deflated_sharpe: float = Field(0.95, ge=0.0, le=1.0, description="deflated Sharpe (a probability) >=")
-    max_pbo: float = Field(0.5, ge=0.0, le=1.0, description="probability of backtest overfitting <=")
-    min_oos_trades: int = Field(10, ge=0, description="trades entered out of sample >=")
-    min_stability: float = Field(0.5, ge=0.0, le=1.0, description="neighbourhood stability >=")
-
-
-class EntryVerdict(BaseModel):
-    """The gate's answer for one entry: passed, or one reason per failed rule."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    passed: bool
-    reasons: tuple[str, ...] = ()
-
-
-class Verdict(BaseModel):
-    """The gate's answer for a whole params file, and the file it would replace."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    promoted: bool
-    reasons: tuple[str, ...] = ()
-    previous_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+from .params import Entry, EntryVerdict, GateThresholds, ParamsFile, Verdict, key_text
 
 
 def _num(v: float) -> str:
@@ -99,11 +62,6 @@ def evaluate(candidate: Entry, thresholds: GateThresholds = GateThresholds()) ->
     elif candidate.stability < t.min_stability:
         reasons.append(f"stability {_num(candidate.stability)} < {_num(t.min_stability)}")
     return EntryVerdict(passed=not reasons, reasons=tuple(reasons))
-
-
-def key_text(key: Key) -> str:
-    """'sma_cross AAPL up_normal': how a key appears in reasons and tables."""
-    return " ".join(key)
 
 
 def decide(candidates: Sequence[Entry], previous: ParamsFile | None,

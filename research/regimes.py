@@ -36,8 +36,8 @@ from data_lake.calendar import day_index, nyse
 from data_lake.store import Lake
 from data_lake.tables import read_table, write_table
 
-from .nb import rolling_mean_nb
-from .regimes_nb import (
+from .kernels.indicators import rolling_mean_nb
+from .kernels.regimes import (
     TrendCode,
     VolCode,
     efficiency_ratio_nb,

@@ -1,7 +1,7 @@
 """What a params file trades: per-regime params, switched by the regime label, on one symbol.
 
 A params file holds one entry per (strategy, symbol, regime). Traded as a whole, the position
-path follows this rule (the regime attribution of ``research.sweep.report``, applied to trading):
+path follows this rule (the regime attribution of ``research.sweep.results``, applied to trading):
 
 * **Entries** decided at bar t's close use the entry of the regime of the session bar t+1 is in
   (``code_next[t]``; known before that session opens). No active entry there (flat, missing,

@@ -15,14 +15,16 @@ from data_lake.calendar import US_PER_MIN, nyse
 from research.params import (
     DataWindow,
     Entry,
+    EntryVerdict,
     ExitRulesModel,
+    GateThresholds,
     Metrics,
     ParamsFile,
     RunInfo,
     SelectionInfo,
+    Verdict,
     dumps,
 )
-from research.promotion import EntryVerdict, GateThresholds, Verdict
 
 CREATED = datetime(2024, 5, 2, 22, 5, 1, tzinfo=timezone.utc)
 

@@ -1,6 +1,7 @@
 """Bars from Alpaca's market-data API into the lake, fetching only the sessions the lake lacks.
 
-The only module of ``data_lake`` that imports alpaca-py. Why it looks the way it does:
+The only module of ``data_lake`` that imports alpaca-py (the live bridge's REST bars fetch and parse
+their bars with its ``bars_request`` and ``bars_frame``). Why it looks the way it does:
 
 * Incremental by session: for each symbol, the NYSE sessions in [start, end] without a bar in the
   lake are grouped into contiguous runs and only those runs are requested. Symbols missing the
@@ -164,6 +165,17 @@ def plan_requests(
 
 
 # ------------------------------------------------------------------------------------- shaping
+def bars_request(symbols: list[str], timeframe: str, start: datetime, end: datetime, feed: str | DataFeed,
+                 adjustment: str | AlpacaAdjustment) -> StockBarsRequest:
+    """The request for ``symbols``' bars of lake ``timeframe`` over [start, end] (Alpaca's end is
+    inclusive): ``FETCH_MINUTES`` says what is asked (1Hour: 30Min bars, rolled up by ``session_hours``).
+    The live bridge's REST bars (``live_bridge/alpaca/bars.py``) ask with it too."""
+    minutes = FETCH_MINUTES[timeframe]
+    unit = TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
+    return StockBarsRequest(symbol_or_symbols=symbols, timeframe=unit, start=start, end=end, feed=DataFeed(feed),
+                            adjustment=AlpacaAdjustment(adjustment))
+
+
 def bars_frame(raw: list[dict]) -> pd.DataFrame:
     """Alpaca's wire bars (t, o, h, l, c, v, n, vw) as a lake-shaped frame sorted by ts."""
     frame = pd.DataFrame.from_records(raw, columns=["t", "o", "h", "l", "c", "v", "vw", "n"])
@@ -276,17 +288,9 @@ class _Fetcher:
 
     def fetch(self, symbols: list[str], first: int, last: int, sessions: Sessions) -> dict[str, list]:
         """All bars (every page) of ``symbols`` over sessions first..last, as {symbol: [bar dicts]}."""
-        minutes = FETCH_MINUTES[self.timeframe]
-        start_us = sessions.day_us[first] if minutes == 0 else sessions.open_us[first]
-        unit = TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
-        request = StockBarsRequest(
-            symbol_or_symbols=symbols,
-            timeframe=unit,
-            start=_utc(int(start_us)),
-            end=_utc(int(sessions.close_us[last]) - 1_000_000),  # Alpaca's end is inclusive, whole seconds
-            feed=self.feed,
-            adjustment=self.adjustment,
-        )
+        start_us = sessions.day_us[first] if FETCH_MINUTES[self.timeframe] == 0 else sessions.open_us[first]
+        end = _utc(int(sessions.close_us[last]) - 1_000_000)  # Alpaca's end is inclusive, whole seconds
+        request = bars_request(symbols, self.timeframe, _utc(int(start_us)), end, self.feed, self.adjustment)
         try:
             return self.client.get_stock_bars(request) or {}
         except APIError as exc:

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from ..bars import Bars
-from ..nb import rolling_max_nb, rolling_mean_nb, rolling_min_nb, shift_nb
+from ..kernels.indicators import rolling_max_nb, rolling_mean_nb, rolling_min_nb, shift_nb
 from .base import Signals, Strategy
 
 

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..bars import Bars
-from ._nb_pairs import pair_signals_nb, pair_spread_nb
+from ..kernels.pairs import pair_signals_nb, pair_spread_nb
 from .base import Strategy
 
 

@@ -19,7 +19,7 @@ from data_lake.calendar import session_stamp
 from data_lake.schema import TIMEFRAMES
 
 from ..bars import Bars, bars_from_arrays
-from ..nb import ema_nb, rolling_mean_nb, rsi_nb, session_vwap_nb
+from ..kernels.indicators import ema_nb, rolling_mean_nb, rsi_nb, session_vwap_nb
 from . import get
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -69,7 +69,7 @@ def sma(series: pd.Series, n: int) -> pd.Series:
 
 
 def ema(series: pd.Series, n: int) -> pd.Series:
-    """Exponential moving average (alpha 2/(n+1), SMA seed), as ``research.nb.ema_nb``."""
+    """Exponential moving average (alpha 2/(n+1), SMA seed), as ``research.kernels.indicators.ema_nb``."""
     return pd.Series(ema_nb(series.to_numpy(np.float64), n), index=series.index, name=series.name)
 
 

@@ -1,6 +1,6 @@
 """rsi_reversion: buy oversold, sell overbought, on Wilder's RSI.
 
-Definition, with r = RSI(close, n) (Wilder, ``research.nb.rsi_nb``; first value at t = n):
+Definition, with r = RSI(close, n) (Wilder, ``research.kernels.indicators.rsi_nb``; first value at t = n):
 * long entry at t: r crosses below ``lower``: r_t < lower and r_{t-1} >= lower (the bar it first
   goes below; both values must exist, so not at t = n).
 * long exit at t: r_t > exit_level.
@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..bars import Bars
-from ..nb import crossed_above_nb, rsi_nb
+from ..kernels.indicators import crossed_above_nb, rsi_nb
 from .base import Signals, Strategy
 
 

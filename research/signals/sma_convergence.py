@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from ..bars import Bars
-from ..nb import rolling_mean_nb
+from ..kernels.indicators import rolling_mean_nb
 from .base import Signals, Strategy
 
 

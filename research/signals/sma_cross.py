@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ..bars import Bars
-from ..nb import crossed_above_nb, ema_nb, rolling_mean_nb
+from ..kernels.indicators import crossed_above_nb, ema_nb, rolling_mean_nb
 from .base import Signals, Strategy
 
 

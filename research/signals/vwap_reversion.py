@@ -4,7 +4,7 @@ Definition. Everything resets at each session's first bar (a session's signals u
 bars only); "the last w bars" below means bars of t's own session, so a statistic exists once the
 session has that many bars:
 * vwap_t: cumulative VWAP of the typical price (h+l+c)/3 since the session open
-  (``research.nb.session_vwap_nb``); d_t = close_t - vwap_t.
+  (``research.kernels.indicators.session_vwap_nb``); d_t = close_t - vwap_t.
 * sd_t: the dispersion of close about VWAP over the last ``window`` bars, t included:
   ``scale="rms"`` (default): sqrt(mean(d^2)), the spread around VWAP itself;
   ``scale="std"``: the population std (ddof 0) of d about its own window mean.
@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..bars import Bars
-from ..nb import session_vwap_nb
+from ..kernels.indicators import session_vwap_nb
 from .base import Signals, Strategy
 
 

@@ -23,7 +23,7 @@ on and measures how much that choice can be believed:
 
 Per-bar returns are recomputed here for the few combinations needed (signals, the fill convention
 of ``research.exits`` and the accounting of ``research.metrics``), so the sweep itself never
-stores them. A cell's returns are those of its bars (regime attribution as in ``report``).
+stores them. A cell's returns are those of its bars (regime attribution as in ``results``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from ..signals import get
 from ..walkforward import choose as choose_one
 from ..walkforward import stitched_metrics
 from .plan import SweepSpec
-from .report import check_objective
-from .runner import DEPLOY, SymbolData, load_symbol, periods_per_year
+from .chunks import DEPLOY, SymbolData, load_symbol, periods_per_year
+from .results import check_objective
 
 PBO_TRIALS = 256
 PBO_SPLITS = 16

@@ -40,7 +40,7 @@ def _die() -> None:
 def main(cfg: dict) -> None:
     from data_lake import Lake
     from live_bridge.alpaca import AlpacaBroker
-    from live_bridge.alpaca_feeds import AlpacaFillFeed
+    from live_bridge.alpaca.feeds import AlpacaFillFeed
     from live_bridge.risk import RiskLimits
     from live_bridge.runner import COLUMNS, Runner, RunnerConfig
     from live_bridge.state import StateStore

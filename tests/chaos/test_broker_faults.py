@@ -34,7 +34,7 @@ import pytest
 from fastapi.responses import JSONResponse
 
 import live_bridge.alpaca as alpaca
-import live_bridge.alpaca_feeds as feeds
+import live_bridge.alpaca.feeds as feeds
 import live_bridge.replay as replay_module
 from live_bridge.ids import parse_client_order_id
 from live_bridge.parity import check
@@ -304,8 +304,8 @@ def test_a_year_of_mixed_broker_faults_changes_no_fill(lake, tmp_path, wire, cha
     assert consumed - wire.held <= answered <= consumed  # a held request's client has gone: no answer to log
     assert wire.held >= 2 and len([r for r in caplog.records if "ReadTimeout" in r.getMessage()]) >= wire.held
     assert len(messages(caplog, "alpaca.trading.stream", "restarting")) == schedule.injected["drop"] >= 2
-    assert messages(caplog, "live_bridge.alpaca_feeds", "trade stream down")
-    assert messages(caplog, "live_bridge.alpaca_feeds", "is no news: ignored")  # duplicated, late, reordered
+    assert messages(caplog, "live_bridge.alpaca.feeds", "trade stream down")
+    assert messages(caplog, "live_bridge.alpaca.feeds", "is no news: ignored")  # duplicated, late, reordered
     assert result.errors == [] and not [x for x in decision_log(result) if x["event"] == "error"]
     assert all(x["status"] in ("new", "accepted") for x in decision_log(result) if x["event"] == "order")
     # (d) risk limits held; (e) positions follow the backtest at every bar, the runner's books the broker's

@@ -79,7 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     from data_lake import Lake
     from data_lake.sources.sample import sample_bars, sample_meta
     from data_lake.sources.synthetic import synthetic_meta
-    from research.params import install
+    from pipeline.params_store import install
     from tests.kit import minute_bars
     from tests.kit import params_file
 

@@ -1,6 +1,6 @@
 """Fuzzing the params file (issue 7, bad input): a broken file is refused by name, and installs nothing.
 
-The base is a valid file written by ``research.params.write_candidate`` (an active entry and a flat
+The base is a valid file written by ``pipeline.params_store.write_candidate`` (an active entry and a flat
 one). Hypothesis edits its JSON one to three times (drops a field, gives one a value of the wrong
 type, adds an unknown field, puts a number out of range) and may then break the bytes (truncated,
 not UTF-8, a BOM, UTF-16, a key repeated, a NaN token, one byte flipped). Then:
@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from research.params import ParamsFile, dumps, install, load, loads, write_candidate
-from research.promotion import EntryVerdict
+from pipeline.params_store import install, write_candidate
+from research.params import EntryVerdict, ParamsFile, dumps, load, loads
 from tests.chaos.test_fuzz_cli import assert_user_error, invoke
 from tests.kit import tree_digest
 from tests.kit import entry, params_file

@@ -14,9 +14,9 @@ import pandas as pd
 from data_lake import Batch, Lake
 from data_lake.manifest import READERS, Manifest
 from data_lake.sources.sample import sample_bars, sample_meta
+from pipeline.sweep import run_sweep
 from research.exits import ExitRules
 from research.sweep.plan import SweepSpec
-from research.sweep.runner import run_sweep
 
 SIX = ("AAPL", "MSFT", "IBM", "GOOG", "AMZN", "NFLX")
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def test_a_sweep_started_before_an_ingest_commit_reads_the_old_lake_for_every_sy
 
 
 def test_the_nightly_takes_one_snapshot_for_regimes_sweeps_and_provenance(tmp_path: Path):
-    from research.nightly import NightlyConfig, nightly
+    from pipeline.nightly import NightlyConfig, nightly
     from research.params import RunInfo
     from research.sweep.plan import bars_hash
 

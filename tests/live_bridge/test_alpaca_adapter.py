@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from live_bridge.alpaca import AlpacaBroker, BrokerError, LiveBar, OcoAck
-from live_bridge.alpaca_feeds import AlpacaBarFeed, AlpacaFillFeed, OrderUpdate, expected_bar
+from live_bridge.alpaca import AlpacaBroker, BrokerError, OcoAck
+from live_bridge.alpaca.feeds import AlpacaBarFeed, AlpacaFillFeed, expected_bar
 from live_bridge.ports import Broker as BrokerPort
-from live_bridge.ports import Fill, OrderIntent
+from live_bridge.ports import Fill, LiveBar, OrderIntent, OrderUpdate
 from simulator import (SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
                                    serve, streams_router)
 from tests.simulator.test_broker import frame

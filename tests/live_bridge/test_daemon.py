@@ -18,7 +18,8 @@ import pytest
 
 from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
-from research.params import DataWindow, install, write_candidate
+from pipeline.params_store import install, write_candidate
+from research.params import DataWindow
 from tests import webhook
 from tests.kit import entry, params_file
 from tests.soak.kit import Live, hermetic_env, simulator

@@ -20,7 +20,8 @@ from live_bridge.ids import parse_client_order_id
 from live_bridge.ports import OrderIntent
 from simulator import serve
 from live_bridge.state import StateStore
-from research.params import DataWindow, ExitRulesModel, install
+from pipeline.params_store import install
+from research.params import DataWindow, ExitRulesModel
 from tests.live_bridge.test_daemon import receiver, world  # noqa: F401 - fixtures
 from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, hermetic_env, simulator

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data_lake.resample import resample_bars
-from live_bridge.alpaca_bars import RestBars
+from live_bridge.alpaca.bars import RestBars
 from live_bridge.history import History
 from simulator import market_data_app, serve
 from tests.kit import minute_bars

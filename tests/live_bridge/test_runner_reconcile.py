@@ -98,7 +98,7 @@ def test_an_order_the_broker_rejects_at_the_open_is_stored_logged_and_alerted(tm
     import pandas as pd
 
     from live_bridge.alpaca import AlpacaBroker
-    from live_bridge.alpaca_feeds import AlpacaFillFeed
+    from live_bridge.alpaca.feeds import AlpacaFillFeed
     from simulator import (SimBroker, BrokerConfig, ReplayClock, SimulatorState, StreamControl, broker_app,
                                        serve, streams_router)
     from tests.live_bridge.test_alpaca_adapter import FAST, KEY, SECRET, eventually

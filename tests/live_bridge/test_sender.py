@@ -142,3 +142,18 @@ def test_a_killed_runner_leaves_no_sender_process_behind(tmp_path):
             return state == "Z"  # exited, waiting for init to reap it
 
         eventually(gone, timeout=15, what="the orphaned sender process to exit")
+
+
+def test_a_sender_process_needs_a_broker_that_can_be_built_again_in_it(tmp_path):
+    from live_bridge.runner import Runner, RunnerConfig
+    from live_bridge.state import StateStore
+    from tests.kit import entry, params_file
+
+    class InProcess:  # a test double: its state lives in this process, so it cannot be spawned
+        def spawn_spec(self) -> None:
+            return None
+
+    with StateStore(tmp_path / "state.db") as store:
+        with pytest.raises(ValueError, match=r"spawn_spec\(\) is None"):
+            Runner(InProcess(), params_file([entry()]), {}, {}, store, RunnerConfig(sender_process=True))
+        Runner(InProcess(), params_file([entry()]), {}, {}, store, RunnerConfig())  # threads: any broker

@@ -180,6 +180,66 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_intents(tmp_path):
         "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
 
 
+def test_a_reader_sees_the_writers_commits_beside_it_and_writes_nothing(tmp_path):
+    path, c = tmp_path / "s.db", cid()
+    with StateStore(path) as writer:
+        writer.record_intent(intent(c))
+        writer.record_fill(fill(c, "e1", 4, 100.0))
+        writer.record_halt(DAY, ACCOUNT, "day loss", at=T0)
+        with StateStore(path, read_only=True) as reader:  # no lock taken: the writer holds it
+            assert reader.position("smacross", "AAPL").qty == 4
+            writer.record_fill(fill(c, "e2", 6, 101.0))  # committed after the reader opened
+            assert reader.position("smacross", "AAPL").qty == 10 and reader.fill_count() == 2
+            halts = [(h.day, h.scope, h.reason, h.at) for h in reader.recent_halts(5)]
+            assert halts == [(DAY, ACCOUNT, "day loss", T0)]
+            assert reader.peak_equity() == 0.0 and reader.integrity_check().ok
+            with pytest.raises(StateError, match="read-only"):
+                reader.record_fill(fill(c, "e3", 1, 102.0))
+            with pytest.raises(StateError, match="read-only"):
+                reader.peak_equity(1e6)
+        assert writer.fill_count() == 2 and writer.peak_equity() == 0.0
+
+
+def test_a_reader_creates_and_migrates_nothing(tmp_path):
+    with pytest.raises(sqlite3.OperationalError):
+        StateStore(tmp_path / "none.db", read_only=True)
+    assert list(tmp_path.iterdir()) == []  # no database, no lock file
+
+    (tmp_path / "empty.db").touch()  # created by a writer killed before its first transaction
+    with StateStore(tmp_path / "empty.db", read_only=True) as s:
+        assert s.positions() == {} and s.recent_halts(5) == [] and s.fill_count() == 0
+    assert (tmp_path / "empty.db").read_bytes() == b""
+
+    db = sqlite3.connect(tmp_path / "v1.db")  # an older file is read as it is, never migrated
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema_version', '1');"
+                     "CREATE TABLE positions (strategy TEXT, symbol TEXT, qty REAL, avg_price REAL, realized REAL);"
+                     "INSERT INTO positions VALUES ('smacross', 'AAPL', 3, 100, 0);")
+    db.close()
+    with StateStore(tmp_path / "v1.db", read_only=True) as s:
+        assert s.net_positions() == {"AAPL": 3}
+    assert sqlite3.connect(tmp_path / "v1.db").execute("SELECT value FROM meta").fetchone() == ("1",)
+
+    db = sqlite3.connect(tmp_path / "v9.db")  # a newer one is refused
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema_version', '9');")
+    db.close()
+    with pytest.raises(StateError, match="schema version 9"):
+        StateStore(tmp_path / "v9.db", read_only=True)
+    assert not any(p.name.endswith(".lock") for p in tmp_path.iterdir())
+
+
+def test_a_damaged_file_raises_a_database_error_for_a_reader_and_stays_as_it_was(tmp_path):
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database at all " * 200)
+    before = path.read_bytes()
+
+    with pytest.raises(sqlite3.DatabaseError):
+        StateStore(path, read_only=True)
+
+    assert path.read_bytes() == before
+
+
 def test_integrity_check_finds_tampering_and_overfills(tmp_path):
     c = cid()
     with StateStore(tmp_path / "s.db") as s:

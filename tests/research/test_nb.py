@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research import nb
+from research.kernels import indicators as nb
 
 X = 100 + np.cumsum(np.random.default_rng(1).normal(0, 1, 3000))
 

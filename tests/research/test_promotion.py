@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from research.params import NOT_EVALUATED, Entry, ParamsFile, dumps, install, load
-from research.promotion import GateThresholds, decide, evaluate
+from pipeline.params_store import install
+from research.params import NOT_EVALUATED, Entry, GateThresholds, ParamsFile, dumps, load
+from research.promotion import decide, evaluate
 from tests.kit import entry, metrics, params_file
 
 

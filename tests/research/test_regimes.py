@@ -10,8 +10,8 @@ from data_lake.calendar import nyse
 from data_lake.sources.sample import sample_bars
 from research.bars import bars_from_arrays
 from research.regimes import RegimeParams, label_bars, measures_at_close, params_hash, regimes_from_daily
-from research.nb import rolling_mean_nb
-from research.regimes_nb import (
+from research.kernels.indicators import rolling_mean_nb
+from research.kernels.regimes import (
     efficiency_ratio_nb, realized_vol_nb, relative_slope_nb, trailing_percentile_nb, vol_codes_nb,
 )
 from tests.kit import minute_bars

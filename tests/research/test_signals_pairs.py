@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from data_lake.sources.sample import sample_bars
 from research.bars import Bars, bars_from_arrays
 from research.signals import get
-from research.signals._nb_pairs import pair_signals_nb, rolling_ols_nb
+from research.kernels.pairs import pair_signals_nb, rolling_ols_nb
 from research.signals.pairs import (GRID, STRATEGY, Pairs, PairSignals, engle_granger, screen_pairs,
                                     signals)
 

@@ -8,7 +8,7 @@ import pytest
 
 from data_lake.sources.sample import sample_bars
 from research.bars import bars_from_arrays
-from research.nb import rolling_mean_nb, rsi_nb, session_vwap_nb
+from research.kernels.indicators import rolling_mean_nb, rsi_nb, session_vwap_nb
 from research.signals import get
 from research.signals.pandas import bars_from_frame, rsi, session_vwap, signals_df, sma
 from tests.kit import minute_bars

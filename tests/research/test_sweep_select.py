@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.sweep import run_sweep
 from research.exits import ExitRules
 from research.guards import neighbourhood_stability, pbo_cscv
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
+from research.sweep.chunks import DEPLOY, load_symbol
 from research.sweep.engine import Costs
 from research.sweep.plan import SweepSpec
-from research.sweep.runner import DEPLOY, load_symbol, run_sweep
 from research.sweep.select import choices_frame, choose
 from research.sweep.vbt import portfolio
 from research.walkforward import choose as choose_one

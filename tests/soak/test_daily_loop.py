@@ -32,7 +32,8 @@ from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
 from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
-from research.params import DataWindow, ExitRulesModel, install, load
+from pipeline.params_store import install
+from research.params import DataWindow, ExitRulesModel, load
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored

@@ -22,7 +22,8 @@ from data_lake import Lake
 from data_lake.sources.synthetic import synthetic_bars, synthetic_meta
 from live_bridge.parity import check
 from live_bridge.replay import ReplayResult
-from research.params import DataWindow, ExitRulesModel, install, load
+from pipeline.params_store import install
+from research.params import DataWindow, ExitRulesModel, load
 from research.regimes import regimes_from_daily
 from tests.kit import entry, params_file
 from tests.soak.kit import Live, Lockstep, arrays, hermetic_env, simulator, stored

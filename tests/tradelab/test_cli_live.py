@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 
-from research.params import DataWindow, ExitRulesModel, write_candidate
+from pipeline.params_store import write_candidate
+from research.params import DataWindow, ExitRulesModel
 from tests.kit import entry, params_file
 from tests.tradelab.test_cli import run
 
@@ -101,6 +102,28 @@ def test_live_status_on_a_damaged_state_store_says_so_and_touches_nothing(tmp_pa
     assert r.returncode == 2, r.stdout + r.stderr
     assert "is damaged and cannot be read" in r.stderr and "Traceback" not in r.stderr
     assert (state / "state.db").read_bytes() == before
+
+
+def test_live_status_reads_the_store_while_the_runner_holds_it(tmp_path):
+    from datetime import UTC, date, datetime
+
+    from live_bridge.ports import Fill, OrderIntent
+    from live_bridge.state import StateStore
+
+    state = tmp_path / "live"
+    state.mkdir()
+    at = datetime(2024, 1, 2, 15, 30, tzinfo=UTC)
+    with StateStore(state / "state.db") as runner:  # the runner's store: it holds the writer lock
+        runner.record_intent(OrderIntent("c-1", "AAPL", "buy", 10, strategy="smacross"))
+        runner.record_fill(Fill("e-1", "o-1", "c-1", "AAPL", "buy", 10, 100.0, at))
+        runner.record_halt(date(2024, 1, 2), "smacross", "lost 1.2% today", at=at)
+
+        r = run("live", "status", "--state-dir", str(state))
+
+        assert runner.fill_count() == 1
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "smacross" in r.stdout and "AAPL" in r.stdout and "lost 1.2% today" in r.stdout
+    assert "flat" not in r.stdout.split("halts")[0]
 
 
 def test_a_params_path_that_is_a_directory_or_a_pipe_is_one_error_never_a_hang(sample_lake_rw, tmp_path):

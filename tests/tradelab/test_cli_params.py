@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from research.params import install, schema_bytes, write_candidate
+from pipeline.params_store import install, write_candidate
+from research.params import schema_bytes
 from tests.kit import edited, entry, params_file
 from tradelab.cli import app
 

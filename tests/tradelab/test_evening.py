@@ -23,9 +23,9 @@ from typer.testing import CliRunner, Result
 
 from data_lake import Batch, Lake
 from data_lake.sources.sample import sample_bars, sample_meta
-from simulator import market_data_app, serve
-from research.params import write_candidate
+from pipeline.params_store import write_candidate
 from research.regimes import load_regimes
+from simulator import market_data_app, serve
 from tests import webhook
 from tests.kit import tree_digest
 from tests.kit import entry, params_file

@@ -121,7 +121,8 @@ def _paths(job: str, configured: dict, overrides: dict) -> dict:
 
 def _install(run_dir: Path, params_dir: Path) -> str:
     """The nightly's last step: file the candidate in history and, if promoted, make it current."""
-    from research.params import install, load
+    from pipeline.params_store import install
+    from research.params import load
 
     candidate = run_dir / "params.json"
     if not candidate.exists():  # a custom notebook may not produce params (the default one always does)

@@ -159,21 +159,23 @@ def sim(
 def status(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR,
            params: ParamsOpt = Path("params/current.json")) -> None:
     """Positions, P&L, today's regime, the active params and the last decision (read-only)."""
+    from live_bridge.state import StateError, StateStore
+
     db = state_dir / "state.db"
     if not db.exists():
         raise LakeError(f"{db}: no live runner state here (start one with tradelab live)")
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)  # read-only: the runner is the one writer
-    try:
-        pos = pd.read_sql("SELECT strategy, symbol, qty, avg_price FROM positions WHERE qty != 0 ORDER BY 1, 2",
-                          con) if _has(con, "positions") else pd.DataFrame()
-        halts = pd.read_sql("SELECT * FROM halts ORDER BY 1 DESC LIMIT 5", con) if _has(con, "halts") \
-            else pd.DataFrame()
-    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+    try:  # read-only: no lock (the runner may be writing), nothing created, migrated or written
+        with StateStore(db, read_only=True) as store:
+            pos = pd.DataFrame([(p.strategy, p.symbol, p.qty, p.avg_price) for p in store.positions().values()],
+                               columns=["strategy", "symbol", "qty", "avg_price"])
+            halts = pd.DataFrame([(h.day.isoformat(), h.scope, h.reason, h.at.isoformat())
+                                  for h in store.recent_halts(5)], columns=["day", "scope", "reason", "at"])
+    except sqlite3.DatabaseError as exc:
         raise LakeError(f"{db} is damaged and cannot be read ({exc}); it was not touched. Stop the runner, keep "
                         "the file for inspection, and reconcile against the broker (tradelab live halt "
                         "flattens without it)") from None
-    finally:
-        con.close()
+    except StateError as exc:
+        raise LakeError(str(exc)) from None
     print_frame(pos if len(pos) else pd.DataFrame({"positions": ["flat"]}), title="positions (state store)")
     if len(halts):
         print_frame(halts, title="halts")
@@ -247,10 +249,6 @@ def reload(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")]
     (state_dir / "RELOAD").write_text(f"asked at {pd.Timestamp.now(tz='UTC').isoformat()}\n")
     out.print(f"reload asked: the runner reads its params file at its next poll ({state_dir / 'RELOAD'})",
               highlight=False)
-
-
-def _has(con: sqlite3.Connection, table: str) -> bool:
-    return con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
 
 
 from .live_halt import halt as _halt_command  # noqa: E402 - the command lives beside, registered here

@@ -1,4 +1,5 @@
-"""``tradelab params``: look at, check and compare params files (research.params), and print their schema.
+"""``tradelab params``: look at, check and compare params files (research.params, pipeline.params_store), and
+print their schema.
 
 These are the commands a person runs before trusting a file: ``validate`` after a hand edit,
 ``show`` to see what the live bridge will trade, ``diff`` to see what tonight's run changed.
@@ -41,7 +42,7 @@ def _fig(v: float | None) -> float | None:
 
 def entries_frame(pf) -> pd.DataFrame:
     """One row per entry: what is traded, the out-of-sample evidence and the gate's verdict."""
-    from research.params import params_text
+    from pipeline.params_store import params_text
 
     rows = [{"strategy": e.strategy, "symbol": e.symbol, "regime": e.regime, "status": e.status,
              "source": e.source, "params": params_text(e.params),
@@ -98,7 +99,7 @@ def validate(file: Annotated[Path, typer.Argument(help="The params file to check
 def diff(a: Annotated[Path, typer.Argument(help="The older file.")],
          b: Annotated[Path, typer.Argument(help="The newer file.")]) -> None:
     """What changed from A to B: provenance, then entries added, removed or changed."""
-    from research.params import diff as diff_files
+    from pipeline.params_store import diff as diff_files
 
     rows = diff_files(_load(a), _load(b))
     if not rows:
@@ -116,7 +117,8 @@ def schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to
     """Print (or write) the params file's JSON Schema, generated from the models."""
     import sys
 
-    from research.params import schema_bytes, write_schema
+    from pipeline.params_store import write_schema
+    from research.params import schema_bytes
 
     if out_file is None:
         sys.stdout.write(schema_bytes().decode())

@@ -133,8 +133,8 @@ def sweep(
     """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table."""
     from research.exits import ExitRules
     from research.sweep.plan import SweepSpec
-    from research.sweep.report import best, check_objective, top
-    from research.sweep.runner import run_sweep
+    from pipeline.sweep import run_sweep
+    from research.sweep.results import best, check_objective, top
 
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise LakeError(f"--out {out_file}: use a .parquet or .csv file")
@@ -189,7 +189,7 @@ def sweep(
 def _write_outputs(results, spec, names: list[str], objective: str, heatmap: str | None, plot: Path | None,
                    out_file: Path | None, sid: str) -> None:
     """The heatmap pages (one per symbol) and the --out file."""
-    from research.sweep.report import heatmap_html
+    from pipeline.sweep_report import heatmap_html
 
     if heatmap or len(names) >= 2:
         x, y = heatmap.split(",", 1) if heatmap else names[:2]

@@ -1,7 +1,7 @@
 """The nightly optimization as plain functions; the notebooks call them and show what they return.
 
 One night = refresh the regime labels, then per strategy a per-regime walk-forward sweep on the
-lookback window (``research.sweep``), the choice and its guards per (symbol, regime)
+lookback window (``pipeline.sweep``), the choice and its guards per (symbol, regime)
 (``research.sweep.select``), candidate entries, and the promotion gate against the params in
 force (``research.promotion``). The result is a typed ``ParamsFile`` candidate with provenance;
 installing it as ``params/current.json`` is the job runner's last step (``tradelab nightly``), so a
@@ -22,17 +22,20 @@ from pathlib import Path
 import pandas as pd
 
 from data_lake import Lake
+from research.exits import ExitRules
+from research.params import DataWindow, Entry, ExitRulesModel, GateThresholds, Metrics, ParamsFile, RunInfo
+from research.params import SelectionInfo
+from research.params import load as load_params
+from research.promotion import decide
+from research.regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
+from research.signals import get
+from research.sweep.chunks import load_symbol
+from research.sweep.plan import SweepSpec
+from research.sweep.select import Choice, choose
+from research.walkforward import parse_span
 
-from .exits import ExitRules
-from .params import DataWindow, Entry, ExitRulesModel, Metrics, ParamsFile, RunInfo, SelectionInfo, code_version
-from .params import load as load_params
-from .promotion import GateThresholds, decide
-from .regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
-from .signals import get
-from .sweep.plan import SweepSpec
-from .sweep.runner import load_symbol, run_sweep
-from .sweep.select import Choice, choose
-from .walkforward import parse_span
+from .params_store import code_version
+from .sweep import run_sweep
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 

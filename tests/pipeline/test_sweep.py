@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from data_lake import connect
+from pipeline.sweep import run_sweep
 from research.exits import ExitRules
 from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from research.sweep.plan import SweepSpec, parse_grid_arg
-from research.sweep.report import best, walk_forward
-from research.sweep.runner import run_sweep
+from research.sweep.results import best, walk_forward
 
 GRID = (("fast", (5, 10, 20)), ("slow", (20, 50, 100)))
 RULES = (ExitRules(allow_short=False), ExitRules(stop_loss=0.05, allow_short=False))

@@ -2,7 +2,7 @@
 
 The page must open from an e-mail attachment or an archived folder years later, offline, so
 plotly.js is inlined exactly once (in the head) and nothing is loaded from a URL. Figures are
-built by pure functions here (or elsewhere, e.g. ``research.sweep.report.heatmap_figure``) and
+built by pure functions here (or elsewhere, e.g. ``pipeline.sweep_report.heatmap_figure``) and
 handed to ``build_report`` inside ``Section``s; the page is rendered in memory and written
 atomically, so a figure that fails to render never leaves a half-written report behind.
 

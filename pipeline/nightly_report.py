@@ -1,6 +1,6 @@
 """The nightly run's HTML report: what was chosen, why, how it did out of sample, and what changed.
 
-One self-contained page (``research.run_report``): the verdict and every entry with its gate
+One self-contained page (``pipeline.run_report``): the verdict and every entry with its gate
 reasons; an honest line on the users' return target (out-of-sample only); equity and drawdowns
 in and out of sample; per-regime heatmaps of the objective; the regime timeline; the changes
 against the params in force.
@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from data_lake import Lake
+from research.sweep.chunks import DEPLOY
 
 from .nightly import NightlyResult
-from .params import diff, params_text
+from .params_store import diff, params_text
 from .run_report import Section, build_report, equity_figure, regime_timeline_figure
-from .sweep.report import heatmap_figure
-from .sweep.runner import DEPLOY
+from .sweep_report import heatmap_figure
 
 TARGET_DAILY = (0.005, 0.01)  # the users' stated goal: 0.5-1% a day (STRATEGY_DEFAULTS.md)
 

@@ -1,39 +1,25 @@
 """Alpaca's two streams with a REST fallback: minute bars (AlpacaBarFeed) and fills (AlpacaFillFeed).
 
-Each feed runs the alpaca-py stream in one thread and a worker in another. The stream thread only
-queues what arrives; the worker alone dedupes, polls and calls back, so ``on_bar``/``on_update``
-run in one thread, one at a time. Why the fallback: alpaca-py never tells its caller that a
-socket dropped. It logs, waits 0.5-1 s (doubling to 30 s on repeated failures) and reconnects,
-and whatever Alpaca sent in between is gone for good. A socket can also stay connected and go
-mute. The feeds notice the gap (the connection state for both; an overdue bar for bars) and fill
-it from REST.
-
-alpaca-py internals read here (pinned by tests/live_bridge/test_alpaca_adapter.py, alpaca-py 0.44):
-``_ws``/``_running`` say whether a connection is up, and a new ``_ws`` means a reconnect;
-``_loop`` is where ``stop_ws()``/``close()`` must run; ``_reconnect_min_backoff`` is the first
-reconnect wait. ``stop()`` alone only takes effect between 5 s receive timeouts, so ``close()``
-follows it to end the stream at once.
+Each feed is a ``streams.FeedWorker`` over an alpaca-py stream: the worker notices a gap (the
+connection state for both; an overdue bar for bars) and fills it from REST.
 
 **Fill dedup rule.** The feed keeps, per client_order_id, the cumulative quantity it has emitted
 as fills and their total notional. Every order it sees (in a stream event or a poll) is compared
 with that: only an increase of ``filled_qty`` is emitted, as one Fill of the increment. A stream
 event whose ``qty`` is exactly that increment keeps its ``execution_id`` and ``price``. Any other
-increase (a poll, or an event after missed or reordered ones) gets the id ``<order id>:<cum qty>``
-and the price that makes the emitted notional add up to ``filled_qty * filled_avg_price``.
-Repeated, late and out-of-order updates therefore never count twice or go backwards. The
-counter lives in the process: after a restart, ``seed()`` it from the state store before
-``start()``, or fills counted under stream ids would be emitted again under synthetic ids.
+increase (a poll, or an event after missed or reordered ones) is ``ports.synthetic_fill``: the id
+``<order id>:<cum qty>`` and the price that makes the emitted notional add up to ``filled_qty *
+filled_avg_price``. Repeated, late and out-of-order updates therefore never count twice or go
+backwards. The counter lives in the process: after a restart, ``seed()`` it from the state store
+before ``start()``, or fills counted under stream ids would be emitted again under synthetic ids.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,37 +39,13 @@ from alpaca.trading.stream import TradingStream
 
 from data_lake.calendar import US_PER_MIN, nyse
 
-from .alpaca import (MAX_ORDERS, LiveBar, broker_error, network_error, order_ack, rest_url_for,
-                     tune_rest_client, ws_params)
-from .ports import TERMINAL_STATUSES, Fill, OrderAck
+from ..ports import Fill, LiveBar, OrderAck, OrderUpdate, status_can_follow, synthetic_fill
+from .client import MAX_ORDERS, broker_error, network_error, order_ack, rest_url_for, tune_rest_client, ws_params
+from .streams import FeedWorker, StreamThread
 
 log = logging.getLogger(__name__)
 
 EPS = 1e-9
-_EARLY = frozenset({"pending_new", "accepted", "new"})  # statuses an order never returns to
-
-
-@dataclass(frozen=True, slots=True)
-class OrderUpdate:
-    """A change of an order's state; ``event`` is Alpaca's (new, fill, canceled, ...) or "poll"."""
-
-    event: str
-    order: OrderAck
-    timestamp: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStats:
-    """What a feed did so far: items delivered by source, duplicates dropped, REST polls made."""
-
-    mode: str  # "stream" or "poll"
-    connected: bool
-    from_stream: int
-    from_poll: int
-    duplicates: int
-    polls: int
-
-
 _EPOCH, _US = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
@@ -93,119 +55,6 @@ def _us(t: datetime) -> int:  # exact integers: float seconds can be a microseco
 
 def _dt(us: int) -> datetime:
     return _EPOCH + us * _US
-
-
-class _Stream:
-    """An alpaca-py stream in a daemon thread, and what can be seen of its connection."""
-
-    def __init__(self, stream: Any, name: str, reconnect_backoff: float) -> None:
-        self.stream = stream
-        stream._reconnect_min_backoff = reconnect_backoff
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.stream.run()
-        except Exception:  # noqa: BLE001 - a dead stream thread must not pass silently
-            log.exception("%s ended with an error", self._thread.name)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def session(self) -> int | None:
-        """An id of the live, authenticated connection (new after each reconnect); None while down."""
-        ws = getattr(self.stream, "_ws", None)
-        return id(ws) if ws is not None and getattr(self.stream, "_running", False) else None
-
-    def stop(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while getattr(self.stream, "_loop", None) is None and self._thread.is_alive() \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        loop = getattr(self.stream, "_loop", None)
-        if loop is not None and loop.is_running():
-            for step in (self.stream.stop_ws, self.stream.close):  # close() wakes the 5 s recv at once
-                try:
-                    asyncio.run_coroutine_threadsafe(step(), loop).result(max(0.1, deadline - time.monotonic()))
-                except Exception:  # noqa: BLE001 - the loop may end under us: that is the goal
-                    break
-        self._thread.join(max(0.1, deadline - time.monotonic()))
-
-
-class _Feed:
-    """The worker shared by both feeds: drain the stream queue, then ``_tick`` (poll if needed)."""
-
-    def __init__(self, stream: _Stream, name: str, check_interval: float) -> None:
-        self._stream, self._name, self._check = stream, name, check_interval
-        self._queue: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._loop, name=f"{name}-worker", daemon=True)
-        self._mode, self._counts = "stream", dict.fromkeys(("stream", "poll", "dup", "polls"), 0)
-        self._last_poll = -float("inf")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(mode={self._mode!r}, connected={self.connected})"
-
-    @property
-    def connected(self) -> bool:
-        """Whether the stream is connected and authenticated right now."""
-        return self._stream.session is not None
-
-    @property
-    def mode(self) -> str:
-        """"stream" while the stream delivers, "poll" while REST fills in for it."""
-        return self._mode
-
-    def stats(self) -> FeedStats:
-        c = self._counts
-        return FeedStats(self._mode, self.connected, c["stream"], c["poll"], c["dup"], c["polls"])
-
-    def start(self) -> _Feed:
-        """Connect the stream and start the worker; returns self."""
-        self._stream.start()
-        self._worker.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker and the stream, waiting at most about ``timeout`` seconds."""
-        self._stop.set()
-        self._stream.stop(timeout)
-        if self._worker.is_alive():
-            self._worker.join(timeout)
-
-    def __enter__(self) -> _Feed:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=self._check)
-            except queue.Empty:
-                item = None
-            if self._stop.is_set():  # stopping closes the stream: that is no outage to poll for
-                return
-            try:
-                if item is not None:
-                    self._handle(item)
-                self._tick()
-            except Exception:  # noqa: BLE001 - the worker must outlive one bad item or callback
-                log.exception("%s worker error", self._name)
-
-    def _call(self, fn: Callable[[Any], None], value: Any) -> None:
-        try:
-            fn(value)
-        except Exception:  # noqa: BLE001
-            log.exception("%s callback failed on %s", self._name, value)
-
-    def _handle(self, item: Any) -> None:
-        raise NotImplementedError
-
-    def _tick(self) -> None:
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------------- bars
@@ -229,7 +78,7 @@ def _live_bar(b: Any) -> LiveBar:
                    None if b.trade_count is None else float(b.trade_count))
 
 
-class AlpacaBarFeed(_Feed):
+class AlpacaBarFeed(FeedWorker):
     """Minute bars for ``symbols`` from StockDataStream, filled from REST when the stream fails.
 
     Each (symbol, minute) reaches ``on_bar`` once, in time order per symbol, from ``since`` (default:
@@ -269,7 +118,7 @@ class AlpacaBarFeed(_Feed):
         self._covered: dict[str, int] = {}  # delivered, or confirmed absent by a poll, up to here
         self._epoch, self._epoch_seen = 0, {}  # outages so far; the outage count at each last delivery
         self._due_since: float | None = None
-        super().__init__(_Stream(stream, "alpaca-bars", reconnect_backoff), "bar feed", check_interval)
+        super().__init__(StreamThread(stream, "alpaca-bars", reconnect_backoff), "bar feed", check_interval)
 
     def start(self) -> AlpacaBarFeed:
         if self._since is None:
@@ -344,7 +193,7 @@ class AlpacaBarFeed(_Feed):
 
 
 # ------------------------------------------------------------------------------------------ fills
-class AlpacaFillFeed(_Feed):
+class AlpacaFillFeed(FeedWorker):
     """Fills and order updates from TradingStream's trade_updates, polled from REST when it is down.
 
     ``on_update`` gets a ``ports.Fill`` per execution (see the module doc for the dedup rule) and
@@ -379,7 +228,7 @@ class AlpacaFillFeed(_Feed):
         self._watch: dict[str, str] = {}  # order id -> cid of orders last seen open
         self._session: int | None = None  # the connection the last catch-up poll covered
         self._down, self._poll_ok, self._confirm_at = True, True, None
-        super().__init__(_Stream(stream, "alpaca-trade-updates", reconnect_backoff), "fill feed",
+        super().__init__(StreamThread(stream, "alpaca-trade-updates", reconnect_backoff), "fill feed",
                          check_interval)
         self._mode = "poll"  # until the first catch-up poll on a connected stream
 
@@ -403,16 +252,17 @@ class AlpacaFillFeed(_Feed):
             done_qty, done_notional = self._filled.get(cid, (0.0, 0.0))
         step = ack.filled_qty - done_qty
         if step > EPS:
-            total = None if ack.filled_avg_price is None else ack.filled_qty * ack.filled_avg_price
-            if not (eid and qty and price and abs(qty - step) <= EPS):  # not exactly the next execution
-                eid, price = f"{ack.id}:{ack.filled_qty:.9g}", None if total is None else (total - done_notional) / step
-            if price is None or price <= 0:
+            if eid and qty and price and abs(qty - step) <= EPS:  # exactly the next execution: the stream's own
+                fill = Fill(eid, ack.id, cid, ack.symbol, ack.side, step, price, at)
+            else:
+                fill = synthetic_fill(ack, done_qty, done_notional, at)
+            if fill is None or fill.price <= 0:
                 log.warning("order %s: filled %s with no usable price; fill not emitted yet", cid, ack.filled_qty)
             else:
                 with self._lock:
-                    self._filled[cid] = (ack.filled_qty, done_notional + step * price)
+                    self._filled[cid] = (ack.filled_qty, done_notional + step * fill.price)
                 self._counts[source] += 1
-                self._call(self.on_update, Fill(eid, ack.id, cid, ack.symbol, ack.side, step, price, at))
+                self._call(self.on_update, fill)
         elif source == "stream" and event in ("fill", "partial_fill"):
             self._counts["dup"] += 1
         if self._moves_forward(cid, ack):
@@ -431,8 +281,8 @@ class AlpacaFillFeed(_Feed):
         if prev is None:
             return True
         status, filled = prev
-        return not ((status, filled) == (ack.status, ack.filled_qty) or status in TERMINAL_STATUSES
-                    or ack.filled_qty < filled - EPS or (ack.status in _EARLY and status not in _EARLY))
+        return not ((status, filled) == (ack.status, ack.filled_qty) or not status_can_follow(status, ack.status)
+                    or ack.filled_qty < filled - EPS)
 
     def _tick(self) -> None:
         now, session = time.monotonic(), self._stream.session

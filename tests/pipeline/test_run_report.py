@@ -13,9 +13,7 @@ from plotly.offline import get_plotlyjs
 
 from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
-from research.exits import ExitRules
-from research.regimes import RegimeParams, regimes_from_daily, save_regimes
-from research.run_report import (
+from pipeline.run_report import (
     Section,
     build_report,
     equity_figure,
@@ -24,9 +22,12 @@ from research.run_report import (
     regime_timeline_figure,
     render_report,
 )
+from pipeline.sweep import run_sweep
+from pipeline.sweep_report import heatmap_figure
+from research.exits import ExitRules
+from research.regimes import RegimeParams, regimes_from_daily, save_regimes
 from research.sweep.plan import SweepSpec
-from research.sweep.report import best, heatmap_figure
-from research.sweep.runner import run_sweep
+from research.sweep.results import best
 from tests.browser import Chromium
 
 EXTERNAL = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)

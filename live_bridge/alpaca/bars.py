@@ -1,14 +1,15 @@
 """Completed bars from Alpaca's REST bars endpoint, built exactly as the lake builds them.
 
-Alpaca's market-data stream carries minute bars (``alpaca_feeds.AlpacaBarFeed``); every coarser
+Alpaca's market-data stream carries minute bars (``feeds.AlpacaBarFeed``); every coarser
 timeframe is polled here. ``RestBars.since`` returns every bar after the last one delivered per
 symbol, oldest first, so a late or repeated call never skips or repeats a bar.
 
 **The bars the sweep saw.** The lake's intraday bars are regular-session bars on a grid counted
 from the open; Alpaca's are clock-aligned and include extended hours. So each timeframe is
-fetched the way ``data_lake.sources.alpaca`` ingests it (``FETCH_MINUTES``: 1Hour as 30Min bars,
-rolled up to 09:30, 10:30, ..., 15:30 by the same ``session_hours``), extended-hours and off-grid
-bars are dropped (``regular_session``), and a daily bar is stamped 00:00 New York of its session.
+fetched and parsed with ``data_lake.sources.alpaca``'s own ``bars_request`` and ``bars_frame``
+(``FETCH_MINUTES``: 1Hour as 30Min bars, rolled up to 09:30, 10:30, ..., 15:30 by the same
+``session_hours``), extended-hours and off-grid bars are dropped (``regular_session``), and a
+daily bar is stamped 00:00 New York of its session.
 
 **Only completed bars.** Alpaca serves the bar in progress (today's daily bar during the session,
 the current minute's or half hour's bar); a bar is delivered once its end (its session's close for
@@ -24,24 +25,17 @@ import numpy as np
 import pandas as pd
 import requests
 from alpaca.common.exceptions import APIError
-from alpaca.data.enums import Adjustment, DataFeed
+from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.requests import StockBarsRequest
-from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
 from data_lake.calendar import US_PER_MIN, day_index, nyse, session_index
 from data_lake.schema import TIMEFRAMES
-from data_lake.sources.alpaca import FETCH_MINUTES, regular_session, session_hours
+from data_lake.sources.alpaca import FETCH_MINUTES, bars_frame, bars_request, regular_session, session_hours
 
-from .alpaca import LiveBar, broker_error, network_error, tune_rest_client
+from ..ports import LiveBar
+from .client import broker_error, network_error, tune_rest_client
 
 HOUR_GRACE = timedelta(minutes=2)
-_NAMES = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
-
-
-def _fetch_timeframe(timeframe: str) -> TimeFrame:
-    minutes = FETCH_MINUTES[timeframe]
-    return TimeFrame(1, TimeFrameUnit.Day) if minutes == 0 else TimeFrame(minutes, TimeFrameUnit.Minute)
 
 
 class RestBars:
@@ -51,7 +45,8 @@ class RestBars:
                  feed: str = "iex", retry_wait: float = 3.0, lookback: timedelta = timedelta(days=10)) -> None:
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"RestBars serves {', '.join(TIMEFRAMES)}, got {timeframe!r}")
-        self._client = StockHistoricalDataClient(api_key, secret_key, url_override=url_override)
+        # raw_data: Alpaca's wire bars, parsed by the lake's own bars_frame
+        self._client = StockHistoricalDataClient(api_key, secret_key, url_override=url_override, raw_data=True)
         tune_rest_client(self._client, retry_attempts=3, retry_wait=retry_wait, timeout=10.0)
         self.timeframe, self.feed, self.lookback = timeframe, DataFeed(feed), lookback
         self.last: dict[str, datetime] = {}
@@ -62,10 +57,9 @@ class RestBars:
     def since(self, symbols: list[str], now: datetime) -> list[LiveBar]:
         """New bars of ``symbols`` completed by ``now``, oldest first; safe to call again after a BrokerError."""
         start = min((self.last.get(s, now - self.lookback) for s in symbols), default=now - self.lookback)
-        req = StockBarsRequest(symbol_or_symbols=list(symbols), timeframe=_fetch_timeframe(self.timeframe),
-                               start=start, end=now, feed=self.feed, adjustment=Adjustment.RAW)
+        req = bars_request(list(symbols), self.timeframe, start, now, self.feed, "raw")
         try:  # a BrokerError (status, Alpaca's message), never alpaca-py's error with the request headers
-            data = self._client.get_stock_bars(req).data
+            data = self._client.get_stock_bars(req) or {}
         except APIError as err:
             raise broker_error(err) from None
         except requests.RequestException as err:
@@ -73,7 +67,7 @@ class RestBars:
         now_us = int(pd.Timestamp(now).value // 1000)
         out = []
         for sym, bars in data.items():
-            frame = lake_bars(_frame(bars), self.timeframe, now_us)
+            frame = lake_bars(bars_frame(bars), self.timeframe, now_us)
             for row in frame.itertuples(index=False):
                 ts = row.ts.to_pydatetime()
                 if sym in self.last and ts <= self.last[sym]:
@@ -83,17 +77,6 @@ class RestBars:
                                    None if np.isnan(row.trade_count) else int(row.trade_count)))
                 self.last[sym] = ts
         return sorted(out, key=lambda b: (b.ts, b.symbol))
-
-
-def _frame(bars: list) -> pd.DataFrame:
-    """alpaca-py's bars of one symbol as a lake-shaped frame sorted by ts."""
-    frame = pd.DataFrame({
-        "ts": pd.to_datetime([b.timestamp for b in bars], utc=True),
-        **{c: np.array([np.nan if getattr(b, a) is None else float(getattr(b, a)) for b in bars], np.float64)
-           for c, a in zip(_NAMES, ("open", "high", "low", "close", "volume", "vwap", "trade_count"))},
-    })
-    frame["ts"] = frame["ts"].dt.as_unit("us")
-    return frame.sort_values("ts", kind="stable", ignore_index=True)
 
 
 def lake_bars(frame: pd.DataFrame, timeframe: str, now_us: int) -> pd.DataFrame:

@@ -4,10 +4,10 @@ Every kernel is causal: output[t] depends on inputs[0..t] only. Warm-up values a
 measures and ``WARMUP`` (-1) for the codes. The regime *of a session* is built from these values at
 the previous bar's close by the pandas layer; the kernels know nothing of sessions.
 
-No kernel here calls a kernel of another module (the SMA comes from research/nb.py through the
-pandas layer): numba's on-disk cache is invalidated by changes to a function's own file only, so a
-cached caller would keep running a stale copy of an edited callee, and labels would depend on the
-state of ``__pycache__``.
+No kernel here calls a kernel of another module (the SMA comes from research/kernels/indicators.py
+through the pandas layer): numba's on-disk cache is invalidated by changes to a function's own file
+only, so a cached caller would keep running a stale copy of an edited callee, and labels would
+depend on the state of ``__pycache__``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""What the runner knows of the broker when it decides, and acting again when the broker cannot be read.
+
+A mixin of ``Runner`` (live_bridge/runner.py), split out for size. A decision needs the account,
+the clock, the positions and the open orders (``RiskContext``): four REST calls a bar cannot wait
+for, so the snapshot is fetched while the runner is idle and kept current by its own orders. A
+decision the broker could not be read for (after the adapter's retries) is kept and acted on when
+the broker answers again, unless a newer bar of its symbol came first: order ids are per bar, so
+acting again never sends an order twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import pandas as pd
+
+from .ports import BrokerError, session_day
+from .risk import DayState, RiskContext
+
+log = logging.getLogger("live_bridge.runner")
+
+
+class SnapshotDesk:
+    """The broker snapshot and the decisions waiting for the broker (mixed into Runner)."""
+
+    def _try(self, key: tuple, fn, what: str, **info) -> None:
+        """Run ``fn``; if the broker cannot be read right now (after the adapter's retries: status 0, 429,
+        5xx), run it again when idle (``_retry_acts``). Order ids are deterministic: a rerun never doubles."""
+        try:
+            fn()
+        except BrokerError as err:
+            if not (err.status == 0 or err.status == 429 or err.status >= 500):
+                raise
+            self._pending_acts[key] = (fn, what, info)
+            self._write({"event": "broker_unavailable", "what": what, **info, "error": str(err),
+                         "then": "again when the broker answers"})
+            log.warning("runner: broker unavailable %s: %s (retrying when idle)", what, err)
+
+    def _retry_acts(self) -> None:
+        for key, (fn, what, info) in list(self._pending_acts.items()):
+            del self._pending_acts[key]
+            self._try(key, fn, what, **info)
+
+    def _prefetch(self) -> None:
+        """While idle: refetch the snapshot at half its allowed age, so a bar never waits for it."""
+        if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds / 2:
+            try:
+                self._context()
+            except Exception as exc:  # the broker is unreachable now: the next decision fetches again
+                log.warning("runner: broker snapshot failed: %s", exc)
+                self._ctx = None
+
+    def _context(self, bar_time: pd.Timestamp | None = None) -> RiskContext:
+        """The broker's state for the risk check (account, clock, positions, open orders: 4 REST calls).
+
+        Fetched while the runner is idle and kept current by its own orders and cancels, so a bar's
+        decisions do not wait for the broker; a fill drops it, and it is refetched when older than
+        ``snapshot_seconds`` (the equity it sizes with is at most that old). ``bar_time=None``
+        forces a fetch.
+        """
+        if bar_time is not None and self._ctx is not None \
+                and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds \
+                and session_day(bar_time) == self._ctx.clock.session:  # a new session rolls the day state
+            if bar_time >= self._ctx.clock.timestamp:  # the time rules (hours, cutoff, rate) need now
+                self._ctx = replace(self._ctx, clock=self.broker.clock())
+            recent = tuple(self.recent)
+            if recent != self._ctx.recent_orders:
+                self._ctx = replace(self._ctx, recent_orders=recent)
+            return self._ctx
+        account, clock = self.broker.account(), self.broker.clock()
+        self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
+            else self.day.roll(clock, account)
+        self._halts(account, clock)
+        orders = self.broker.open_orders()
+        known = {o.client_order_id for o in orders}
+        orders = (*orders, *(x for c, p in self._inflight.items() if c not in known  # sent, not acknowledged yet
+                             for x in (p, *p.legs)))
+        self._ctx = RiskContext(account, self.broker.positions(), orders, self.day,
+                                self.store.peak_equity(account.equity), clock, tuple(self.recent))
+        self._ctx_at = time.monotonic()
+        return self._ctx
