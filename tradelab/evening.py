@@ -22,8 +22,6 @@ keys never reach a file or an alert. Held symbols are fetched from their last ba
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import json
 import logging
 import os
@@ -33,17 +31,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from data_lake import Lake, LakeError
 from data_lake.atomic import atomic_write_bytes
-from data_lake.calendar import CALENDAR_END, CALENDAR_START, NY, nyse
-from data_lake.schema import check_symbol, check_timeframe
+from data_lake.calendar import CALENDAR_START, nyse
 from research.params import ParamsFile
 
-from .jobs import JobConfig, JobError, JobFailed, job_lock, new_run_dir
+from .evening_plan import NightlyJob, Plan, SessionCheck, notebook_defaults, plan, session_check  # noqa: F401 - the job's API
+from .jobs import JobError, JobFailed, job_lock, new_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,123 +64,6 @@ class Skipped(Exception):
 
 class StepFailed(Exception):
     """A step failed with a message already fit for status.json (one line, no keys)."""
-
-
-# -------------------------------------------------------------------------------- the calendar
-@dataclass(frozen=True)
-class SessionCheck:
-    """What the calendar says about one New York date."""
-
-    day: date
-    kind: Literal["session", "holiday", "weekend"]
-    open: pd.Timestamp | None = None  # UTC
-    close: pd.Timestamp | None = None  # UTC; 13:00 ET on a half day
-
-    @property
-    def close_et(self) -> str:
-        return "" if self.close is None else f"{self.close.tz_convert(NY):%H:%M} ET"
-
-    @property
-    def half_day(self) -> bool:
-        return self.close is not None and self.close.tz_convert(NY).hour < 16
-
-    def closed(self, now: datetime) -> bool:
-        return self.close is not None and pd.Timestamp(now) >= self.close
-
-
-def session_check(now: datetime) -> SessionCheck:
-    """The NYSE session (or its absence) on the New York date of ``now`` (timezone-aware)."""
-    day = pd.Timestamp(now).tz_convert(NY).date()
-    if not (date.fromisoformat(CALENDAR_START) <= day <= date.fromisoformat(CALENDAR_END)):
-        raise LakeError(f"{day} is outside the NYSE calendar this project carries "
-                        f"({CALENDAR_START} to {CALENDAR_END})")
-    s = nyse()
-    i = int(s.dates.searchsorted(pd.Timestamp(day)))
-    if i == len(s.dates) or s.dates[i].date() != day:
-        return SessionCheck(day, "weekend" if day.weekday() >= 5 else "holiday")
-    opens, closes = (pd.Timestamp(int(us), unit="us", tz="UTC") for us in (s.open_us[i], s.close_us[i]))
-    return SessionCheck(day, "session", opens, closes)
-
-
-# -------------------------------------------------------------------------------- what to fetch
-@dataclass(frozen=True)
-class NightlyJob:
-    """The nightly as ``tradelab nightly`` runs it: config, resolved overrides, the install hook."""
-
-    config: JobConfig
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    install: Callable[[Path], str] | None = None  # run_dir -> one line (PROMOTED / REJECTED ...)
-
-    def parameters(self) -> dict[str, Any]:
-        """What the notebook will see: its parameters cell, then the config, then the overrides."""
-        return {**notebook_defaults(self.config.notebook), **self.config.parameters, **self.overrides}
-
-
-def notebook_defaults(path: Path) -> dict[str, Any]:
-    """The literal values assigned in a notebook's ``parameters`` cell (others are left out)."""
-    try:
-        cells = json.loads(Path(path).read_text()).get("cells", [])
-        cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-        src = cell.get("source", "")
-        tree = ast.parse("".join(src) if isinstance(src, list) else src)
-    except (OSError, ValueError, SyntaxError, StopIteration, AttributeError):  # the nightly reports it
-        return {}
-    out = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            with contextlib.suppress(ValueError, TypeError, SyntaxError, RecursionError):
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-    return out
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The symbols to bring up to date per timeframe, and the ones whose regimes to recompute."""
-
-    bars: Mapping[str, tuple[str, ...]]
-    regimes: tuple[str, ...]
-
-
-def _expand(symbol: str) -> list[str]:
-    """A symbol, or the legs a multi-leg name lists ("KO/PEP", "XLK,XLF/SPY")."""
-    return [check_symbol(s) for s in symbol.replace("/", ",").split(",") if s.strip()]
-
-
-def plan(pf: ParamsFile | None, nightly: Mapping[str, Any]) -> Plan:
-    """What the params in force (``pf``, None when there is none) and the nightly's parameters need."""
-    from research.baskets import MULTI_LEG, legs
-
-    bars: dict[str, set[str]] = {"1Day": set()}
-    regimes: set[str] = set()
-
-    def add(timeframe: str, symbols: list[str]) -> None:
-        bars.setdefault(check_timeframe(timeframe), set()).update(symbols)
-        bars["1Day"].update(symbols)  # regimes (own or the benchmark's) are daily
-
-    if pf is not None:
-        traded = [s for name in pf.data.symbols for s in _expand(name)]
-        for e in pf.entries:
-            traded += list(legs(e.strategy, e.symbol).data) if e.strategy in MULTI_LEG else _expand(e.symbol)
-        add(pf.data.timeframe, traded)
-        if pf.data.benchmark:
-            add("1Day", _expand(pf.data.benchmark))
-            regimes.add(check_symbol(pf.data.benchmark))
-        else:  # the live bridge switches each single-symbol entry on its own regimes
-            regimes.update(check_symbol(e.symbol) for e in pf.entries
-                           if e.regime != "all" and e.strategy not in MULTI_LEG)
-    symbols, bench, timeframe = nightly.get("symbols"), nightly.get("benchmark"), nightly.get("timeframe")
-    symbols = symbols.split(",") if isinstance(symbols, str) else symbols
-    listed = isinstance(symbols, list | tuple) and all(isinstance(x, str) for x in symbols)
-    if symbols is not None and not listed:
-        raise LakeError(f"nightly parameter symbols must be a list of symbols, got {symbols!r}")
-    if not isinstance(timeframe or "", str) or not isinstance(bench or "", str):
-        raise LakeError(f"nightly parameters timeframe and benchmark must be text: {timeframe!r}, {bench!r}")
-    add(timeframe or "1Day", [s for name in symbols or () for s in _expand(name)])
-    if bench:
-        add("1Day", _expand(bench))
-        if nightly.get("by_regime", True):
-            regimes.add(check_symbol(bench))
-    return Plan({tf: tuple(sorted(s)) for tf, s in bars.items() if s}, tuple(sorted(regimes)))
 
 
 # -------------------------------------------------------------------------------- settings, result
