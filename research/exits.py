@@ -93,6 +93,9 @@ def tick_nb(price, up):
     backtest uses the very prices the live bridge can send: a sell (a long's stop or target)
     rounds up, a buy (a short's) rounds down, i.e. a stop never fires later than planned and a
     target never fills worse. The inner round() absorbs float noise (95.00000000000001 -> 95.00).
+
+    >>> tick_nb(95.00000000000001, True), tick_nb(95.001, True), tick_nb(0.12345, False)
+    (95.0, 95.01, 0.1234)
     """
     scale = 100.0 if price >= 1.0 else 10000.0
     x = round(price * scale, 6)
@@ -107,6 +110,9 @@ def level_hit_nb(pos, o, h, l, entry, extreme, stop_loss, take_profit, trailing)
     nearer. The open comes first: a bar opening beyond a level (stop or target) fills it at the
     open. Inside the bar the order of high and low is unknown, so the stop wins over the target.
     A broker holding the stop and the target as one OCO order fills the same way.
+
+    >>> level_hit_nb(1, 100.0, 101.0, 94.0, 100.0, 100.0, 0.05, 0.10, 0.0)  # long, 5% stop at 95
+    (1, 95.0)
     """
     if pos == 1:
         stop = tick_nb(entry * (1.0 - stop_loss), True) if stop_loss > 0.0 else -np.inf
@@ -140,7 +146,15 @@ def level_hit_nb(pos, o, h, l, entry, extreme, stop_loss, take_profit, trailing)
 @njit(cache=True)
 def simulate_exits_nb(o, h, l, c, bars_left, le, lx, se, sx,  # noqa: E741
                       stop_loss, take_profit, trailing, time_stop, flat_at_close, allow_short):
-    """Run signals through the fill convention and exit rules; see the module docstring."""
+    """Run signals through the fill convention and exit rules; see the module docstring.
+
+    >>> px = np.array([10.0, 11.0, 12.0, 13.0])
+    >>> le, lx, no = np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 0], bool), np.zeros(4, bool)
+    >>> position, target, e_bar, e_px, x_bar, x_px, direction, reason = simulate_exits_nb(
+    ...     px, px, px, px, np.zeros(4, np.int64), le, lx, no, no, 0.0, 0.0, 0.0, 0, False, True)
+    >>> position, e_bar, e_px, x_bar, x_px  # decided at bar 0's / 2's close, filled at the next open
+    (array([0, 1, 1, 0], dtype=int8), array([1]), array([11.]), array([3]), array([13.]))
+    """
     n = c.shape[0]
     position = np.zeros(n, np.int8)
     target = np.zeros(n, np.int8)

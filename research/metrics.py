@@ -76,7 +76,13 @@ class Equity(NamedTuple):
 
 @njit(cache=True)
 def init_acc_nb(acc):
-    """Reset every cell's accumulators (the last regime slot is the window's "all" slot)."""
+    """Reset every cell's accumulators (the last regime slot is the window's "all" slot).
+
+    >>> acc = np.empty((1, 2, N_ACC))  # one window, one regime slot + the "all" slot
+    >>> init_acc_nb(acc)
+    >>> acc[0, :, START], acc[0, :, TRADES]  # the "all" slot starts when its equity first changes
+    (array([ 1., nan]), array([0., 0.]))
+    """
     acc[:] = 0.0
     g_all = acc.shape[1] - 1
     for w in range(acc.shape[0]):
@@ -196,6 +202,15 @@ def account_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, 
     length (pass empty arrays to skip them). The loop runs over trades: flat bars are never
     visited (their return is 0 and their count comes from the caller's cell counts). With one
     window, no regimes and no equity output, the one cell is kept in scalars (same arithmetic).
+
+    >>> close = np.array([8.0, 8.0, 10.0, 10.0])  # one long: in at 8 (bar 1), out at 10 (bar 3)
+    >>> trade = (np.array([1]), np.array([8.0]), np.array([3]), np.array([10.0]), np.array([1], np.int8))
+    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> acc, eq, pnl, ret = np.empty((1, 1, N_ACC)), np.empty(4), np.empty(1), np.empty(1)
+    >>> init_acc_nb(acc)
+    >>> account_nb(close, *trade, 0.0, 0.0, win, no_regimes, 0, acc, eq, pnl, ret)
+    >>> eq, pnl, ret  # 1 / 8 shares, worth 1.25 at 10
+    (array([1.  , 1.  , 1.25, 1.25]), array([0.25]), array([0.25]))
     """
     n = close.shape[0]
     k = e_bar.shape[0]
@@ -273,7 +288,15 @@ def account_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, 
 
 @njit(cache=True)
 def finalize_nb(acc, counts, ppy, out):
-    """Metrics [n_windows, n_regimes + 1, len(METRICS)] from the cells' accumulators and bar counts."""
+    """Metrics [n_windows, n_regimes + 1, len(METRICS)] from the cells' accumulators and bar counts.
+
+    >>> acc, out = np.empty((1, 1, N_ACC)), np.empty((1, 1, len(METRICS)))
+    >>> init_acc_nb(acc)  # a window of 5 bars where nothing happened
+    >>> finalize_nb(acc, np.array([[5]]), 252.0, out)
+    >>> m = dict(zip(METRICS, out[0, 0].tolist()))
+    >>> m["total_return"], m["trades"], m["exposure"], m["sharpe"]  # no return varies: sharpe undefined
+    (0.0, 0.0, 0.0, nan)
+    """
     g_all = acc.shape[1] - 1
     ann = np.sqrt(ppy)
     for w in range(acc.shape[0]):
@@ -313,7 +336,17 @@ def finalize_nb(acc, counts, ppy, out):
 @njit(cache=True)
 def path_metrics_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, regimes, n_regimes,
                     counts, ppy, out):
-    """account_nb then finalize_nb for one path, writing ``out`` [n_windows, n_regimes + 1, n_metrics]."""
+    """account_nb then finalize_nb for one path, writing ``out`` [n_windows, n_regimes + 1, n_metrics].
+
+    >>> close = np.array([8.0, 8.0, 10.0, 10.0])  # one long: in at 8 (bar 1), out at 10 (bar 3)
+    >>> trade = (np.array([1]), np.array([8.0]), np.array([3]), np.array([10.0]), np.array([1], np.int8))
+    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> out = np.empty((1, 1, len(METRICS)))
+    >>> path_metrics_nb(close, *trade, 0.0, 0.0, win, no_regimes, 0, np.array([[4]]), 252.0, out)
+    >>> m = dict(zip(METRICS, out[0, 0].tolist()))
+    >>> m["total_return"], m["trades"], m["win_rate"], m["exposure"]  # in position at closes 1 and 2
+    (0.25, 1.0, 1.0, 0.5)
+    """
     acc = np.empty((win.shape[0], out.shape[1], N_ACC))
     init_acc_nb(acc)
     none = np.empty(0)

@@ -40,6 +40,14 @@ def simulate_switching_nb(o, h, l, c, bars_left, code_next, le, lx, se, sx,  # n
     Returns (position, target, active, entry_bar, entry_price, exit_bar, exit_price, direction,
     reason, trade_code): ``active[t]`` is the entry code governing the position held at t's close
     (-1 flat); ``trade_code`` the entry code of each trade.
+
+    >>> px, off = np.array([10.0, 11.0, 12.0, 13.0]), np.zeros(1)
+    >>> le, lx, no = np.array([[1, 0, 0, 0]], bool), np.array([[0, 0, 1, 0]], bool), np.zeros((1, 4), bool)
+    >>> out = simulate_switching_nb(px, px, px, px, np.zeros(4, np.int64), np.array([0, 0, -1, -1]),
+    ...                             le, lx, no, no, off, off, off, np.zeros(1, np.int64),
+    ...                             np.zeros(1, bool), np.ones(1, bool))
+    >>> out[0], out[2], out[9]  # code 0's trade keeps code 0's exit after code_next turned -1
+    (array([0, 1, 1, 0], dtype=int8), array([-1,  0,  0, -1]), array([0]))
     """
     n = c.shape[0]
     position = np.zeros(n, np.int8)

@@ -17,6 +17,9 @@ def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
 
     The running sum is rebuilt from scratch every n bars, so rounding cannot accumulate over
     millions of bars (still O(n) overall, and still a function of the window's prefix only).
+
+    >>> rolling_mean_nb(np.array([1.0, 2.0, 3.0, 4.0]), 2)
+    array([nan, 1.5, 2.5, 3.5])
     """
     if n < 1:
         raise ValueError("window must be >= 1")
@@ -38,7 +41,11 @@ def rolling_mean_nb(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Exponential moving average, alpha = 2/(n+1), seeded with the SMA of the first n values."""
+    """Exponential moving average, alpha = 2/(n+1), seeded with the SMA of the first n values.
+
+    >>> ema_nb(np.array([1.0, 2.0, 3.0, 4.0]), 3)  # seed (1+2+3)/3 = 2, then 0.5 * 4 + 0.5 * 2
+    array([nan, nan,  2.,  3.])
+    """
     if n < 1:
         raise ValueError("window must be >= 1")
     out = np.full(x.shape[0], np.nan)
@@ -62,6 +69,9 @@ def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
 
     Sums are taken around a shift (the first value of the current block) and rebuilt every n
     bars, so a flat window gives exactly 0 rather than rounding noise from a trend before it.
+
+    >>> rolling_std_nb(np.array([1.0, 3.0, 5.0, 5.0]), 2)
+    array([nan,  1.,  1.,  0.])
     """
     if n < 1:
         raise ValueError("window must be >= 1")
@@ -96,7 +106,11 @@ def rolling_std_nb(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def rolling_max_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Maximum of the last n values including t (NaN for the first n-1); O(n) monotonic deque."""
+    """Maximum of the last n values including t (NaN for the first n-1); O(n) monotonic deque.
+
+    >>> rolling_max_nb(np.array([1.0, 3.0, 2.0, 0.0]), 2)
+    array([nan,  3.,  3.,  2.])
+    """
     if n < 1:
         raise ValueError("window must be >= 1")
     m = x.shape[0]
@@ -118,13 +132,21 @@ def rolling_max_nb(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def rolling_min_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Minimum of the last n values including t (NaN for the first n-1)."""
+    """Minimum of the last n values including t (NaN for the first n-1).
+
+    >>> rolling_min_nb(np.array([1.0, 3.0, 2.0, 0.0]), 2)
+    array([nan,  1.,  2.,  0.])
+    """
     return -rolling_max_nb(-x, n)
 
 
 @njit(cache=True)
 def shift_nb(x: np.ndarray, k: int) -> np.ndarray:
-    """x delayed by k bars (NaN for the first k)."""
+    """x delayed by k bars (NaN for the first k).
+
+    >>> shift_nb(np.array([1.0, 2.0, 3.0]), 1)
+    array([nan,  1.,  2.])
+    """
     if k < 0:
         raise ValueError("shift must be >= 0 (a negative shift reads the future)")
     out = np.full(x.shape[0], np.nan)
@@ -135,7 +157,11 @@ def shift_nb(x: np.ndarray, k: int) -> np.ndarray:
 
 @njit(cache=True)
 def crossed_above_nb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """True at t when a goes from <= b at t-1 to > b at t (False where either is NaN)."""
+    """True at t when a goes from <= b at t-1 to > b at t (False where either is NaN).
+
+    >>> crossed_above_nb(np.array([1.0, 2.0, 3.0, 1.0]), np.full(4, 2.0))  # 2 is not above 2; 3 is
+    array([False, False,  True, False])
+    """
     out = np.zeros(a.shape[0], dtype=np.bool_)
     for t in range(1, a.shape[0]):
         if a[t] > b[t] and a[t - 1] <= b[t - 1]:
@@ -153,7 +179,11 @@ def _rsi_value(gain: float, loss: float) -> float:
 
 @njit(cache=True)
 def rsi_nb(close: np.ndarray, n: int) -> np.ndarray:
-    """Wilder's RSI(n): first value at t = n (SMA seed of gains/losses), then Wilder smoothing."""
+    """Wilder's RSI(n): first value at t = n (SMA seed of gains/losses), then Wilder smoothing.
+
+    >>> rsi_nb(np.array([1.0, 2.0, 3.0, 2.0, 3.0]), 2)  # gains/losses 1/0, then 0.5/0.5, then 0.75/0.25
+    array([ nan,  nan, 100.,  50.,  75.])
+    """
     if n < 1:
         raise ValueError("window must be >= 1")
     out = np.full(close.shape[0], np.nan)
@@ -181,7 +211,12 @@ def rsi_nb(close: np.ndarray, n: int) -> np.ndarray:
 @njit(cache=True)
 def session_vwap_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
                     session: np.ndarray) -> np.ndarray:
-    """Cumulative VWAP of the typical price (h+l+c)/3 since the session's first bar."""
+    """Cumulative VWAP of the typical price (h+l+c)/3 since the session's first bar.
+
+    >>> px, vol = np.array([10.0, 20.0, 30.0]), np.array([1.0, 3.0, 1.0])
+    >>> session_vwap_nb(px, px, px, vol, np.array([0, 0, 1]))  # (10 + 3 * 20) / 4; a new session
+    array([10. , 17.5, 30. ])
+    """
     out = np.full(close.shape[0], np.nan)
     pv = 0.0
     vv = 0.0
@@ -198,7 +233,11 @@ def session_vwap_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume
 
 @njit(cache=True)
 def rolling_zscore_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """(x - rolling mean) / rolling std over the last n values (NaN in warm-up or zero std)."""
+    """(x - rolling mean) / rolling std over the last n values (NaN in warm-up or zero std).
+
+    >>> rolling_zscore_nb(np.array([1.0, 3.0, 5.0, 5.0]), 2)  # a flat window has no z-score
+    array([nan,  1.,  1., nan])
+    """
     if n < 1:
         raise ValueError("window must be >= 1")
     m = rolling_mean_nb(x, n)

@@ -23,6 +23,10 @@ def rolling_moments_nb(y: np.ndarray, x: np.ndarray, n: int):
     from scratch every n bars around a fresh centre (the current values): that bounds the rounding
     drift of add-and-subtract and keeps the sums of squares small. The rebuild schedule depends on t
     only, so a prefix of the data gives bit-identical outputs. Returns (my, mx, vy, vx, cxy).
+
+    >>> my, mx, vy, vx, cxy = rolling_moments_nb(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0]), 2)
+    >>> my, vx, cxy
+    (array([nan, 1.5, 2.5]), array([nan,  1.,  1.]), array([nan, 0.5, 0.5]))
     """
     m = y.shape[0]
     my = np.full(m, np.nan)
@@ -101,6 +105,10 @@ def rolling_ols_nb(y: np.ndarray, x: np.ndarray, n: int):
 
     NaN in warm-up, where the window holds a non-finite value, or where x (for alpha, beta) or
     either series (for corr) is numerically flat. Returns (alpha, beta, corr).
+
+    >>> alpha, beta, corr = rolling_ols_nb(np.array([3.0, 5.0, 7.0, 9.0]), np.array([1.0, 2.0, 3.0, 4.0]), 3)
+    >>> alpha, beta, corr  # y = 1 + 2 x exactly
+    (array([nan, nan,  1.,  1.]), array([nan, nan,  2.,  2.]), array([nan, nan,  1.,  1.]))
     """
     my, mx, vy, vx, cxy = rolling_moments_nb(y, x, n)
     m = y.shape[0]
@@ -123,6 +131,11 @@ def pair_spread_nb(ly: np.ndarray, lx: np.ndarray, n: int):
     spread[t] = ly[t] - beta[t-1] * lx[t] - alpha[t-1]: bar t is scored by the fit over bars
     t-n..t-1, which does not contain it. z[t] = (spread[t] - mean) / std over spread[t-n+1..t].
     Returns (beta, corr, spread, z); beta[t] and corr[t] are the fit over bars t-n+1..t.
+
+    >>> beta, corr, spread, z = pair_spread_nb(np.array([3.0, 5.0, 7.0, 9.0, 12.0]),
+    ...                                        np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 3)
+    >>> spread  # bar 4 scored by the fit y = 1 + 2 x over bars 1..3: 12 - (1 + 2 * 5)
+    array([nan, nan, nan,  0.,  1.])
     """
     alpha, beta, corr = rolling_ols_nb(ly, lx, n)
     m = ly.shape[0]
@@ -143,6 +156,11 @@ def pair_signals_nb(z: np.ndarray, corr: np.ndarray, entry_z: float, exit_z: flo
     """The pairs trade plan as a state machine over z (see pairs.py); decisions at each bar's close.
 
     Returns (long_entry, long_exit, short_entry, short_exit) as bool arrays.
+
+    >>> z = np.array([0.0, -1.5, -0.5, 0.1, 1.5])  # entry_z 1, exit_z 0.2, stop_z 3
+    >>> le, lx, se, sx = pair_signals_nb(z, np.ones(5), 1.0, 0.2, 3.0, 0, 0.5, True)
+    >>> np.flatnonzero(le), np.flatnonzero(lx), np.flatnonzero(se)  # long below -1, out above -0.2
+    (array([1]), array([3]), array([4]))
     """
     m = z.shape[0]
     le = np.zeros(m, np.bool_)

@@ -39,7 +39,11 @@ VolCode = VolCodes()
 
 @njit(cache=True)
 def relative_slope_nb(x: np.ndarray, bars: int) -> np.ndarray:
-    """Per-bar relative change of x over the last ``bars`` bars: (x[t] / x[t-bars] - 1) / bars."""
+    """Per-bar relative change of x over the last ``bars`` bars: (x[t] / x[t-bars] - 1) / bars.
+
+    >>> relative_slope_nb(np.array([1.0, 2.0, 2.0, 4.0]), 2)  # (2 / 1 - 1) / 2, (4 / 2 - 1) / 2
+    array([nan, nan, 0.5, 0.5])
+    """
     out = np.full(x.shape[0], np.nan)
     for t in range(bars, x.shape[0]):
         a, b = x[t - bars], x[t]
@@ -53,6 +57,9 @@ def efficiency_ratio_nb(close: np.ndarray, n: int) -> np.ndarray:
     """Kaufman's efficiency ratio: |close[t] - close[t-n]| / sum of |bar-to-bar changes| over n bars.
 
     1 for a straight line, near 0 for a chop; 0 when the price did not move at all.
+
+    >>> efficiency_ratio_nb(np.array([1.0, 2.0, 3.0, 2.0, 4.0]), 2)  # 2 / 2, 0 / 2, 1 / 3
+    array([       nan,        nan, 1.        , 0.        , 0.33333333])
     """
     out = np.full(close.shape[0], np.nan)
     for t in range(n, close.shape[0]):
@@ -69,6 +76,10 @@ def realized_vol_nb(close: np.ndarray, n: int, periods_per_year: float) -> np.nd
 
     Two passes per window rather than running sums: a calm series has tiny variances, where
     running sums leave rounding noise that would decide its percentile rank.
+
+    >>> close = np.exp(np.array([0.0, 0.1, 0.0, 0.1]))  # log returns +0.1, -0.1, +0.1
+    >>> np.round(realized_vol_nb(close, 2, 50.0), 9)  # sqrt(0.02 / 1 * 50)
+    array([nan, nan,  1.,  1.])
     """
     m = close.shape[0]
     out = np.full(m, np.nan)
@@ -94,6 +105,9 @@ def trailing_percentile_nb(x: np.ndarray, n: int) -> np.ndarray:
     """Rank of x[t] among the n values before it (x[t-n..t-1]), in [0, 1]; ties count half.
 
     NaN unless x[t] and all n previous values exist: the history never includes t itself.
+
+    >>> trailing_percentile_nb(np.array([1.0, 2.0, 3.0, 2.0]), 2)  # 3 above 1 and 2; 2 ties 2, below 3
+    array([ nan,  nan, 1.  , 0.25])
     """
     out = np.full(x.shape[0], np.nan)
     for t in range(n, x.shape[0]):
@@ -118,7 +132,12 @@ def trailing_percentile_nb(x: np.ndarray, n: int) -> np.ndarray:
 
 @njit(cache=True)
 def trend_codes_nb(slope: np.ndarray, er: np.ndarray, slope_min: float, er_min: float) -> np.ndarray:
-    """UP if slope > slope_min and er >= er_min, DOWN if slope < -slope_min and er >= er_min, else RANGE."""
+    """UP if slope > slope_min and er >= er_min, DOWN if slope < -slope_min and er >= er_min, else RANGE.
+
+    >>> slope, er = np.array([np.nan, 0.01, -0.01, 0.01]), np.array([0.5, 0.5, 0.5, 0.1])
+    >>> trend_codes_nb(slope, er, 0.001, 0.3)  # warm-up, up, down, and a rise too choppy to count
+    array([-1,  1,  2,  0], dtype=int8)
+    """
     out = np.full(slope.shape[0], TrendCode.WARMUP, dtype=np.int8)
     for t in range(slope.shape[0]):
         s, e = slope[t], er[t]
@@ -135,7 +154,11 @@ def trend_codes_nb(slope: np.ndarray, er: np.ndarray, slope_min: float, er_min: 
 
 @njit(cache=True)
 def vol_codes_nb(pct: np.ndarray, low: float, high: float, extreme: float) -> np.ndarray:
-    """LOW below ``low``, NORMAL below ``high``, HIGH below ``extreme``, else EXTREME."""
+    """LOW below ``low``, NORMAL below ``high``, HIGH below ``extreme``, else EXTREME.
+
+    >>> vol_codes_nb(np.array([np.nan, 0.1, 0.5, 0.8, 0.99]), 0.25, 0.75, 0.95)
+    array([-1,  0,  1,  2,  3], dtype=int8)
+    """
     out = np.full(pct.shape[0], VolCode.WARMUP, dtype=np.int8)
     for t in range(pct.shape[0]):
         p = pct[t]

@@ -1,15 +1,17 @@
 """The strategy library: pure signal functions shared by the sweeps and the live bridge.
 
 Each module ``research/signals/<name>.py`` defines a frozen params dataclass, a default ``GRID``
-and ``signals(bars, params) -> Signals`` (single-symbol strategies), exported as ``STRATEGY``.
-Multi-asset strategies (pairs, rotation) have their own output shapes, documented in their modules.
+and ``signals(bars, params) -> Signals`` (single-symbol strategies), registered as
+``STRATEGY = Strategy(...)`` with its optional sweep hooks (the contract: ``base.Strategy``).
+Multi-asset strategies (pairs, rotation) have their own output shapes (``StrategyKind``),
+documented in their modules.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .base import Signals, Strategy, no_signals
+from .base import Signals, Strategy, StrategyKind, no_signals
 
 NAMES = ("sma_cross", "sma_convergence", "breakout", "vwap_reversion", "rsi_reversion", "gap", "pairs", "rotation")
 
@@ -31,4 +33,4 @@ def get(name: str) -> Strategy:
 _LOADED: dict[str, Strategy] = {}
 
 
-__all__ = ["NAMES", "Signals", "Strategy", "get", "no_signals"]
+__all__ = ["NAMES", "Signals", "Strategy", "StrategyKind", "get", "no_signals"]

@@ -90,4 +90,5 @@ def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_le
     return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
 
 
-STRATEGY = Strategy("breakout", Breakout, GRID, signals)
+STRATEGY = Strategy("breakout", Breakout, GRID, signals,
+                    params_to_array=params_to_array, signals_nb=signals_nb)

@@ -170,4 +170,5 @@ def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_le
                   np.int64(p[4]), p[5], p[0] != 0.0, p[6] != 0.0)
 
 
-STRATEGY = Strategy("gap", Gap, GRID, signals, intraday=True)
+STRATEGY = Strategy("gap", Gap, GRID, signals, intraday=True,
+                    params_to_array=params_to_array, signals_nb=signals_nb)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..bars import Bars
 from ..kernels.pairs import pair_signals_nb, pair_spread_nb
-from .base import Strategy
+from .base import Strategy, StrategyKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def signals(y: Bars, x: Bars, p: Pairs) -> PairSignals:
     return PairSignals(le, lx, se, sx, beta, z, spread, corr)
 
 
-STRATEGY = Strategy("pairs", Pairs, GRID, signals, kind="pair")
+STRATEGY = Strategy("pairs", Pairs, GRID, signals, kind=StrategyKind.PAIR)
 
 
 class CointResult(NamedTuple):

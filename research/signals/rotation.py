@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .base import Strategy
+from .base import Strategy, StrategyKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,4 +129,4 @@ def signals(closes: np.ndarray, bench: np.ndarray, p: Rotation) -> RotationSigna
     return RotationSignals(w, rs, reb)
 
 
-STRATEGY = Strategy("rotation", Rotation, GRID, signals, kind="basket")
+STRATEGY = Strategy("rotation", Rotation, GRID, signals, kind=StrategyKind.BASKET)

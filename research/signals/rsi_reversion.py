@@ -87,4 +87,5 @@ def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_le
     return le, lx, np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
 
 
-STRATEGY = Strategy("rsi_reversion", RsiReversion, GRID, signals)
+STRATEGY = Strategy("rsi_reversion", RsiReversion, GRID, signals,
+                    params_to_array=params_to_array, signals_nb=signals_nb)

@@ -131,4 +131,5 @@ def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_le
     return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
 
 
-STRATEGY = Strategy("sma_convergence", SmaConvergence, GRID, signals)
+STRATEGY = Strategy("sma_convergence", SmaConvergence, GRID, signals,
+                    params_to_array=params_to_array, signals_nb=signals_nb)

@@ -151,4 +151,6 @@ def _sides(up, down, short):
     return up, down, np.zeros(up.shape[0], dtype=np.bool_), np.zeros(up.shape[0], dtype=np.bool_)
 
 
-STRATEGY = Strategy("sma_cross", SmaCross, GRID, signals)
+STRATEGY = Strategy("sma_cross", SmaCross, GRID, signals,
+                    params_to_array=params_to_array, signals_nb=signals_nb,
+                    indicator_keys=indicator_keys, indicator_nb=indicator_nb, signals_from_nb=signals_from_nb)

@@ -149,4 +149,5 @@ def signals_nb(open_, high, low, close, volume, session, bar_in_session, bars_le
     return le, lx, np.zeros(close.shape[0], dtype=np.bool_), np.zeros(close.shape[0], dtype=np.bool_)
 
 
-STRATEGY = Strategy("vwap_reversion", VwapReversion, GRID, signals, intraday=True)
+STRATEGY = Strategy("vwap_reversion", VwapReversion, GRID, signals, intraday=True,
+                    params_to_array=params_to_array, signals_nb=signals_nb)

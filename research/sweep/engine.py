@@ -4,24 +4,25 @@ Per combination the engine runs the strategy's signals, ``research.exits.simulat
 one fill convention) and ``research.metrics`` accounting, and keeps only the metrics: memory is the
 result array plus a few bar-length arrays per thread, never bars x combinations.
 
-Three paths, the same numbers (``path=`` picks one; "auto" takes the first the strategy supports):
+Three paths, the same numbers (``path=`` picks one; "auto" takes the first the strategy supports).
+A path's hooks are fields of the strategy's ``Strategy`` record (``research.signals.base``, where
+each hook's type and contract are documented); the engine reads those fields, nothing else:
 
-* "shared": the strategy module also defines ``indicator_keys(params) -> keys``,
-  ``indicator_nb(open, ..., bars_left, key) -> float64[n]`` and ``signals_from_nb(table, rows, p)``.
+* "shared": ``params_to_array``, ``indicator_keys``, ``indicator_nb`` and ``signals_from_nb``.
   Each distinct indicator series of a chunk of params is computed once (in parallel) into a table,
   and the fused kernel derives each params' signals from its rows (sma_cross: a crossing test of
   two precomputed averages instead of two running sums per combination).
-* "fused": the module defines ``signals_nb(open, high, low, close, volume, session,
-  bar_in_session, bars_left, p)`` and ``params_to_array(params) -> float64[:]``. One
-  ``@njit(parallel=True)`` kernel, prange over tasks = (params, block of rules), calls
-  ``signals_nb`` as a first-class function, then ``simulate_exits_nb`` and the metrics kernels.
+* "fused": ``params_to_array`` and ``signals_nb``. One ``@njit(parallel=True)`` kernel, prange over
+  tasks = (params, block of rules), calls ``signals_nb`` as a first-class function, then
+  ``simulate_exits_nb`` and the metrics kernels.
 * "signals": any single-symbol strategy: ``signals(bars, params)`` in Python per params, in
   chunks, then a parallel kernel over (signals x rules).
 
 Hooks take float64 / int64 C arrays and must return C-contiguous arrays (bool for signals) equal
 to what ``signals(bars, params)`` gives. The kernels that call them are compiled for explicit
-first-class function types, so a second process loads them from numba's on-disk cache (a function
-passed as a dispatcher would be recompiled in every process).
+first-class function types (``SIGNALS_SIG``, ``INDICATOR_SIG``, ``SIGNALS_FROM_SIG``), so a second
+process loads them from numba's on-disk cache (a function passed as a dispatcher would be
+recompiled in every process).
 
 Combinations are ``itertools.product(params, rules)`` (params-major): combo c is
 ``(params[c // len(rules)], rules[c % len(rules)])``.
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
 import itertools
 import logging
 from dataclasses import dataclass, fields
@@ -44,7 +44,7 @@ from numba import njit, prange, types
 from ..bars import Bars
 from ..exits import ExitRules, simulate_exits_nb
 from ..metrics import METRICS, N_ACC, account_nb, cell_counts, check_regimes, check_windows, finalize_nb, init_acc_nb
-from ..signals import get
+from ..signals import Strategy, StrategyKind, get
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     ``path``: "auto", "shared", "fused" or "signals" (see the module docstring).
     """
     strat = get(strategy)
-    if strat.kind != "single":
+    if strat.kind != StrategyKind.SINGLE:
         raise ValueError(f"{strategy} is a {strat.kind} strategy; run_grid sweeps single-symbol strategies")
     if not isinstance(bars, Bars):
         raise ValueError(f"bars must be research.bars.Bars, got {type(bars).__name__}")
@@ -139,7 +139,7 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
         raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
     win = check_windows(windows, n)
     reg = check_regimes(regimes, n_regimes, n)
-    mode, hooks = _pick_path(strat, path)
+    mode = _pick_path(strat, path)
     f = tuple(np.require(a, np.float64, ("C", "W")) for a in bars[:5])
     i = tuple(np.require(a, np.int64, ("C", "W")) for a in bars[5:])
     rule_arrays = _rule_arrays(rules)
@@ -149,10 +149,10 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     try:
         with numba.parallel_chunksize(1):  # tasks are handed out one at a time: the cores are shared
             if mode == "shared":
-                _run_shared(hooks, f, i, params, rule_arrays, common, out)
+                _run_shared(strat, f, i, params, rule_arrays, common, out)
             elif mode == "fused":
-                p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params], dtype=np.float64)
-                _kernel("fused")(hooks["signals_nb"], *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
+                p = np.ascontiguousarray([strat.params_to_array(x) for x in params], dtype=np.float64)
+                _kernel("fused")(strat.signals_nb, *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
                                  *common, out)
             else:
                 _run_signals(strat, bars, f, i, params, rule_arrays, common, out)
@@ -163,21 +163,28 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     return out
 
 
-_HOOKS = {"shared": ("params_to_array", "indicator_keys", "indicator_nb", "signals_from_nb"),
-          "fused": ("params_to_array", "signals_nb"), "signals": ()}
+PATHS = ("shared", "fused", "signals")  # the order "auto" tries them in
 
 
-def _pick_path(strat, path: str) -> tuple[str, dict]:
-    """The engine path and the strategy module's hooks it uses."""
-    if path not in ("auto", *_HOOKS):
+def _path_hooks(strat: Strategy, mode: str) -> dict[str, object]:
+    """The Strategy hooks a path calls (None where the strategy does not provide one)."""
+    if mode == "shared":
+        return {"params_to_array": strat.params_to_array, "indicator_keys": strat.indicator_keys,
+                "indicator_nb": strat.indicator_nb, "signals_from_nb": strat.signals_from_nb}
+    if mode == "fused":
+        return {"params_to_array": strat.params_to_array, "signals_nb": strat.signals_nb}
+    return {}
+
+
+def _pick_path(strat: Strategy, path: str) -> str:
+    """The engine path: ``path`` if the strategy has its hooks, or for "auto" the first it has."""
+    if path not in ("auto", *PATHS):
         raise ValueError(f"path must be 'auto', 'shared', 'fused' or 'signals', got {path!r}")
-    module = importlib.import_module(strat.signals.__module__)
-    for mode, names in _HOOKS.items():
-        hooks = {k: getattr(module, k, None) for k in names}
-        if path in ("auto", mode) and all(hooks.values()):
-            return mode, hooks
+    for mode in PATHS:
+        missing = [k for k, v in _path_hooks(strat, mode).items() if v is None]
+        if path in ("auto", mode) and not missing:
+            return mode
         if path == mode:
-            missing = [k for k, v in hooks.items() if v is None]
             raise ValueError(f"{strat.name} has no {', '.join(missing)}: path {path!r} is not available")
     raise AssertionError("unreachable: the signals path needs no hooks")
 
@@ -196,11 +203,11 @@ def _tasks(n_params: int, n_rules: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return pi, np.tile(edges[:-1], n_params), np.tile(edges[1:], n_params)
 
 
-def _run_shared(hooks: dict, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
+def _run_shared(strat: Strategy, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
                 out: np.ndarray) -> None:
     """Chunks of params whose distinct indicator series fit TABLE_BYTES: table, then the kernel."""
     n, n_rules = f[0].shape[0], rule_arrays[0].shape[0]
-    keys = [tuple(tuple(map(float, k)) for k in hooks["indicator_keys"](p)) for p in params]
+    keys = [tuple(tuple(map(float, k)) for k in strat.indicator_keys(p)) for p in params]
     max_rows = TABLE_BYTES // (8 * n)  # (a chunk holds at least one params, whatever its keys)
     a = 0
     while a < len(params):
@@ -211,16 +218,16 @@ def _run_shared(hooks: dict, f: tuple, i: tuple, params: list, rule_arrays: tupl
                 rows.setdefault(k, len(rows))
             b += 1
         table = np.empty((len(rows), n))
-        _kernel("indicators")(hooks["indicator_nb"], *f, *i, np.array(list(rows), np.float64), table)
+        _kernel("indicators")(strat.indicator_nb, *f, *i, np.array(list(rows), np.float64), table)
         idx = np.array([[rows[k] for k in keys[m]] for m in range(a, b)], np.int64)
-        p = np.ascontiguousarray([hooks["params_to_array"](x) for x in params[a:b]], dtype=np.float64)
-        _kernel("shared")(hooks["signals_from_nb"], table, idx, p, *f[:4], i[2], *rule_arrays,
+        p = np.ascontiguousarray([strat.params_to_array(x) for x in params[a:b]], dtype=np.float64)
+        _kernel("shared")(strat.signals_from_nb, table, idx, p, *f[:4], i[2], *rule_arrays,
                           *_tasks(b - a, n_rules), *common, out, a * n_rules)
         a = b
 
 
-def _run_signals(strat, bars: Bars, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
-                 out: np.ndarray) -> None:
+def _run_signals(strat: Strategy, bars: Bars, f: tuple, i: tuple, params: list, rule_arrays: tuple,
+                 common: tuple, out: np.ndarray) -> None:
     """signals() per params in Python, a chunk at a time, then the parallel (signals x rules) kernel."""
     n, n_rules = len(bars), rule_arrays[0].shape[0]
     chunk = max(1, SIGNALS_BYTES // (4 * n))
@@ -241,7 +248,19 @@ def _run_signals(strat, bars: Bars, f: tuple, i: tuple, params: list, rule_array
 @njit(cache=True)
 def rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, r0, r1,  # noqa: E741
                    fees, slip, win, reg, n_reg, counts, ppy, out, row0):
-    """Simulate one set of signals under rules r0..r1-1 and write their metrics to out[row0 + r]."""
+    """Simulate one set of signals under rules r0..r1-1 and write their metrics to out[row0 + r].
+
+    >>> o, c = np.array([8.0, 8.0, 9.0, 10.0]), np.array([8.0, 8.0, 10.0, 10.0])
+    >>> h, l = np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0])  # bar 2 dips to 5
+    >>> rules = _rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
+    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> le, lx, no = np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 0], bool), np.zeros(4, bool)
+    >>> out = np.empty((2, 1, 1, len(METRICS)))
+    >>> rules_block_nb(o, h, l, c, np.zeros(4, np.int64), le, lx, no, no, *rules, 0, 2,
+    ...                0.0, 0.0, win, no_regimes, 0, np.array([[4]]), 252.0, out, 0)
+    >>> out[:, 0, 0, METRICS.index("total_return")]  # in at 8: out at 10, or stopped at 6
+    array([ 0.25, -0.25])
+    """
     acc = np.empty((win.shape[0], n_reg + 1, N_ACC))
     none = np.empty(0)
     for r in range(r0, r1):
@@ -307,7 +326,20 @@ def _kernel(name: str):
 @njit(parallel=True, cache=True)
 def sweep_signals_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short,  # noqa: E741
                      task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out, row0):
-    """The signals path's kernel: prange over (row of precomputed signals, block of rules) tasks."""
+    """The signals path's kernel: prange over (row of precomputed signals, block of rules) tasks.
+
+    >>> o, c = np.array([8.0, 8.0, 9.0, 10.0]), np.array([8.0, 8.0, 10.0, 10.0])
+    >>> h, l = np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0])  # bar 2 dips to 5
+    >>> rules = _rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
+    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> le = np.array([[1, 0, 0, 0], [0, 0, 0, 0]], bool)  # two params rows: one enters, one never does
+    >>> lx, no = np.array([[0, 0, 1, 0]] * 2, bool), np.zeros((2, 4), bool)
+    >>> out = np.empty((4, 1, 1, len(METRICS)))
+    >>> sweep_signals_nb(o, h, l, c, np.zeros(4, np.int64), le, lx, no, no, *rules, *_tasks(2, 2),
+    ...                  0.0, 0.0, win, no_regimes, 0, np.array([[4]]), 252.0, out, 0)
+    >>> out[:, 0, 0, METRICS.index("total_return")]  # combos (row, rule), params-major
+    array([ 0.25, -0.25,  0.  ,  0.  ])
+    """
     n_rules = stop.shape[0]
     for t in prange(task_p.shape[0]):
         k = task_p[t]

@@ -3,8 +3,6 @@ against a by-hand recomputation, the strategies' signals_nb hooks, and input val
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,6 @@ from research.bars import Bars, bars_from_arrays
 from research.exits import ExitRules, simulate_exits
 from research.metrics import METRICS, equity_curve
 from research.signals import get
-from research.signals import sma_cross as sma_module
 from research.signals.sma_cross import SmaCross
 from research.sweep import Costs, run_grid, valid_params
 
@@ -163,7 +160,7 @@ def test_windows_and_regimes_equal_a_recomputation_on_the_sliced_equity(aapl):
     costs = Costs(0.001, 0.0003)
     out = run_grid("sma_cross", aapl, params, rules, costs, windows=windows, regimes=regimes, n_regimes=3)
     for c in range(len(params) * len(rules)):
-        path = simulate_exits(aapl, sma_module.signals(aapl, params[c // 2]), rules[c % 2])
+        path = simulate_exits(aapl, get("sma_cross").signals(aapl, params[c // 2]), rules[c % 2])
         eq = equity_curve(aapl.close, path, costs.fees, costs.slippage)
         for w, (a, b) in enumerate(windows):
             for g in range(4):
@@ -185,20 +182,20 @@ def test_combos_are_params_major(aapl):
 @pytest.mark.parametrize("name", ["sma_cross", "rsi_reversion", "breakout", "sma_convergence"])
 def test_signals_nb_equals_signals(name, aapl):
     strat = get(name)
-    module = importlib.import_module(strat.signals.__module__)
     for p in valid_params(name, {**{k: v[::2] for k, v in strat.grid.items()}, "short": (False, True)})[:40]:
         want = strat.signals(aapl, p)
-        got = module.signals_nb(*aapl, module.params_to_array(p))
+        got = strat.signals_nb(*aapl, strat.params_to_array(p))
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b, err_msg=repr(p))
 
 
 def test_sma_cross_shared_hooks_equal_signals(aapl):
+    strat = get("sma_cross")
     for p in (SmaCross(5, 20), SmaCross(13, 77, kind="ema", short=True), SmaCross(1, 2)):
-        keys = sma_module.indicator_keys(p)
-        table = np.array([sma_module.indicator_nb(*aapl, np.array(k)) for k in keys])
-        got = sma_module.signals_from_nb(table, np.arange(2), sma_module.params_to_array(p))
-        for a, b in zip(sma_module.signals(aapl, p), got):
+        keys = strat.indicator_keys(p)
+        table = np.array([strat.indicator_nb(*aapl, np.array(k)) for k in keys])
+        got = strat.signals_from_nb(table, np.arange(2), strat.params_to_array(p))
+        for a, b in zip(strat.signals(aapl, p), got):
             np.testing.assert_array_equal(a, b)
 
 
