@@ -59,7 +59,10 @@ def date_order(text: pd.Series, date_format: str | None) -> bool:
 def to_datetime(text: pd.Series, date_format: str | None, day_first: bool, utc: bool = False) -> pd.Series:
     """Parse stamps; one that does not parse becomes NaT, which the quality gate reports by row."""
     if date_format:
-        return pd.to_datetime(text, format=date_format, errors="coerce", utc=utc)
+        try:
+            return pd.to_datetime(text, format=date_format, errors="coerce", utc=utc)
+        except ValueError as exc:  # a bad directive ('%Q'); a stamp that does not match is NaT, by row
+            raise LakeError(f"--date-format {date_format!r} is not a usable strptime format: {exc}") from None
     return pd.to_datetime(text, format="mixed", dayfirst=day_first, errors="coerce", utc=utc)
 
 

@@ -122,6 +122,9 @@ def test_cli_day_first_refusal_and_date_format(tmp_path: Path, monkeypatch):
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 2 and "--date-format" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "lake" / "_manifest.json").exists()
+    bad = CliRunner().invoke(app, [*args, "--date-format", "%Q"])
+    assert bad.exit_code == 2 and "--date-format '%Q' is not a usable strptime format" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "lake" / "_manifest.json").exists()
     ok = CliRunner().invoke(app, [*args, "--date-format", "%d/%m/%Y"])
     assert ok.exit_code == 0, ok.output
     assert _sessions(Lake(tmp_path / "lake").read_bars("ABC", "1Day"))[0] == "2010-01-04"
