@@ -13,8 +13,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from types import MappingProxyType
+
+from research.exits import tick_nb
 
 from .ports import Account, MarketClock, sign
 
@@ -64,13 +65,12 @@ def round_price(price: float, side: str) -> float:
     Buys round down and sells round up. For limits that means never paying more, or selling for
     less, than the strategy asked. For stops it moves the trigger toward the market: a sell stop
     under a long rounds up and a buy stop over a short rounds down, so the stop fires no later and
-    the loss is never larger than planned. Decimal on ``repr`` avoids binary noise (12.34 stays).
+    the loss is never larger than planned. It is the backtest's tick (``research.exits.tick_nb``),
+    so a level the sweep simulated is the level sent: float noise (95.00000000000001) stays 95.00.
     """
     if not price > 0:
         raise ValueError(f"price must be positive, got {price}")
-    d = Decimal(repr(float(price)))
-    step = Decimal("0.01") if d >= 1 else Decimal("0.0001")
-    return float(d.quantize(step, rounding=ROUND_FLOOR if sign(side) > 0 else ROUND_CEILING))
+    return float(tick_nb(float(price), sign(side) < 0))
 
 
 def drawdown_factor(equity: float, peak_equity: float, limits: RiskLimits) -> float:

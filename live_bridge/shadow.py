@@ -110,7 +110,7 @@ def shadow_fills(lake: Lake, run: StoredRun, through: date) -> pd.DataFrame:
             rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[e]), "buy" if d > 0 else "sell", float(ep),
                          "entry", f"enter under {regime}"))
             if x >= 0:
-                why = "day-loss halt" if flatten[max(x - 1, 0)] else ExitReason.NAMES.get(int(why), str(why))
+                why = "day-loss halt" if flatten[max(x - 1, 0)] else ExitReason.label(why)
                 rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[x]), "sell" if d > 0 else "buy", float(xp),
                              "exit", why))
     out = pd.DataFrame(rows, columns=EXPECTED_COLUMNS)

@@ -1,7 +1,7 @@
 """Performance metrics of a simulated path: the accounting convention and every formula, exactly.
 
 Accounting (one symbol, all in, initial equity 1.0, costs ``fees`` and ``slippage`` as fractions).
-Fills come from ``research.exits.simulate_exits_nb`` (raw prices: next open, or a stop's level);
+Fills come from ``research.kernels.simulate.simulate_nb`` (raw prices: next open, or a stop's level);
 slippage moves each fill against the trader, fees are charged on the traded notional:
 
 * long entry with equity E at fill P: shares q = E / (P (1 + slippage) (1 + fees)), cash 0.

@@ -7,7 +7,10 @@ research source (``research/_numba_cache.py``), so moving or editing a kernel st
 * ``indicators``: rolling statistics, crossings, RSI, session VWAP (the signals and regimes)
 * ``regimes``: the trend and volatility measures and codes of ``research.regimes``
 * ``pairs``: rolling OLS, spread z-scores and the signals of ``research.signals.pairs``
+* ``simulate``: the one simulation loop (``simulate_nb``: the fill convention and exit rules),
+  ``ExitReason``, ``RuleArrays`` and the tick; ``research.exits``, ``research.switching`` and the
+  sweep engine all run it
 
-Kernels still defined next to their wrappers (exits, metrics, switching, the sweep engine, the
-single-symbol signals) are not here yet.
+The metrics' accounting, the sweep engine's parallel drivers and the single-symbol signals keep
+their kernels next to their wrappers.
 """

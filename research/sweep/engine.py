@@ -1,7 +1,7 @@
 """The sweep engine: one strategy over a grid of params x exit rules, metrics only.
 
-Per combination the engine runs the strategy's signals, ``research.exits.simulate_exits_nb`` (the
-one fill convention) and ``research.metrics`` accounting, and keeps only the metrics: memory is the
+Per combination the engine runs the strategy's signals, ``research.kernels.simulate`` (the one
+simulation kernel, ``simulate_rule_nb``: the fill convention and exit rules) and ``research.metrics`` accounting, and keeps only the metrics: memory is the
 result array plus a few bar-length arrays per thread, never bars x combinations.
 
 Three paths, the same numbers (``path=`` picks one; "auto" takes the first the strategy supports).
@@ -14,7 +14,7 @@ each hook's type and contract are documented); the engine reads those fields, no
   two precomputed averages instead of two running sums per combination).
 * "fused": ``params_to_array`` and ``signals_nb``. One ``@njit(parallel=True)`` kernel, prange over
   tasks = (params, block of rules), calls ``signals_nb`` as a first-class function, then
-  ``simulate_exits_nb`` and the metrics kernels.
+  ``simulate_rule_nb`` and the metrics kernels.
 * "signals": any single-symbol strategy: ``signals(bars, params)`` in Python per params, in
   chunks, then a parallel kernel over (signals x rules).
 
@@ -23,6 +23,9 @@ to what ``signals(bars, params)`` gives. The kernels that call them are compiled
 first-class function types (``SIGNALS_SIG``, ``INDICATOR_SIG``, ``SIGNALS_FROM_SIG``), so a second
 process loads them from numba's on-disk cache (a function passed as a dispatcher would be
 recompiled in every process).
+
+Kernels take the bars as ``Bars``, the exit rules as ``RuleArrays`` and costs and cells as
+``Accounting`` (NamedTuples of arrays and scalars, as vectorbt's ``nb`` modules pass records).
 
 Combinations are ``itertools.product(params, rules)`` (params-major): combo c is
 ``(params[c // len(rules)], rules[c % len(rules)])``.
@@ -35,14 +38,15 @@ import functools
 import itertools
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numba
 import numpy as np
 from numba import njit, prange, types
 
 from ..bars import Bars
-from ..exits import ExitRules, simulate_exits_nb
+from ..exits import ExitRules
+from ..kernels.simulate import RuleArrays, rule_arrays, simulate_rule_nb
 from ..metrics import METRICS, N_ACC, account_nb, cell_counts, check_regimes, check_windows, finalize_nb, init_acc_nb
 from ..signals import Strategy, StrategyKind, get
 
@@ -140,22 +144,21 @@ def run_grid(strategy: str, bars: Bars, params: list, rules: list[ExitRules], co
     win = check_windows(windows, n)
     reg = check_regimes(regimes, n_regimes, n)
     mode = _pick_path(strat, path)
-    f = tuple(np.require(a, np.float64, ("C", "W")) for a in bars[:5])
-    i = tuple(np.require(a, np.int64, ("C", "W")) for a in bars[5:])
-    rule_arrays = _rule_arrays(rules)
+    b = Bars(*(np.require(a, np.float64, ("C", "W")) for a in bars[:5]),
+             *(np.require(a, np.int64, ("C", "W")) for a in bars[5:]))
+    ra = rule_arrays(rules)
     out = np.empty((len(params) * len(rules), len(win), n_regimes + 1, len(METRICS)))
-    common = (float(costs.fees), float(costs.slippage), win, reg, int(n_regimes),
-              cell_counts(win, reg, n_regimes), float(periods_per_year))
+    acct = Accounting(float(costs.fees), float(costs.slippage), win, reg, int(n_regimes),
+                      cell_counts(win, reg, n_regimes), float(periods_per_year))
     try:
         with numba.parallel_chunksize(1):  # tasks are handed out one at a time: the cores are shared
             if mode == "shared":
-                _run_shared(strat, f, i, params, rule_arrays, common, out)
+                _run_shared(strat, b, params, ra, acct, out)
             elif mode == "fused":
                 p = np.ascontiguousarray([strat.params_to_array(x) for x in params], dtype=np.float64)
-                _kernel("fused")(strat.signals_nb, *f, *i, p, *rule_arrays, *_tasks(len(params), len(rules)),
-                                 *common, out)
+                _kernel("fused")(strat.signals_nb, b, p, ra, *_tasks(len(params), len(rules)), acct, out)
             else:
-                _run_signals(strat, bars, f, i, params, rule_arrays, common, out)
+                _run_signals(strat, b, params, ra, acct, out)
     except SystemError as e:  # an exception inside a first-class hook comes back wrapped in this
         if e.__cause__ is None:
             raise
@@ -189,10 +192,16 @@ def _pick_path(strat: Strategy, path: str) -> str:
     raise AssertionError("unreachable: the signals path needs no hooks")
 
 
-def _rule_arrays(rules: list[ExitRules]) -> tuple[np.ndarray, ...]:
-    col = lambda name, dt: np.ascontiguousarray([getattr(r, name) for r in rules], dtype=dt)  # noqa: E731
-    return (col("stop_loss", np.float64), col("take_profit", np.float64), col("trailing_stop", np.float64),
-            col("time_stop", np.int64), col("flat_at_close", np.bool_), col("allow_short", np.bool_))
+class Accounting(NamedTuple):
+    """Costs and the cells metrics are kept for (``research.metrics``), as the kernels read them."""
+
+    fees: float
+    slippage: float
+    windows: np.ndarray  # int64 [n_windows, 2]: bar ranges [a, b)
+    regimes: np.ndarray  # int64 code per bar (-1 unknown), or empty
+    n_regimes: int
+    counts: np.ndarray  # int64 [n_windows, n_regimes + 1]: bars per cell
+    periods_per_year: float
 
 
 def _tasks(n_params: int, n_rules: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,10 +212,10 @@ def _tasks(n_params: int, n_rules: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return pi, np.tile(edges[:-1], n_params), np.tile(edges[1:], n_params)
 
 
-def _run_shared(strat: Strategy, f: tuple, i: tuple, params: list, rule_arrays: tuple, common: tuple,
+def _run_shared(strat: Strategy, bars: Bars, params: list, rules: RuleArrays, acct: Accounting,
                 out: np.ndarray) -> None:
     """Chunks of params whose distinct indicator series fit TABLE_BYTES: table, then the kernel."""
-    n, n_rules = f[0].shape[0], rule_arrays[0].shape[0]
+    n, n_rules = len(bars), rules.stop_loss.shape[0]
     keys = [tuple(tuple(map(float, k)) for k in strat.indicator_keys(p)) for p in params]
     max_rows = TABLE_BYTES // (8 * n)  # (a chunk holds at least one params, whatever its keys)
     a = 0
@@ -218,18 +227,18 @@ def _run_shared(strat: Strategy, f: tuple, i: tuple, params: list, rule_arrays: 
                 rows.setdefault(k, len(rows))
             b += 1
         table = np.empty((len(rows), n))
-        _kernel("indicators")(strat.indicator_nb, *f, *i, np.array(list(rows), np.float64), table)
+        _kernel("indicators")(strat.indicator_nb, bars, np.array(list(rows), np.float64), table)
         idx = np.array([[rows[k] for k in keys[m]] for m in range(a, b)], np.int64)
         p = np.ascontiguousarray([strat.params_to_array(x) for x in params[a:b]], dtype=np.float64)
-        _kernel("shared")(strat.signals_from_nb, table, idx, p, *f[:4], i[2], *rule_arrays,
-                          *_tasks(b - a, n_rules), *common, out, a * n_rules)
+        _kernel("shared")(strat.signals_from_nb, table, idx, p, bars, rules, *_tasks(b - a, n_rules), acct, out,
+                          a * n_rules)
         a = b
 
 
-def _run_signals(strat: Strategy, bars: Bars, f: tuple, i: tuple, params: list, rule_arrays: tuple,
-                 common: tuple, out: np.ndarray) -> None:
+def _run_signals(strat: Strategy, bars: Bars, params: list, rules: RuleArrays, acct: Accounting,
+                 out: np.ndarray) -> None:
     """signals() per params in Python, a chunk at a time, then the parallel (signals x rules) kernel."""
-    n, n_rules = len(bars), rule_arrays[0].shape[0]
+    n, n_rules = len(bars), rules.stop_loss.shape[0]
     chunk = max(1, SIGNALS_BYTES // (4 * n))
     for a in range(0, len(params), chunk):
         part = params[a:a + chunk]
@@ -240,79 +249,78 @@ def _run_signals(strat: Strategy, bars: Bars, f: tuple, i: tuple, params: list, 
                 if s[m].shape != (n,):
                     raise ValueError(f"{strat.name}.signals returned {s[m].shape} for {n} bars")
                 sig[m, k] = s[m]
-        sweep_signals_nb(*f[:4], i[2], sig[0], sig[1], sig[2], sig[3], *rule_arrays,
-                         *_tasks(len(part), n_rules), *common, out, a * n_rules)
+        sweep_signals_nb(bars, sig[0], sig[1], sig[2], sig[3], rules, *_tasks(len(part), n_rules), acct, out,
+                         a * n_rules)
 
 
 # ---------------------------------------------------------------- kernels
 @njit(cache=True)
-def rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, r0, r1,  # noqa: E741
-                   fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+def rules_block_nb(bars, le, lx, se, sx, rules, r0, r1, acct, out, row0):
     """Simulate one set of signals under rules r0..r1-1 and write their metrics to out[row0 + r].
 
     >>> o, c = np.array([8.0, 8.0, 9.0, 10.0]), np.array([8.0, 8.0, 10.0, 10.0])
-    >>> h, l = np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0])  # bar 2 dips to 5
-    >>> rules = _rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
-    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> z = np.zeros(4, np.int64)
+    >>> bars = Bars(o, np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0]), c, c, z, z, z)  # bar 2 dips to 5
+    >>> rules = rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
+    >>> acct = Accounting(0.0, 0.0, np.array([[0, 4]]), np.empty(0, np.int64), 0, np.array([[4]]), 252.0)
     >>> le, lx, no = np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 0], bool), np.zeros(4, bool)
     >>> out = np.empty((2, 1, 1, len(METRICS)))
-    >>> rules_block_nb(o, h, l, c, np.zeros(4, np.int64), le, lx, no, no, *rules, 0, 2,
-    ...                0.0, 0.0, win, no_regimes, 0, np.array([[4]]), 252.0, out, 0)
+    >>> rules_block_nb(bars, le, lx, no, no, rules, 0, 2, acct, out, 0)
     >>> out[:, 0, 0, METRICS.index("total_return")]  # in at 8: out at 10, or stopped at 6
     array([ 0.25, -0.25])
     """
-    acc = np.empty((win.shape[0], n_reg + 1, N_ACC))
+    acc = np.empty((acct.windows.shape[0], acct.n_regimes + 1, N_ACC))
     none = np.empty(0)
     for r in range(r0, r1):
-        path = simulate_exits_nb(o, h, l, c, left, le, lx, se, sx, stop[r], take[r], trail[r], tstop[r],
-                                 flat[r], short[r])
+        path = simulate_rule_nb(bars, le, lx, se, sx, rules, r)
         init_acc_nb(acc)
-        account_nb(c, path[2], path[3], path[4], path[5], path[6], fees, slip, win, reg, n_reg, acc,
-                   none, none, none)
-        finalize_nb(acc, counts, ppy, out[row0 + r])
+        account_nb(bars.close, path[3], path[4], path[5], path[6], path[7], acct.fees, acct.slippage,
+                   acct.windows, acct.regimes, acct.n_regimes, acc, none, none, none)
+        finalize_nb(acc, acct.counts, acct.periods_per_year, out[row0 + r])
 
 
-def _fused_sweep(signals_nb, o, h, l, c, v, sess, bis, left, p, stop, take, trail, tstop, flat, short,  # noqa: E741
-                 task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out):
+def _fused_sweep(signals_nb, bars, p, rules, task_p, task_r0, task_r1, acct, out):
     """The fused kernel: prange over tasks = (params row, block of rules)."""
-    n_rules = stop.shape[0]
+    n_rules = rules.stop_loss.shape[0]
+    b = bars
     for t in prange(task_p.shape[0]):
         k = task_p[t]
-        le, lx, se, sx = signals_nb(o, h, l, c, v, sess, bis, left, p[k])
-        rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, task_r0[t],
-                       task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out, k * n_rules)
+        le, lx, se, sx = signals_nb(b.open, b.high, b.low, b.close, b.volume, b.session, b.bar_in_session,
+                                    b.bars_left, p[k])
+        rules_block_nb(bars, le, lx, se, sx, rules, task_r0[t], task_r1[t], acct, out, k * n_rules)
 
 
-def _indicator_table(indicator_nb, o, h, l, c, v, sess, bis, left, keys, table):  # noqa: E741
+def _indicator_table(indicator_nb, bars, keys, table):
     """The shared path's table: one indicator series per key row, in parallel."""
+    b = bars
     for r in prange(keys.shape[0]):
-        table[r] = indicator_nb(o, h, l, c, v, sess, bis, left, keys[r])
+        table[r] = indicator_nb(b.open, b.high, b.low, b.close, b.volume, b.session, b.bar_in_session,
+                                b.bars_left, keys[r])
 
 
-def _shared_sweep(signals_from_nb, table, rows, p, o, h, l, c, left, stop, take, trail, tstop, flat,  # noqa: E741
-                  short, task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+def _shared_sweep(signals_from_nb, table, rows, p, bars, rules, task_p, task_r0, task_r1, acct, out, row0):
     """The shared path's kernel: like the fused one, with signals from rows of the indicator table."""
-    n_rules = stop.shape[0]
+    n_rules = rules.stop_loss.shape[0]
     for t in prange(task_p.shape[0]):
         k = task_p[t]
         le, lx, se, sx = signals_from_nb(table, rows[k], p[k])
-        rules_block_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short, task_r0[t],
-                       task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out, row0 + k * n_rules)
+        rules_block_nb(bars, le, lx, se, sx, rules, task_r0[t], task_r1[t], acct, out, row0 + k * n_rules)
 
 
 _F2 = types.Array(types.float64, 2, "C")
 _I2 = types.Array(types.int64, 2, "C")
 _F4 = types.Array(types.float64, 4, "C")
-_BARS = (_F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1)
-_RULES = (_F1, _F1, _F1, _I1, _B1, _B1)
-_REST = (_I1, _I1, _I1, types.float64, types.float64, _I2, _I1, types.int64, _I2, types.float64, _F4)
-INDICATOR_SIG = _F1(*_BARS, _F1)
+_BARS = types.NamedTuple((_F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1), Bars)
+_RULES = types.NamedTuple((_F1, _F1, _F1, _I1, _B1, _B1), RuleArrays)
+_ACCT = types.NamedTuple((types.float64, types.float64, _I2, _I1, types.int64, _I2, types.float64), Accounting)
+_TASKS = (_I1, _I1, _I1)
+INDICATOR_SIG = _F1(_F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1, _F1)
 SIGNALS_FROM_SIG = types.UniTuple(_B1, 4)(_F2, _I1, _F1)
 _KERNELS = {
-    "fused": (_fused_sweep, types.void(types.FunctionType(SIGNALS_SIG), *_BARS, _F2, *_RULES, *_REST)),
-    "indicators": (_indicator_table, types.void(types.FunctionType(INDICATOR_SIG), *_BARS, _F2, _F2)),
-    "shared": (_shared_sweep, types.void(types.FunctionType(SIGNALS_FROM_SIG), _F2, _I2, _F2, _F1, _F1, _F1, _F1,
-                                         _I1, *_RULES, *_REST, types.int64)),
+    "fused": (_fused_sweep, types.void(types.FunctionType(SIGNALS_SIG), _BARS, _F2, _RULES, *_TASKS, _ACCT, _F4)),
+    "indicators": (_indicator_table, types.void(types.FunctionType(INDICATOR_SIG), _BARS, _F2, _F2)),
+    "shared": (_shared_sweep, types.void(types.FunctionType(SIGNALS_FROM_SIG), _F2, _I2, _F2, _BARS, _RULES,
+                                         *_TASKS, _ACCT, _F4, types.int64)),
 }
 
 
@@ -324,25 +332,22 @@ def _kernel(name: str):
 
 
 @njit(parallel=True, cache=True)
-def sweep_signals_nb(o, h, l, c, left, le, lx, se, sx, stop, take, trail, tstop, flat, short,  # noqa: E741
-                     task_p, task_r0, task_r1, fees, slip, win, reg, n_reg, counts, ppy, out, row0):
+def sweep_signals_nb(bars, le, lx, se, sx, rules, task_p, task_r0, task_r1, acct, out, row0):
     """The signals path's kernel: prange over (row of precomputed signals, block of rules) tasks.
 
     >>> o, c = np.array([8.0, 8.0, 9.0, 10.0]), np.array([8.0, 8.0, 10.0, 10.0])
-    >>> h, l = np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0])  # bar 2 dips to 5
-    >>> rules = _rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
-    >>> win, no_regimes = np.array([[0, 4]]), np.empty(0, np.int64)
+    >>> z = np.zeros(4, np.int64)
+    >>> bars = Bars(o, np.maximum(o, c), np.array([8.0, 8.0, 5.0, 10.0]), c, c, z, z, z)  # bar 2 dips to 5
+    >>> rules = rule_arrays([ExitRules(), ExitRules(stop_loss=0.25)])  # none; a stop at 8 * 0.75 = 6
+    >>> acct = Accounting(0.0, 0.0, np.array([[0, 4]]), np.empty(0, np.int64), 0, np.array([[4]]), 252.0)
     >>> le = np.array([[1, 0, 0, 0], [0, 0, 0, 0]], bool)  # two params rows: one enters, one never does
     >>> lx, no = np.array([[0, 0, 1, 0]] * 2, bool), np.zeros((2, 4), bool)
     >>> out = np.empty((4, 1, 1, len(METRICS)))
-    >>> sweep_signals_nb(o, h, l, c, np.zeros(4, np.int64), le, lx, no, no, *rules, *_tasks(2, 2),
-    ...                  0.0, 0.0, win, no_regimes, 0, np.array([[4]]), 252.0, out, 0)
+    >>> sweep_signals_nb(bars, le, lx, no, no, rules, *_tasks(2, 2), acct, out, 0)
     >>> out[:, 0, 0, METRICS.index("total_return")]  # combos (row, rule), params-major
     array([ 0.25, -0.25,  0.  ,  0.  ])
     """
-    n_rules = stop.shape[0]
+    n_rules = rules.stop_loss.shape[0]
     for t in prange(task_p.shape[0]):
         k = task_p[t]
-        rules_block_nb(o, h, l, c, left, le[k], lx[k], se[k], sx[k], stop, take, trail, tstop, flat, short,
-                       task_r0[t], task_r1[t], fees, slip, win, reg, n_reg, counts, ppy, out,
-                       row0 + k * n_rules)
+        rules_block_nb(bars, le[k], lx[k], se[k], sx[k], rules, task_r0[t], task_r1[t], acct, out, row0 + k * n_rules)

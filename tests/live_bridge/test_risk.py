@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from live_bridge.ids import client_order_id
@@ -177,9 +178,24 @@ def test_flipping_through_zero_is_an_entry():
     (0.12345, "buy", 0.1234), (0.12345, "sell", 0.1235),
     (12.34, "buy", 12.34), (12.34, "sell", 12.34),  # already on the grid: binary noise must not move it
     (1.0, "sell", 1.0), (0.99999, "sell", 1.0), (1.009, "buy", 1.0),
+    (95.00000000000001, "sell", 95.0), (94.99999999999999, "buy", 95.0),  # float noise is not a tick
 ])
 def test_rounding_buys_down_sells_up(price, side, expected):
     assert round_price(price, side) == expected
+
+
+def test_the_bridge_rounds_a_level_exactly_as_the_backtest_placed_it():
+    """A stop or target the sweep simulated (research.exits.stop_price / target_price) is sent unchanged:
+    rounding it again for the broker moves no level by a tick, noise-prone fractions included."""
+    from research.exits import ExitRules, stop_price, target_price
+
+    rng = np.random.default_rng(5)
+    for entry in np.r_[rng.uniform(0.05, 0.99, 300), rng.uniform(1, 900, 700), [100.0, 20.0, 1.0, 0.5]]:
+        rules = ExitRules(stop_loss=float(rng.choice([0.01, 0.02, 0.05, 0.07])),
+                          take_profit=float(rng.choice([0.02, 0.04, 0.1])))
+        for direction, exit_side in ((1, "sell"), (-1, "buy")):
+            stop, take = stop_price(direction, entry, entry, rules), target_price(direction, entry, rules)
+            assert round_price(stop, exit_side) == stop and round_price(take, exit_side) == take, (entry, rules)
 
 
 def test_check_rounds_limits_and_the_protective_stop():

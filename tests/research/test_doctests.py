@@ -16,7 +16,7 @@ import pytest
 from numba.core.dispatcher import Dispatcher
 
 MODULES = ("research.kernels.indicators", "research.kernels.pairs", "research.kernels.regimes",
-           "research.exits", "research.switching", "research.metrics", "research.sweep.engine")
+           "research.kernels.simulate", "research.metrics", "research.sweep.engine")
 
 
 def public_kernels(module) -> list[str]:

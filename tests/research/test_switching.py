@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from research.bars import Bars, bars_from_arrays
-from research.exits import ExitRules, simulate_exits, simulate_exits_nb
+from research.exits import ExitRules, rule_arrays, simulate_exits
+from research.kernels.simulate import simulate_nb
 from research.signals import Signals, get
-from research.switching import simulate_switching, simulate_switching_nb
+from research.switching import simulate_switching
 
 
 def walk(n: int, seed: int) -> Bars:
@@ -26,27 +27,28 @@ def random_signals(n: int, rng) -> Signals:
     return Signals(*(rng.random(n) < p for p in (0.08, 0.08, 0.05, 0.05)))
 
 
-def one(x, dt):
-    return np.array([x], dtype=dt)
+def random_rules(rng) -> ExitRules:
+    return ExitRules(stop_loss=float(rng.choice([0, 0.02])), take_profit=float(rng.choice([0, 0.04])),
+                     trailing_stop=float(rng.choice([0, 0.03])), time_stop=int(rng.choice([0, 7])),
+                     flat_at_close=bool(rng.random() < 0.3), allow_short=bool(rng.random() < 0.5))
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_one_entry_everywhere_equals_simulate_exits(seed):
+def test_one_code_everywhere_is_that_codes_own_simulation(seed):
+    """Three codes of random signals and rules; code j on every bar trades exactly code j's signals under
+    code j's rules (simulate_exits, the sweep's one-entry case): the kernel reads no other code's row."""
     rng = np.random.default_rng(seed)
     bars, n = walk(400, seed), 400
-    s = random_signals(n, rng)
-    r = ExitRules(stop_loss=float(rng.choice([0, 0.02])), take_profit=float(rng.choice([0, 0.04])),
-                  trailing_stop=float(rng.choice([0, 0.03])), time_stop=int(rng.choice([0, 7])),
-                  flat_at_close=bool(rng.random() < 0.3), allow_short=bool(rng.random() < 0.5))
-    ref = simulate_exits_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, *s, r.stop_loss, r.take_profit,
-                            r.trailing_stop, r.time_stop, r.flat_at_close, r.allow_short)
-    got = simulate_switching_nb(bars.open, bars.high, bars.low, bars.close, bars.bars_left, np.zeros(n, np.int64),
-                                *(a[None, :] for a in s), one(r.stop_loss, float), one(r.take_profit, float),
-                                one(r.trailing_stop, float), one(r.time_stop, np.int64), one(r.flat_at_close, bool),
-                                one(r.allow_short, bool))
-    for a, b in zip((ref[0], ref[1], *ref[2:]), (got[0], got[1], *got[3:9])):
-        np.testing.assert_array_equal(a, b)
-    assert (got[2][got[0] != 0] == 0).all() and (got[2][got[0] == 0] == -1).all()
+    sigs = [random_signals(n, rng) for _ in range(3)]
+    rules = [random_rules(rng) for _ in range(3)]
+    stacked = tuple(np.stack([s[m] for s in sigs]) for m in range(4))
+    for j in range(3):
+        ref = simulate_exits(bars, sigs[j], rules[j])
+        got = simulate_nb(bars, np.full(n, j, np.int64), stacked, rule_arrays(rules))
+        for a, b in zip((ref.position, ref.target, *ref.trades), (got[0], got[1], *got[3:9])):
+            np.testing.assert_array_equal(a, b)
+        assert (got[2][got[0] != 0] == j).all() and (got[2][got[0] == 0] == -1).all()
+        assert (got[9] == j).all()
 
 
 def test_an_open_trade_keeps_the_rules_of_the_regime_it_was_entered_in():
@@ -59,11 +61,8 @@ def test_an_open_trade_keeps_the_rules_of_the_regime_it_was_entered_in():
     z = np.zeros(5, bool)
     strat_signals = Signals(le, z, z, z)
     codes = np.array([0, 1, 1, 1, 1], np.int64)
-    k = dict(stop_loss=np.array([0.10, 0.01]), take_profit=np.zeros(2), trailing=np.zeros(2),
-             time_stop=np.zeros(2, np.int64), flat=np.zeros(2, bool), short=np.zeros(2, bool))
-    out = simulate_switching_nb(o, h, low, o, bars.bars_left, codes, np.stack([le, le]), np.stack([z, z]),
-                                np.stack([z, z]), np.stack([z, z]), k["stop_loss"], k["take_profit"], k["trailing"],
-                                k["time_stop"], k["flat"], k["short"])
+    rules = rule_arrays([ExitRules(stop_loss=0.10, allow_short=False), ExitRules(stop_loss=0.01, allow_short=False)])
+    out = simulate_nb(bars, codes, (np.stack([le, le]), np.stack([z, z]), np.stack([z, z]), np.stack([z, z])), rules)
     position, active, exit_bar = out[0], out[2], out[5]
     assert position.tolist() == [0, 1, 1, 1, 1] and exit_bar.tolist() == [-1] and active[1:].tolist() == [0] * 4
     only_1 = simulate_exits(bars, strat_signals, ExitRules(stop_loss=0.01, allow_short=False))
