@@ -146,6 +146,9 @@ def simulate_nb(bars, code_next, signals, rules):
     reason, trade_code): ``position[t]`` is held at t's close, ``target[t]`` the decision at t's
     close (filled at t+1's open), ``active[t]`` the code governing ``position[t]`` (-1 flat), then
     one row per trade (an open trade: exit_bar -1, exit_price NaN, reason ``ExitReason.OPEN``).
+    ``code_next`` None means one entry, code 0, on every bar (a sweep's combination): then
+    ``active`` and ``trade_code`` come back empty (nothing to tell apart; not writing them keeps the
+    sweep's inner loop as fast as a single-entry loop).
 
     >>> from research.bars import Bars
     >>> px, z = np.array([10.0, 11.0, 12.0, 13.0]), np.zeros(4, np.int64)
@@ -169,7 +172,7 @@ def simulate_nb(bars, code_next, signals, rules):
     x_px = np.empty(n)
     dirs = np.empty(n, np.int8)
     why = np.empty(n, np.int8)
-    codes = np.empty(n, np.int64)
+    codes = np.empty(n if code_next is not None else 0, np.int64)
     k = 0
     pos = 0
     pending = 0
@@ -193,7 +196,8 @@ def simulate_nb(bars, code_next, signals, rules):
                 e_bar[k] = t
                 e_px[k] = o[t]
                 dirs[k] = pending
-                codes[k] = pending_code
+                if code_next is not None:
+                    codes[k] = pending_code
                 x_bar[k] = -1
                 x_px[k] = np.nan
                 why[k] = ExitReason.OPEN
@@ -267,7 +271,8 @@ def simulate_nb(bars, code_next, signals, rules):
         pending_code = new_code
         pending_why = reason
         target[t] = new
-    return (position, target, active, e_bar[:k], e_px[:k], x_bar[:k], x_px[:k], dirs[:k], why[:k], codes[:k])
+    return (position, target, active, e_bar[:k], e_px[:k], x_bar[:k], x_px[:k], dirs[:k], why[:k],
+            codes[:k] if code_next is not None else codes)
 
 
 @njit(cache=True)
