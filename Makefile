@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/tradelab ingest sample
 	$(BIN)/tradelab lake info
 	$(BIN)/tradelab lake query "select symbol, count(*) as bars, strftime(min(ts), '%Y-%m-%d') as first, strftime(max(ts), '%Y-%m-%d') as last from bars where timeframe='1Day' group by symbol order by symbol"
-	$(BIN)/tradelab nightly -p 'strategies=["sma_cross"]'
+	$(BIN)/tradelab nightly
 	$(BIN)/tradelab params show
 	$(BIN)/tradelab parity --candidates
 

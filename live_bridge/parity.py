@@ -1,8 +1,10 @@
 """Parity: the replay's fills, positions and equity against the backtest of the same params.
 
-For every sleeve (strategy, symbol) the backtest is ``sleeves.decide`` over the same bars (warm-up
-and replay, no entries before the replay's first bar): the trades it makes inside the replay must
-be the broker's fills, bar for bar and price for price (sides and bars exactly; prices to 1e-9).
+For every sleeve (strategy, symbol) the backtest is ``sleeves.sleeve_path`` (what ``decide`` reads)
+over the same bars (warm-up and replay, no entries before the replay's first bar): the trades it
+makes inside the replay must be the broker's fills, bar for bar and price for price (sides and bars
+exactly; prices to 1e-9), each under the strategy of the entry it was opened under (a mixed
+sleeve's fills: the order ids name the strategy of each trade).
 Positions: the sign of the broker's position after every bar equals the backtest's. Equity:
 vectorbt replays the broker's fills (its own accounting, one cash pool) and must give the
 broker's equity after every bar (relative 1e-9). Quantities come from the live sizing (risk
@@ -19,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from research.bars import bars_from_arrays
 from research.sweep.vbt import portfolio_from_fills
 
 from .ids import parse_client_order_id
 from .replay import ReplayResult
-from .sleeves import basket_path, decide, sleeves, sleeves_over
+from .sleeves import basket_path, sleeve_path, sleeves, sleeves_over
 
 TOL = 1e-9
 
@@ -48,7 +51,7 @@ def check(result: ReplayResult) -> Parity:
     problems: list[str] = []
     rows = []
     sls = sleeves_over(result.epochs, result.candidates) if result.epochs else sleeves(result.params, result.candidates)
-    names = sorted({s.strategy for s in sls})
+    names = sorted({n for s in sls for n in s.names})
     live = result.fills.copy()
     owners = [parse_client_order_id(result.legs.get(c, c), names) for c in live["client_order_id"]]  # OCO legs: their parent
     live["strategy"] = [o.strategy if o else None for o in owners]
@@ -60,22 +63,25 @@ def check(result: ReplayResult) -> Parity:
             _basket(result, sleeve, first_us, live, refusals, rows, problems)
             continue
         arrays = result.history[sleeve.symbol]
-        _, path = decide(sleeve, arrays, result.params.data.timeframe, result.regimes.get(sleeve.benchmark), first_us,
-                         halts=result.halts)
-        ts = arrays["ts"]
-        expect = _expected(path, ts, first_us, sleeve.strategy, sleeve.symbol)
-        got = live[(live["symbol"] == sleeve.symbol) & (live["strategy"] == sleeve.strategy)]
-        got_rows = [(_bar_of(ts, t), side, float(px))
-                    for t, side, px in zip(_stamps(got), got["side"], got["price"])]
+        tf = result.params.data.timeframe
+        bars = bars_from_arrays(dict(arrays), tf)
+        sp = sleeve_path(sleeve, arrays, bars, tf, result.regimes.get(sleeve.benchmark), first_us, result.halts)
+        path, ts = sp.path, arrays["ts"]
+        expect = _expected(path, ts, first_us, sp.trade_strategies(sleeve))
+        got = live[(live["symbol"] == sleeve.symbol) & live["strategy"].isin(sleeve.names)]
+        mixed = bool(sleeve.strategies)  # its fills name their strategy
+        got_rows = [(_bar_of(ts, t), side, float(px), who)
+                    for t, side, px, who in zip(_stamps(got), got["side"], got["price"], got["strategy"])]
         for i in range(max(len(expect), len(got_rows))):
             e = expect[i] if i < len(expect) else None
             g = got_rows[i] if i < len(got_rows) else None
-            rows.append({"strategy": sleeve.strategy, "symbol": sleeve.symbol,
-                         "bar": _day(ts, (e or g)[0]), "backtest": _fmt(e), "live": _fmt(g)})
-            if e is None or g is None or e[0] != g[0] or e[1] != g[1] or abs(e[2] - g[2]) > TOL * max(1.0, abs(e[2])):
-                why = refusals.get((sleeve.strategy, sleeve.symbol, _day(ts, e[0] - 1))) if e is not None else None
-                problems.append(f"{sleeve.strategy} {sleeve.symbol} fill #{i + 1}: backtest {_fmt(e)} "
-                                f"vs live {_fmt(g)} at {_day(ts, (e or g)[0])}"
+            rows.append({"strategy": (e or g)[3], "symbol": sleeve.symbol,
+                         "bar": _day(ts, (e or g)[0]), "backtest": _fmt(e, mixed), "live": _fmt(g, mixed)})
+            if e is None or g is None or e[0] != g[0] or e[1] != g[1] or e[3] != g[3] \
+                    or abs(e[2] - g[2]) > TOL * max(1.0, abs(e[2])):
+                why = refusals.get((e[3], sleeve.symbol, _day(ts, e[0] - 1))) if e is not None else None
+                problems.append(f"{sleeve.strategy} {sleeve.symbol} fill #{i + 1}: backtest {_fmt(e, mixed)} "
+                                f"vs live {_fmt(g, mixed)} at {_day(ts, (e or g)[0])}"
                                 + (f" ({why})" if why else ""))
         problems += _positions(path, ts, first_us, got, sleeve)
     eq = _equity(result)
@@ -137,17 +143,18 @@ def _basket(result: ReplayResult, sleeve, first_us: int, live: pd.DataFrame, ref
             problems.append(f"{name} position at {_day(ts, t)}: backtest weight {prev[t]:+.3f} vs live {held[t]:g} shares")
 
 
-def _expected(path, ts: np.ndarray, first_us: int, strategy: str, symbol: str) -> list[tuple[int, str, float]]:
-    """The backtest's fills inside the replay, in time order: (bar, side, raw price)."""
+def _expected(path, ts: np.ndarray, first_us: int, strategies: list[str]) -> list[tuple[int, str, float, str]]:
+    """The backtest's fills inside the replay, in time order: (bar, side, raw price, strategy), the
+    strategy of each trade's entry on its exit too."""
     out = []
     tr = path.trades
     start = int(np.searchsorted(ts, first_us))
-    for e, ep, x, xp, d in zip(tr.entry_bar, tr.entry_price, tr.exit_bar, tr.exit_price, tr.direction):
+    for e, ep, x, xp, d, who in zip(*tr[:5], strategies):
         if e < start:
             continue
-        out.append((int(e), "buy" if d > 0 else "sell", float(ep)))
+        out.append((int(e), "buy" if d > 0 else "sell", float(ep), who))
         if x >= 0:
-            out.append((int(x), "sell" if d > 0 else "buy", float(xp)))
+            out.append((int(x), "sell" if d > 0 else "buy", float(xp), who))
     return sorted(out, key=lambda r: r[0])
 
 
@@ -205,5 +212,5 @@ def _ny(t: pd.Timestamp) -> str:
     return t.strftime("%Y-%m-%d" if t == t.normalize() else "%Y-%m-%d %H:%M")
 
 
-def _fmt(r) -> str:
-    return "-" if r is None else f"{r[1]} @ {r[2]:.4f}"
+def _fmt(r, strategy: bool = False) -> str:
+    return "-" if r is None else f"{r[1]} @ {r[2]:.4f}" + (f" ({r[3]})" if strategy else "")

@@ -11,17 +11,21 @@ the session's last bar). Every regime measure is a trailing window, so the label
 the nightly's table over the whole lake (a test holds them equal).
 
 Replays and ``tradelab parity`` run this same path: they are never handed a precomputed table.
+The regime definition (scheme and thresholds) is the params file's (``ParamsFile.regime_params``):
+every file a runner trades must have the same one (``regime_params_of``), since its sessions carry one
+label each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from data_lake.calendar import nyse
-from research.regimes import RegimeParams, regimes_from_daily
+from research.params import ParamsFile
+from research.regimes import RegimeParams, params_hash, regimes_from_daily
 
 _COLS = ("ts", "open", "high", "low", "close")
 
@@ -87,6 +91,22 @@ class OnlineRegimes:
         if hit < len(t) and t["session"].iloc[hit] == day.normalize():
             return str(t["label"].iloc[hit])
         return "unknown"
+
+
+def regime_params_of(files: Sequence[ParamsFile] | Sequence[tuple[int, ParamsFile]]) -> RegimeParams:
+    """The regime definition of the params files (or epochs) a runner trades: one for all of them
+    (ValueError naming the two that differ: a runner cannot switch definitions mid-state)."""
+    pfs = [f[1] if isinstance(f, tuple) else f for f in files]
+    if not pfs:
+        raise ValueError("no params file: no regime definition")
+    first = pfs[0].regime_params()
+    for pf in pfs[1:]:
+        if (other := pf.regime_params()) != first:
+            raise ValueError(f"the params files define regimes differently (scheme {first.scheme}, params "
+                             f"{params_hash(first)} vs scheme {other.scheme}, params {params_hash(other)}): "
+                             "a runner labels each session once, so it cannot trade both; start a new runner "
+                             "state to switch")
+    return first
 
 
 def daily_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ import pandas as pd
 from data_lake import Lake
 from data_lake.calendar import nyse
 from research.params import ParamsFile
-from research.regimes import regimes_from_daily
+from research.regimes import RegimeParams, regimes_from_daily
 
 from .regimes_live import daily_arrays
 from .risk import RiskLimits
@@ -118,7 +118,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     # from the daily bars before the replay; parity's backtest uses the labels of the whole lake
     # (what the nightly's table says): a runner that could not label live would fail parity.
     daily = {b: _daily_before(lake, b, t0) for b in benches}
-    regimes = {b: _lake_labels(lake, b, t1) for b in benches}
+    regimes = {b: _lake_labels(lake, b, t1, params.regime_params()) for b in benches}
     key, secret = "replay-" + secrets.token_hex(4), secrets.token_hex(16)
     state = SimulatorState(api_key=key, secret_key=secret)
     served = _half_hours(lake, symbols, t0, t1) if tf == "1Hour" else frames
@@ -209,11 +209,12 @@ def _daily_before(lake: Lake, benchmark: str, t0: pd.Timestamp) -> dict[str, np.
     return daily_arrays(f)
 
 
-def _lake_labels(lake: Lake, benchmark: str, t1: pd.Timestamp) -> pd.DataFrame:
-    """The regimes of the benchmark's 1Day bars in the lake up to the replay's end (the nightly's labels)."""
+def _lake_labels(lake: Lake, benchmark: str, t1: pd.Timestamp, definition: RegimeParams) -> pd.DataFrame:
+    """The regimes of the benchmark's 1Day bars in the lake up to the replay's end (the nightly's labels,
+    with the params file's regime definition)."""
     f = lake.read_bars(benchmark, "1Day", None, t1)
     a = daily_arrays(f)
-    return regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
+    return regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"], definition)
 
 
 def _half_hours(lake: Lake, symbols: list[str], t0: pd.Timestamp, t1: pd.Timestamp) -> dict[str, pd.DataFrame]:

@@ -3,7 +3,9 @@
 Events (bars from the market-data feed, fills from the trade-updates feed) go through ONE worker
 thread in arrival order, so decisions are deterministic and the state store has one writer.
 
-At a bar close of a symbol, for every sleeve (strategy, symbol) of the params file:
+At a bar close of a symbol, for every sleeve (strategy, symbol) of the params file (one sleeve per
+symbol; a mixed one switches strategy with the regime, and acts as the strategy of the entry governing
+its decision, ``Decision.strategy``):
 1. ``sleeves.decide`` runs the strategy's signal function and the exit rules over the bars since
    the anchor (``research.switching``): the position to hold from the next open and the stop.
 2. The decision becomes intents: an entry (market, sized by ``risk.size`` from the stop distance
@@ -52,9 +54,9 @@ from .runner_halts import HaltDesk
 from .runner_params import ParamsDesk
 from .runner_recovery import ReconcileError, Recovery
 from .runner_snapshot import SnapshotDesk
-from .regimes_live import OnlineRegimes
+from .regimes_live import OnlineRegimes, regime_params_of
 from .sender import ProcessSender, Sender
-from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket
+from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, holder
 from .state import StateStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,9 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             raise ValueError(f"sender_process needs a broker that can be built again in another process; "
                              f"{broker!r} cannot (its spawn_spec() is None)")
         self.notifier = notifier  # alerts.Notifier: halts, refusals, reload failures, stale data
-        self.books = {b: OnlineRegimes(b, a) for b, a in regime_daily.items()}
+        # sessions labelled with the params file's own regime definition (the one the nightly used)
+        definition = regime_params_of(list(epochs) if epochs else [params])
+        self.books = {b: OnlineRegimes(b, a, definition) for b, a in regime_daily.items()}
         self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
         self._awaiting: dict[str, dict[tuple[str, str], int]] = {}  # benchmark -> flat sleeves waiting for its bar
         self._halt_marks: list[tuple[int, str]] = store.halt_marks()  # every decision path models them
@@ -322,12 +326,15 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
                   bar_time=d.bar_time)
 
     def _act(self, sleeve: Sleeve, d: Decision) -> None:
-        have = self.store.position(sleeve.strategy, sleeve.symbol).qty
+        # who acts: the decision's strategy (a mixed sleeve: the open position's entry's, or the next
+        # regime's), unless another of the sleeve's strategies still holds the symbol in the books
+        who, have = holder(d.strategy, {s: self.store.position(s, sleeve.symbol).qty for s in sleeve.names})
         entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
-                 "actions": []}
+                 **({"held_by": who} if who != d.strategy else {}), "actions": []}
         ctx = self._context(d.bar_time)
+        owners = {(s, sleeve.symbol) for s in sleeve.names}
         mine = [o for o in ctx.open_orders  # an OCO's stop leg is its parent's (self._legs)
-                if o.symbol == sleeve.symbol and self._owner(o.client_order_id) == (sleeve.strategy, sleeve.symbol)]
+                if o.symbol == sleeve.symbol and self._owner(o.client_order_id) in owners]
         t = d.bar_time.to_pydatetime()
         if have != 0 and self.day is not None and self.day.halted:
             entry["actions"].append({"skip": "the account is halted: its flatten order closes the position"})
@@ -335,13 +342,13 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
             # fill report is on its way; a market exit now would sell the same shares twice
             entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
-        elif d.target == 0 and have != 0 and self._acted_before(sleeve, t, "exit", entry):
+        elif d.target == 0 and have != 0 and self._acted_before(who, sleeve.symbol, t, "exit", entry):
             pass  # this bar's exit went out before a restart: it stands, and so do the orders it left
         elif d.target == 0 and have != 0:
             self._cancel_all(mine, entry)
             side = "sell" if have > 0 else "buy"
-            self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "exit"), sleeve.symbol, side,
-                                   abs(have), strategy=sleeve.strategy, reason=d.reason), d, ctx, entry)
+            self._send(OrderIntent(client_order_id(who, sleeve.symbol, t, "exit"), sleeve.symbol, side,
+                                   abs(have), strategy=who, reason=d.reason), d, ctx, entry)
         elif d.target != 0 and have == 0 and d.position == 0 and sleeve.symbol in self._gapped:
             entry["actions"].append({"skip": "no entry on the first bar after a data gap (see the data_gap alert)"})
         elif d.target != 0 and have == 0 and d.position == 0:
@@ -351,24 +358,24 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             if qty < 1:
                 entry["actions"].append({"skip": f"entry sized to {qty:g} shares"})
             else:
-                cid = client_order_id(sleeve.strategy, sleeve.symbol, t, "entry")
+                cid = client_order_id(who, sleeve.symbol, t, "entry")
                 self.rules_by_cid[cid] = d.rules
                 self._send(OrderIntent(cid, sleeve.symbol, "buy" if d.target > 0 else "sell", qty,
-                                       strategy=sleeve.strategy, reason=d.reason), d, ctx, entry, stop_frac)
+                                       strategy=who, reason=d.reason), d, ctx, entry, stop_frac)
         elif d.target != 0 and have != 0 and sign("buy" if have > 0 else "sell") == d.target and d.stop is not None:
             stops = [o for o in mine if o.type == "stop"]
             targets = [o for o in mine if o.type == "limit" and o.client_order_id not in self._legs]  # OCO parents
             moved = not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9
             if d.take_profit is not None:  # the target rides with the stop as one OCO: both must be there, at their levels
                 moved = moved or not targets or abs((targets[0].limit_price or 0) - d.take_profit) > 1e-9
-            if moved and self._acted_before(sleeve, t, "stop", entry):
+            if moved and self._acted_before(who, sleeve.symbol, t, "stop", entry):
                 pass  # this bar's stop went out before a restart: never cancelled and sent again
             elif moved:
                 # a new level, or a stop that does not cover the position (a partial entry fill after it)
                 self._cancel_all(stops + targets, entry)
-                self._send(OrderIntent(client_order_id(sleeve.strategy, sleeve.symbol, t, "stop"), sleeve.symbol,
+                self._send(OrderIntent(client_order_id(who, sleeve.symbol, t, "stop"), sleeve.symbol,
                                        "sell" if have > 0 else "buy", abs(have), type="stop", stop_price=d.stop,
-                                       time_in_force="gtc", strategy=sleeve.strategy, take_profit=d.take_profit,
+                                       time_in_force="gtc", strategy=who, take_profit=d.take_profit,
                                        reason="protective stop" + (" with take-profit (OCO)" if d.take_profit else "")),
                            d, ctx, entry)
         elif d.target != 0 and have == 0 and d.position != 0:
@@ -376,10 +383,10 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
                                              "refused or missed): no late entry"})
         self._write(entry)
 
-    def _acted_before(self, sleeve: Sleeve, t: datetime, intent: str, entry: dict) -> bool:
+    def _acted_before(self, strategy: str, symbol: str, t: datetime, intent: str, entry: dict) -> bool:
         """This bar's ``intent`` is stored already (decided before a restart): it is resent only if the
         broker never got it, and nothing is cancelled for it (a store lookup on exits and stop moves only)."""
-        stored = self.store.intent(client_order_id(sleeve.strategy, sleeve.symbol, t, intent))
+        stored = self.store.intent(client_order_id(strategy, symbol, t, intent))
         if stored is None:
             return False
         self._resend(stored[0], entry)

@@ -25,7 +25,7 @@ import pandas as pd
 from research.params import ParamsFile, dumps
 
 from .history import History
-from .regimes_live import OnlineRegimes, session_day_us
+from .regimes_live import OnlineRegimes, regime_params_of, session_day_us
 from .sleeves import Sleeve, sleeves_over
 
 log = logging.getLogger("live_bridge.runner")
@@ -33,18 +33,15 @@ log = logging.getLogger("live_bridge.runner")
 
 def check_sleeves(sls: Sequence[Sleeve], benchmarks: Mapping[str, object]) -> None:
     """The runner's refusals of a set of sleeves (ValueError naming what and why)."""
-    traders: dict[str, set[str]] = {}
-    for s in sls:
-        for sym in s.traded:
-            traders.setdefault(sym, set()).add(s.strategy)
-    shared = {sym: sorted(v) for sym, v in traders.items() if len(v) > 1}
+    shared = _shared(sls)
     if shared:  # the account holds one position per symbol; netting sleeves is not built
         raise ValueError("one account holds one position per symbol, and these symbols are traded by more "
-                         "than one strategy: " + "; ".join(f"{k} by {', '.join(v)}" for k, v in sorted(shared.items()))
-                         + " (trade each symbol with one strategy: e.g. `tradelab nightly -p "
-                           "'strategies=[\"sma_cross\"]'`)")
-    bare = [f"{s.strategy} {s.symbol} {lab}" for s in sls for lab, (_, r) in zip(s.labels, s.entries)
-            if r.take_profit > 0 and not (r.stop_loss > 0 or r.trailing_stop > 0)]
+                         "than one strategy in the same regime: "
+                         + "; ".join(f"{k} by {v}" for k, v in sorted(shared.items()))
+                         + " (one strategy per symbol and regime: a symbol may switch strategy between regimes, "
+                           "e.g. `tradelab nightly -p 'strategies=[\"sma_cross\"]'` trades one)")
+    bare = [f"{s.strategy_at(k)} {s.symbol} {lab}" for s in sls for k, lab in enumerate(s.labels)
+            if (r := s.entries[k][1]).take_profit > 0 and not (r.stop_loss > 0 or r.trailing_stop > 0)]
     if bare:  # the target goes out as one OCO with the stop: every position has a stop (risk policy)
         raise ValueError("a take-profit is traded live together with its stop (one OCO order), and these "
                          "entries have a take_profit but no stop_loss or trailing_stop: " + ", ".join(bare))
@@ -54,16 +51,51 @@ def check_sleeves(sls: Sequence[Sleeve], benchmarks: Mapping[str, object]) -> No
                          "regime (ingest its 1Day bars)")
 
 
+def _shared(sls: Sequence[Sleeve]) -> dict[str, str]:
+    """symbol -> "a, b (regime r)" for each symbol two strategies could hold at once: two sleeves trade
+    it (one sleeve per symbol, unless multi-leg), or a mixed sleeve's entries of two strategies share a
+    regime ("all" shares every one) in one params file (entries of different epochs never overlap:
+    a position keeps its entry, and only then can the next file's enter)."""
+    by_symbol: dict[str, list[Sleeve]] = {}
+    for s in sls:
+        for sym in s.traded:
+            by_symbol.setdefault(sym, []).append(s)
+    out = {}
+    for sym, group in by_symbol.items():
+        names = {n for s in group for n in s.names}
+        if len(names) < 2:
+            continue
+        if len(group) > 1:
+            labels = sorted({x for s in group for x in s.labels})
+            out[sym] = f"{', '.join(sorted(names))} (regime {', '.join(labels)})"
+            continue
+        s = group[0]
+        cells: dict[tuple[int, str], set[str]] = {}
+        for k, lab in enumerate(s.labels):
+            cells.setdefault((s.epoch_of[k] if s.epoch_of else 0, lab), set()).add(s.strategy_at(k))
+        clash: dict[str, set[str]] = {}
+        for (epoch, lab), who in cells.items():
+            rivals = who | (cells.get((epoch, "all"), set()) if lab != "all" else
+                            {n for (e, x), w in cells.items() if e == epoch for n in w})
+            if len(rivals) > 1:
+                clash[lab] = rivals
+        if clash:
+            out[sym] = (f"{', '.join(sorted(set().union(*clash.values())))} "
+                        f"(regime {', '.join(sorted(clash))})")
+    return out
+
+
 class ParamsDesk:
     """Params epochs, reloads and the online regime labels (mixed into Runner)."""
 
     def _use(self, epochs: list[tuple[int, ParamsFile]], candidates: bool = False) -> None:
         """Trade these epochs from now on (checked first: nothing changes when they are refused)."""
+        regime_params_of(epochs)  # one regime definition for every file traded (the books' labels)
         sls = sleeves_over(epochs, candidates)
         check_sleeves(sls, self.books)
         self.epochs, self.params, self.sleeves = epochs, epochs[-1][1], sls
         self.shas = [pf.sha256() for _, pf in epochs]  # computed once: status() reads them every poll
-        self.names = sorted({s.strategy for s in sls})
+        self.names = sorted({n for s in sls for n in s.names})  # real strategies (a mixed sleeve has several)
         self._watch = {}  # symbol -> the sleeves deciding on its bars
         for s in sls:
             for sym in s.data:
@@ -92,7 +124,8 @@ class ParamsDesk:
             return
         last = max((h.last_ts for h in self._hist.values() if h.last_ts is not None), default=0)
         start = max(last + 1, self.epochs[-1][0] + 1)
-        added_books = {b: OnlineRegimes(b, a) for b, a in daily.items() if b not in self.books}
+        added_books = {b: OnlineRegimes(b, a, params.regime_params())
+                       for b, a in daily.items() if b not in self.books}
         before = (self.epochs, self.params, self.sleeves, self.names, self._watch, self.shas)
         self.books.update(added_books)
         try:
@@ -162,7 +195,7 @@ class ParamsDesk:
             if hist is None or hist.last_ts != ts:
                 continue
             for sleeve in self._watch.get(symbol, ()):
-                if sleeve.strategy == strategy and sleeve.legs is None:
+                if strategy in (sleeve.strategy, *sleeve.names) and sleeve.legs is None:  # a reload may mix it
                     self._decide_sleeve(sleeve, symbol, ts, hist)
 
     # --- what the running process trades (the daemon's status.json) ----------------------------------

@@ -3,7 +3,7 @@
 "The backtest of the params in force" is the runner's own decision path, recomputed from the lake:
 every params file the runner traded (the state store's epochs, each from the bar it took over),
 from the runner's first bar (its anchor), with the regime labels of the benchmark's daily bars in
-the lake and the same functions (``sleeves.entry_codes``, ``research.switching``). Its fills of a
+the lake and the same functions (``sleeves.sleeve_path``, ``research.switching``). Its fills of a
 day are what the live fills of that day should have been (``daily_report.compare``).
 
 The store is read read-only (``mode=ro``): the runner keeps writing it while the report runs.
@@ -28,12 +28,11 @@ from research.bars import bars_from_arrays
 from research.exits import ExitReason
 from research.params import ParamsFile, loads
 from research.regimes import regimes_from_daily
-from research.switching import simulate_switching
 
 from . import daily_report
 from .avg_cost import apply_fill
-from .regimes_live import daily_arrays
-from .sleeves import entry_codes, halt_masks, sleeves_over
+from .regimes_live import daily_arrays, regime_params_of
+from .sleeves import sleeve_path, sleeves_over
 
 HISTORY_DAYS = 800
 # Fill prices reach the store as the broker reports them (the simulator, like Alpaca, to a few
@@ -97,21 +96,20 @@ def shadow_fills(lake: Lake, run: StoredRun, through: date) -> pd.DataFrame:
                   for c in ("ts", "open", "high", "low", "close", "volume")}
         if sl.by_regime and sl.benchmark not in labels_of:
             a = daily_arrays(lake.read_bars(sl.benchmark, "1Day", None, end))
-            labels_of[sl.benchmark] = regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"])
+            labels_of[sl.benchmark] = regimes_from_daily(a["ts"], a["open"], a["high"], a["low"], a["close"],
+                                                         regime_params_of(run.epochs))
         bars = bars_from_arrays(arrays, tf)
-        _, codes = entry_codes(sl, arrays, bars, tf, labels_of.get(sl.benchmark), run.anchor_us)
-        no_entry, flatten = halt_masks(sl, arrays["ts"], bars, run.halts)
-        codes[no_entry] = -1
-        path, _, trade_codes = simulate_switching(bars, sl.strategy, list(sl.entries), codes, flatten)
-        tr, ts = path.trades, arrays["ts"]
-        for e, ep, x, xp, d, why, k in zip(tr.entry_bar, tr.entry_price, tr.exit_bar, tr.exit_price, tr.direction,
-                                           tr.reason, trade_codes):
+        sp = sleeve_path(sl, arrays, bars, tf, labels_of.get(sl.benchmark), run.anchor_us, run.halts)
+        tr, ts, flatten = sp.path.trades, arrays["ts"], sp.flatten
+        # each trade is its entry's strategy's (a mixed sleeve switches strategy with the regime)
+        for e, ep, x, xp, d, why, k, who in zip(tr.entry_bar, tr.entry_price, tr.exit_bar, tr.exit_price, tr.direction,
+                                                tr.reason, sp.trade_codes, sp.trade_strategies(sl)):
             regime = sl.labels[int(k)] if k >= 0 else "unknown"
-            rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[e]), "buy" if d > 0 else "sell", float(ep),
+            rows.append((who, sl.symbol, regime, _stamp(ts[e]), "buy" if d > 0 else "sell", float(ep),
                          "entry", f"enter under {regime}"))
             if x >= 0:
-                why = "day-loss halt" if flatten[max(x - 1, 0)] else ExitReason.label(why)
-                rows.append((sl.strategy, sl.symbol, regime, _stamp(ts[x]), "sell" if d > 0 else "buy", float(xp),
+                why = "day-loss halt" if flatten is not None and flatten[max(x - 1, 0)] else ExitReason.label(why)
+                rows.append((who, sl.symbol, regime, _stamp(ts[x]), "sell" if d > 0 else "buy", float(xp),
                              "exit", why))
     out = pd.DataFrame(rows, columns=EXPECTED_COLUMNS)
     out["bar"] = pd.to_datetime(out["bar"], utc=True)

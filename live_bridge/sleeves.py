@@ -1,11 +1,17 @@
-"""One (strategy, symbol) of a params file, decided at a bar close with the research functions.
+"""One symbol of a params file, decided at a bar close with the research functions.
 
-A sleeve holds what the params file says for one strategy on one symbol: the entry per regime
-(params + exit rules; flat regimes have none). ``decide`` runs ``research.switching`` (the
-strategy's own signal function and ``research.exits``' fill convention and exit rules, switched
-by the regime labels) over the bars since the anchor and reads the last bar: the position to hold
-from the next open, and the protective stop for the next bar. The parity check runs the very same
-function over the whole replay, so the live bridge and the backtest cannot drift apart.
+A sleeve holds what the params file says for one symbol: the entry per regime (params + exit
+rules; flat regimes have none). When the nightly chose different strategies for the symbol's regimes
+(sma_cross in the up regimes, rsi_reversion in the ranging ones) the sleeve is *mixed*: one
+switching path whose entries each run their own strategy (``Sleeve.strategies``), so the account's
+one position per symbol holds by construction, and every decision, order and fill is the strategy's
+of the entry governing it (an open position's, or the next regime's for an entry).
+
+``decide`` runs ``research.switching`` (the strategy's own signal function and ``research.exits``'
+fill convention and exit rules, switched by the regime labels) over the bars since the anchor and
+reads the last bar: the position to hold from the next open, and the protective stop for the next
+bar. The parity check runs the very same function over the whole replay, so the live bridge and the
+backtest cannot drift apart.
 
 Regimes: a decision at bar t's close uses the entry of the regime of the session bar t+1 is in
 (the next session for a daily bar, or for the last bar of an intraday session), known before that
@@ -21,13 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from research import baskets
 from research.bars import Bars, bars_from_arrays
-from research.exits import ExitRules, stop_price, target_price
+from research.exits import ExitRules, Path, stop_price, target_price
 from research.params import ParamsFile
 from research.regimes import label_bars
 from research.switching import simulate_switching
@@ -35,7 +42,9 @@ from research.switching import simulate_switching
 
 @dataclass(frozen=True)
 class Sleeve:
-    """The entries of one (strategy, symbol): ``entries[k]`` = (params, rules) of regime ``labels[k]``."""
+    """The entries of one symbol: ``entries[k]`` = (params, rules) of regime ``labels[k]``, run by
+    ``strategy_at(k)``. ``strategy``: the one strategy, or a mixed sleeve's names joined by "+" (a
+    label for logs and keys, never a strategy: orders and fills take ``strategy_at`` / ``names``)."""
 
     strategy: str
     symbol: str
@@ -47,6 +56,21 @@ class Sleeve:
     # in force for decisions on bars from epoch_from[epoch_of[k]] (UTC µs) on; () = one file
     epoch_of: tuple[int, ...] = ()
     epoch_from: tuple[int, ...] = ()
+    strategies: tuple[str, ...] = ()  # mixed sleeves: the strategy of each entry (() = ``strategy`` for all)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The strategies trading through this sleeve (one, unless mixed)."""
+        return tuple(dict.fromkeys(self.strategies)) if self.strategies else (self.strategy,)
+
+    def strategy_at(self, k: int) -> str:
+        """The strategy of entry ``k``."""
+        return self.strategies[k] if self.strategies else self.strategy
+
+    @property
+    def run_by(self) -> str | tuple[str, ...]:
+        """What ``research.switching.simulate_switching`` takes: one name, or one per entry."""
+        return self.strategies or self.strategy
 
     @property
     def by_regime(self) -> bool:
@@ -97,6 +121,7 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
     out = [Sleeve(s, sym, tuple(e.regime for e in es), tuple((e.make_params(), e.exit_rules.to_rules()) for e in es),
                   bench or sym, baskets.legs(s, sym) if s in baskets.MULTI_LEG else None)
            for (s, sym), es in groups.items()]
+    out = _per_symbol(out)
     for sl in out:
         if sl.legs and (sl.by_regime or _has_exits(sl.entries[0][1])):
             raise ValueError(f"{sl.strategy} {sl.symbol}: a multi-leg entry trades one entry for regime 'all' "
@@ -110,6 +135,32 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
                 raise ValueError(f"{sl.strategy} trades {leg} in two entries ({other} and {sl.symbol}): "
                                  "positions are kept per (strategy, symbol)")
     return out
+
+
+def _per_symbol(sls: list[Sleeve]) -> list[Sleeve]:
+    """One sleeve per single-leg symbol, at the place of its first: a symbol several strategies trade
+    becomes one mixed sleeve (two strategies in one regime are the runner's refusal, ``check_sleeves``)."""
+    group: dict[str, list[Sleeve]] = {}
+    for sl in sls:
+        if sl.legs is None:
+            group.setdefault(sl.symbol, []).append(sl)
+    out = []
+    for sl in sls:
+        if sl.legs is not None:
+            out.append(sl)
+        elif (g := group.pop(sl.symbol, None)) is not None:
+            out.append(g[0] if len(g) == 1 else _joined(sl.symbol, g[0].benchmark, [
+                (lab, e, x.strategy, 0) for x in g for lab, e in zip(x.labels, x.entries)], ()))
+    return out
+
+
+def _joined(symbol: str, benchmark: str, rows: list[tuple], froms: tuple[int, ...]) -> Sleeve:
+    """A single-leg sleeve of (label, entry, strategy, epoch) rows; mixed when the strategies differ."""
+    strategies = tuple(r[2] for r in rows)
+    names = sorted(set(strategies))
+    labels, entries, of = (tuple(r[i] for r in rows) for i in (0, 1, 3))
+    return Sleeve("+".join(names), symbol, labels, entries, benchmark, None, of if froms else (), froms,
+                  strategies if len(names) > 1 else ())
 
 
 def sleeves_over(epochs: Sequence[tuple[int, ParamsFile]], candidates: bool = False) -> list[Sleeve]:
@@ -128,17 +179,20 @@ def sleeves_over(epochs: Sequence[tuple[int, ParamsFile]], candidates: bool = Fa
         raise ValueError("params epochs must start at increasing bars")
     merged: dict[tuple[str, str], dict] = {}
     for i, (_, pf) in enumerate(epochs):
-        for sl in sleeves(pf, candidates):
-            m = merged.setdefault((sl.strategy, sl.symbol), {"labels": [], "entries": [], "of": [], "sl": sl})
+        for sl in sleeves(pf, candidates):  # single-leg: one sleeve per symbol, its strategy may change
+            m = merged.setdefault((sl.strategy if sl.legs else "", sl.symbol), {"rows": [], "sl": sl})
             if m["sl"].benchmark != sl.benchmark and (sl.by_regime or m["sl"].by_regime):
                 raise ValueError(f"{sl.strategy} {sl.symbol}: the regime benchmark changed from {m['sl'].benchmark} "
                                  f"to {sl.benchmark}; a running runner cannot switch benchmarks (restart it flat)")
-            m["labels"] += sl.labels
-            m["entries"] += sl.entries
-            m["of"] += [i] * len(sl.labels)
+            m["rows"] += [(lab, e, sl.strategy_at(k), i) for k, (lab, e) in enumerate(zip(sl.labels, sl.entries))]
             m["sl"] = sl
-    return [Sleeve(k[0], k[1], tuple(m["labels"]), tuple(m["entries"]), m["sl"].benchmark, m["sl"].legs,
-                   tuple(m["of"]), froms) for k, m in merged.items()]
+    out = []
+    for m in merged.values():
+        sl, rows = m["sl"], m["rows"]
+        out.append(_joined(sl.symbol, sl.benchmark, rows, froms) if sl.legs is None else
+                   Sleeve(sl.strategy, sl.symbol, tuple(r[0] for r in rows), tuple(r[1] for r in rows), sl.benchmark,
+                          sl.legs, tuple(r[3] for r in rows), froms))
+    return out
 
 
 def _epoch_codes(sleeve: Sleeve, ts: np.ndarray, labels) -> np.ndarray:
@@ -175,15 +229,17 @@ def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | No
     return label_bars(nxt, regimes)
 
 
-def halt_masks(sleeve: Sleeve, ts: np.ndarray, bars: Bars, halts: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+def halt_masks(sleeve: Sleeve, ts: np.ndarray, bars: Bars, halts: Sequence[tuple[int, str]],
+               strategy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(no entry, flatten) per bar from the runner's halts, (when in UTC µs, scope) as the state store
-    keeps them: a halt of the account (``*``) or of the sleeve's strategy takes no entry on the bars
-    of its session from the bar it tripped in (the bar in progress then, or the last one closed); the
-    account's also closes every position at that bar's close, filled at the next open."""
+    keeps them: a halt of the account (``*``) or of the sleeve's strategy (``strategy``: which one of
+    a mixed sleeve's) takes no entry on the bars of its session from the bar it tripped in (the bar in
+    progress then, or the last one closed); the account's also closes every position at that bar's
+    close, filled at the next open."""
     n = len(ts)
     no_entry, flatten = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     for at_us, scope in halts:
-        if scope not in ("*", sleeve.strategy):
+        if scope not in ("*", strategy or sleeve.strategy):
             continue
         h = int(np.searchsorted(ts, at_us, side="right")) - 1
         if h < 0:
@@ -215,6 +271,39 @@ def entry_codes(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], bars: Bars, ti
     return labels, codes
 
 
+class SleevePath(NamedTuple):
+    """A sleeve's decision path: per bar the next session's label, the entry code a flat decision
+    uses, the path (``research.exits.Path``) and the code governing each position; per trade its code."""
+
+    labels: object
+    codes: np.ndarray
+    path: Path
+    active: np.ndarray
+    trade_codes: np.ndarray
+    flatten: np.ndarray | None
+
+    def trade_strategies(self, sleeve: Sleeve) -> list[str]:
+        """The strategy each trade was entered under (its exits are that strategy's too)."""
+        return [sleeve.strategy_at(int(k)) for k in self.trade_codes]
+
+
+def sleeve_path(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], bars: Bars, timeframe: str,
+                regimes: pd.DataFrame | None, trade_from_us: int | None = None,
+                halts: Sequence[tuple[int, str]] = ()) -> SleevePath:
+    """The path the sleeve trades over ``arrays`` (``decide`` reads its last bar, shadow and parity all)."""
+    labels, codes = entry_codes(sleeve, arrays, bars, timeframe, regimes, trade_from_us)
+    flatten = None
+    if halts:
+        ts = np.asarray(arrays["ts"])
+        for k, name in enumerate(sleeve.names):  # a strategy's halt stops that strategy's entries only
+            no_entry, fl = halt_masks(sleeve, ts, bars, halts, name)
+            mine = np.isin(codes, [i for i in range(len(sleeve.entries)) if sleeve.strategy_at(i) == name])
+            codes[no_entry & (mine if sleeve.strategies else True)] = -1
+            flatten = fl if k == 0 else flatten | fl
+    path, active, trade_codes = simulate_switching(bars, sleeve.run_by, list(sleeve.entries), codes, flatten)
+    return SleevePath(labels, codes, path, active, trade_codes, flatten)
+
+
 def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, regimes: pd.DataFrame | None,
            trade_from_us: int | None = None, bars: Bars | None = None,
            halts: Sequence[tuple[int, str]] = ()) -> tuple[Decision, object]:
@@ -222,14 +311,12 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
 
     ``bars``: ``bars_from_arrays(arrays, timeframe)`` when the caller keeps it already (the runner).
     ``halts``: the runner's halts (``halt_masks``), so the path is the one the account traded.
+    The decision's strategy is the entry's that governs it: an open position's (until it exits), else
+    the next regime's entry's (a mixed sleeve; see ``decision_strategy``).
     """
     bars = bars_from_arrays(dict(arrays), timeframe) if bars is None else bars
-    labels, codes = entry_codes(sleeve, arrays, bars, timeframe, regimes, trade_from_us)
-    flatten = None
-    if halts:
-        no_entry, flatten = halt_masks(sleeve, np.asarray(arrays["ts"]), bars, halts)
-        codes[no_entry] = -1
-    path, active, trade_codes = simulate_switching(bars, sleeve.strategy, list(sleeve.entries), codes, flatten)
+    labels, codes, path, active, trade_codes, _ = sleeve_path(sleeve, arrays, bars, timeframe, regimes,
+                                                              trade_from_us, halts)
     t = len(bars) - 1
     pos, want = int(path.position[t]), int(path.target[t])
     ts = pd.Timestamp(int(arrays["ts"][t]), unit="us", tz="UTC")
@@ -249,8 +336,26 @@ def decide(sleeve: Sleeve, arrays: Mapping[str, np.ndarray], timeframe: str, reg
     elif want != 0:
         rules = sleeve.entries[int(codes[t])][1]
     reason = _reason(pos, want, str(labels[t]), codes[t] >= 0)
-    return Decision(sleeve.strategy, sleeve.symbol, ts, float(bars.close[t]), str(labels[t]), want, pos, entry, stop,
-                    take, rules, reason), path
+    who = decision_strategy(sleeve, int(active[t]) if pos else -1, int(codes[t]), trade_codes)
+    return Decision(who, sleeve.symbol, ts, float(bars.close[t]), str(labels[t]), want, pos, entry, stop, take, rules,
+                    reason), path
+
+
+def decision_strategy(sleeve: Sleeve, active: int, code: int, trade_codes: np.ndarray) -> str:
+    """Whose decision this is: the open position's entry's strategy, else the next regime's entry's
+    (what a flat sleeve would enter under), else the last trade's; a sleeve of one strategy: that one."""
+    if not sleeve.strategies:
+        return sleeve.strategy
+    k = active if active >= 0 else code if code >= 0 else int(trade_codes[-1]) if len(trade_codes) else 0
+    return sleeve.strategy_at(k)
+
+
+def holder(strategy: str, held: Mapping[str, float]) -> tuple[str, float]:
+    """(the strategy acting on a decision of ``strategy``, the quantity it holds): a mixed sleeve's
+    position stays its entry's strategy's until it exits, so while another of the sleeve's strategies
+    still holds the symbol in the books (e.g. its stop's fill report is on its way) that one acts."""
+    others = [(s, q) for s, q in held.items() if s != strategy and q]
+    return others[0] if others and not held.get(strategy) else (strategy, held.get(strategy, 0.0))
 
 
 def _reason(pos: int, want: int, label: str, has_entry: bool) -> str:

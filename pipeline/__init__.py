@@ -7,6 +7,8 @@ What lives here:
 * ``params_store``: params files on disk: candidates, ``current.json`` and ``history/``, diffs, the
   schema file, the code version (git)
 * ``run_report``: self-contained HTML pages of plotly figures and tables
+* ``nightly_summary``: the night at a glance (verdict, counts, near misses, the target), typed, as
+  ``summary.json``: the report opens with it and ``tradelab nightly`` prints it
 * ``nightly_report``, ``sweep_report``: the nightly's page and the sweep heatmaps
 
 What it may import: ``data_lake`` and ``research``. Never ``live_bridge`` or ``tradelab`` (the CLI

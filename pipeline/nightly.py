@@ -2,8 +2,11 @@
 
 One night = refresh the regime labels, then per strategy a per-regime walk-forward sweep on the
 lookback window (``pipeline.sweep``), the choice and its guards per (symbol, regime)
-(``research.sweep.select``), candidate entries, and the promotion gate against the params in
-force (``research.promotion``). The result is a typed ``ParamsFile`` candidate with provenance;
+(``research.sweep.select``), then per (symbol, regime) the one strategy whose choice goes forward
+(``research.sweep.across``: the best out-of-sample objective; deflated Sharpe over every strategy's
+trials), its candidate entry, and the promotion gate against the params in force, cell by cell
+(``research.promotion``). The strategies not chosen get no entry; the verdict names them. The
+result is a typed ``ParamsFile`` candidate with provenance;
 installing it as ``params/current.json`` is the job runner's last step (``tradelab nightly``), so a
 run that fails anywhere, or that the gate rejects, leaves the params in force untouched.
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,11 +27,13 @@ import pandas as pd
 from data_lake import Lake
 from research.exits import ExitRules
 from research.params import DataWindow, Entry, ExitRulesModel, GateThresholds, Metrics, ParamsFile, RunInfo
-from research.params import SelectionInfo
+from research.params import RegimeDefinition, SelectionInfo
 from research.params import load as load_params
 from research.promotion import decide
-from research.regimes import RegimeParams, load_regimes, regimes_from_daily, save_regimes
+from research.regimes import RegimeParams, default_scheme, load_regimes, params_hash, regimes_from_daily
+from research.regimes import save_regimes
 from research.signals import get
+from research.sweep.across import pick_strategies
 from research.sweep.chunks import load_symbol
 from research.sweep.plan import SweepSpec
 from research.sweep.select import Choice, choose
@@ -60,10 +65,13 @@ class NightlyConfig:
     stop_loss: tuple[float, ...] = (0.01, 0.02)  # a stop on every position (traders' default 1-2%)
     take_profit: tuple[float, ...] = (0.0,)
     gate: GateThresholds = GateThresholds()
+    regimes: RegimeParams | None = None  # None: default thresholds, the timeframe's default_scheme
 
     def __post_init__(self) -> None:
         if not self.symbols or not self.strategies:
             raise ValueError("nightly needs at least one symbol and one strategy")
+        if self.regimes is not None and not isinstance(self.regimes, RegimeParams):
+            raise ValueError(f"regimes must be a research.regimes.RegimeParams or None, got {self.regimes!r}")
         for s in self.strategies:
             strat = get(s)
             if strat.kind != "single":
@@ -76,6 +84,11 @@ class NightlyConfig:
                 if name not in known:
                     raise ValueError(f"grids.{s}.{name}: {s} has no parameter {name!r} (has: {', '.join(sorted(known))})")
 
+    @property
+    def regime_params(self) -> RegimeParams:
+        """The regime definition of the night: ``regimes``, or the timeframe's default scheme."""
+        return self.regimes if self.regimes is not None else RegimeParams(scheme=default_scheme(self.timeframe))
+
     def spec(self, strategy: str, start: str | None, end: str | None) -> SweepSpec:
         """The sweep of one strategy: its grid x the exit rules, long-only, per regime, walk-forward."""
         grid = self.grids.get(strategy) or get(strategy).grid
@@ -85,7 +98,8 @@ class NightlyConfig:
         return SweepSpec(strategy=strategy, symbols=self.symbols, timeframe=self.timeframe,
                          grid=tuple((k, tuple(v)) for k, v in grid.items()), rules=rules, fees=self.fees,
                          slippage=self.slippage, by_regime=self.by_regime, benchmark=self.benchmark,
-                         walk_forward=self.walk_forward, start=start, end=end, params_fixed=fixed)
+                         walk_forward=self.walk_forward, start=start, end=end, params_fixed=fixed,
+                         regime_hash=params_hash(self.regime_params) if self.by_regime else None)
 
 
 @dataclass(frozen=True)
@@ -126,16 +140,18 @@ def window(lake: Lake, cfg: NightlyConfig) -> tuple[str | None, str | None]:
     return start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
 
 
-def refresh_regimes(lake: Lake, cfg: NightlyConfig, params: RegimeParams = RegimeParams()) -> dict[str, pd.DataFrame]:
-    """Recompute and store the regime labels of the benchmark (or of every symbol) from its 1Day bars."""
-    out = {}
+def refresh_regimes(lake: Lake, cfg: NightlyConfig,
+                    params: RegimeParams | None = None) -> dict[str, pd.DataFrame]:
+    """Recompute and store the regime labels of the benchmark (or of every symbol) from its 1Day bars,
+    with ``cfg.regime_params`` (or ``params``)."""
+    params, out = params or cfg.regime_params, {}
     for sym in ([cfg.benchmark] if cfg.benchmark else cfg.symbols):
         arr = lake.load_arrays(sym, "1Day")
         if len(arr["ts"]) < 2:
             raise ValueError(f"regimes need {sym} 1Day bars in the lake (ingest them first)")
         save_regimes(lake, sym, regimes_from_daily(arr["ts"], arr["open"], arr["high"], arr["low"], arr["close"],
                                                    params), params)
-        out[sym] = load_regimes(lake, sym)
+        out[sym] = load_regimes(lake, sym, params_hash(params))
     return out
 
 
@@ -160,19 +176,42 @@ def candidate(run: StrategyRun, c: Choice) -> Entry:
                  pbo=_num(c.pbo), stability=_num(c.stability))
 
 
+def with_regimes_in_force(cfg: NightlyConfig, previous: ParamsFile | None) -> NightlyConfig:
+    """``cfg`` with its regime definition settled: the one asked for, else that of the params in force
+    (same timeframe), else the timeframe's default scheme.
+
+    Keeping the definition in force is the default because a running live runner labels sessions with
+    it and refuses a reload whose labels mean something else: a scheme changes only when asked
+    (``regime_scheme``), and then the runner is restarted on the new file.
+    """
+    if cfg.regimes is not None or previous is None or previous.data.timeframe != cfg.timeframe:
+        return cfg
+    return replace(cfg, regimes=previous.regime_params())
+
+
 def nightly(lake: Lake, cfg: NightlyConfig, *, params_dir: str | Path, run: RunInfo, client: object | None = None,
             progress: Progress | None = None, now: datetime | None = None) -> NightlyResult:
     """Regimes, sweeps, choices, gate: the candidate params file (not installed; see the module doc)."""
     lake = lake.snapshot()  # one lake state for the regimes, every sweep and the provenance
+    current = Path(params_dir) / "current.json"
+    previous = load_params(current) if current.exists() else None
+    cfg = with_regimes_in_force(cfg, previous)
     regimes = refresh_regimes(lake, cfg) if cfg.by_regime else {}
     runs = tuple(sweep_and_choose(lake, cfg, s, client=client, progress=progress) for s in cfg.strategies)
     wanted = (lambda regime: regime != "all") if cfg.by_regime else (lambda regime: regime == "all")
-    candidates = [candidate(r, c) for r in runs for c in r.choices if wanted(c.regime)]
-    current = Path(params_dir) / "current.json"
-    previous = load_params(current) if current.exists() else None
-    entries, verdict = decide(candidates, previous, cfg.gate)
+    picks = [p for p in pick_strategies(runs, cfg.objective) if wanted(p.regime)]  # one strategy per cell
+    by_name = {r.strategy: r for r in runs}
+    candidates = [candidate(by_name[p.strategy], p.choice) for p in picks]
+    notes = [p.note for p in picks] if len(runs) > 1 else []
+    comparable = previous is not None and previous.regime_params() == cfg.regime_params
+    if previous is not None and not comparable:  # its labels mean other sessions: nothing of it can be kept
+        notes.append(f"regimes: the params in force use another regime definition "
+                     f"({previous.regime_params().scheme}); none of its entries is kept")
+    entries, verdict = decide(candidates, previous if comparable else None, cfg.gate, strategies=cfg.strategies,
+                              selection=notes)
     params = ParamsFile(schema_version=1, created_at=now or datetime.now(timezone.utc), code_version=code_version(),
                         run=run, data=_provenance(lake, runs[0].spec), gate=cfg.gate, verdict=verdict, entries=entries,
+                        regimes=RegimeDefinition.from_params(cfg.regime_params),
                         selection=SelectionInfo(objective=cfg.objective, walk_forward=cfg.walk_forward,
                                                 min_trades=cfg.min_trades,
                                                 sweep_ids=tuple(sorted({str(r.results["sweep_id"].iloc[0]) for r in runs}))))

@@ -1,9 +1,11 @@
 """The nightly run's HTML report: what was chosen, why, how it did out of sample, and what changed.
 
-One self-contained page (``pipeline.run_report``): the verdict and every entry with its gate
-reasons; an honest line on the users' return target (out-of-sample only); equity and drawdowns
-in and out of sample; per-regime heatmaps of the objective; the regime timeline; the changes
-against the params in force.
+One self-contained page (``pipeline.run_report``) that leads with what a person needs: the summary
+(``pipeline.nightly_summary``, the same one ``tradelab nightly`` prints): the verdict and the gate,
+what passed, the best candidates with the rule each failed, the out-of-sample record against the
+users' return target. Then every entry, flat ones folded away; equity and drawdowns in and out of
+sample; per-regime heatmaps of the objective; the regime timeline; the changes against the params
+in force; provenance.
 """
 
 from __future__ import annotations
@@ -16,20 +18,22 @@ from data_lake import Lake
 from research.sweep.chunks import DEPLOY
 
 from .nightly import NightlyResult
+from .nightly_summary import TARGET_DAILY, NightlySummary, no_trades, summarize, summary_lines, target_rows
 from .params_store import diff, params_text
-from .run_report import Section, build_report, equity_figure, regime_timeline_figure
+from .run_report import Fold, Section, build_report, equity_figure, regime_timeline_figure
 from .sweep_report import heatmap_figure
 
-TARGET_DAILY = (0.005, 0.01)  # the users' stated goal: 0.5-1% a day (STRATEGY_DEFAULTS.md)
+NO_TRADES_TEXT = "no combination with enough trades: flat"  # the gate column of such an entry
+__all__ = ["TARGET_DAILY", "entries_section", "entries_table", "summary_section", "target_table", "write_report"]
 
 
 def entries_table(result: NightlyResult) -> pd.DataFrame:
-    """One row per entry of the candidate file: what it trades, its evidence and the gate's verdict."""
+    """One row per entry of the candidate file, by symbol and regime: its evidence and the gate's verdict."""
     rows = []
-    for e in result.params.entries:
+    for e in sorted(result.params.entries, key=lambda e: (e.symbol, e.regime, e.strategy)):
         oos = e.out_of_sample
-        rows.append({"strategy": e.strategy, "symbol": e.symbol, "regime": e.regime, "status": e.status,
-                     "source": e.source, "params": params_text(e.params) if e.status == "active" else "",
+        rows.append({"symbol": e.symbol, "regime": e.regime, "strategy": e.strategy, "status": e.status,
+                     "source": e.source, "params": "" if no_trades(e) else params_text(e.params),
                      "stop_loss": e.exit_rules.stop_loss, "is_sharpe": e.in_sample.sharpe,
                      "oos_sharpe": oos.sharpe if oos else None, "oos_trades": e.oos_trades,
                      "deflated_sharpe": e.deflated_sharpe, "pbo": e.pbo, "stability": e.stability,
@@ -41,24 +45,41 @@ def _gate_text(e) -> str:
     """The gate column: pass, nothing eligible, or the failed rules (shortest form that is still exact)."""
     if e.gate.passed:
         return "pass" + (" (kept from the params in force)" if e.source == "kept" else "")
-    if any(r.startswith("status flat") for r in e.gate.reasons):
-        return "no combination with enough trades: flat"
+    if no_trades(e):
+        return NO_TRADES_TEXT
     return "; ".join(e.gate.reasons)
 
 
-def target_table(result: NightlyResult) -> pd.DataFrame:
+def target_table(result: NightlyResult | NightlySummary) -> pd.DataFrame:
     """Out-of-sample mean return per session of each (strategy, symbol), against the 0.5-1%/day goal."""
-    rows = []
-    for run in result.runs:
-        for c in run.choices:
-            if c.regime != "all" or c.oos_returns is None or not len(c.oos_returns):
-                continue
-            daily = (1 + c.oos_returns).groupby(c.oos_returns.index.tz_convert("America/New_York").date).prod() - 1
-            mean = float(daily.mean())
-            rows.append({"strategy": run.strategy, "symbol": c.symbol, "oos_sessions": len(daily),
-                         "mean_per_session_%": round(100 * mean, 4), "target_%": "0.5-1.0",
-                         "reached": "yes" if mean >= TARGET_DAILY[0] else "no"})
-    return pd.DataFrame(rows)
+    rows = result.target if isinstance(result, NightlySummary) else target_rows(result)
+    return pd.DataFrame([{"strategy": t.strategy, "symbol": t.symbol, "oos_sessions": t.sessions,
+                          "mean_per_session_%": round(100 * t.mean_per_session, 4), "target_%": "0.5-1.0",
+                          "reached": "yes" if t.reached else "no"} for t in rows])
+
+
+def summary_section(s: NightlySummary) -> Section:
+    """The page's opening: the summary's lines (as the console prints them), then the target's table."""
+    lines = [f"\u2022 {line.strip()}" if line.startswith(" ") else line for line in summary_lines(s)]
+    return Section("Summary", "", ["\n\n".join(lines), target_table(s) if s.target else "no walk-forward record",
+                                   "Out of sample means the walk-forward: params chosen on each train window, traded "
+                                   "on the next test window. The 0.5-1%/day goal is shown against it, never tuned "
+                                   "toward it."])
+
+
+def entries_section(result: NightlyResult) -> Section:
+    """Every entry by (symbol, regime): the active ones in view, the flat ones folded away (not dropped)."""
+    table = entries_table(result)
+    flat = table[table["status"] == "flat"]
+    empty = flat["gate"] == NO_TRADES_TEXT
+    items: list = [table[table["status"] == "active"] if (table["status"] == "active").any()
+                   else "no entry is active: the live bridge trades nothing from this file"]
+    if (~empty).any():
+        items.append(Fold(f"{int((~empty).sum())} flat entries that failed the gate", [flat[~empty]]))
+    if empty.any():
+        items.append(Fold(f"{int(empty.sum())} flat entries (no combination had enough trades)", [flat[empty]]))
+    return Section("Every entry", "One row per (symbol, regime, strategy): the params, the evidence and the "
+                   "gate's verdict. Click a folded line to open it.", items)
 
 
 def equity_section(result: NightlyResult) -> Section:
@@ -124,18 +145,16 @@ def changes_table(result: NightlyResult) -> pd.DataFrame | str:
                           "fields": ", ".join(r.fields), "detail": r.detail} for r in rows])
 
 
-def write_report(lake: Lake, result: NightlyResult, path: str | Path) -> Path:
-    """Build the page at ``path`` (atomically) and return it."""
+def write_report(lake: Lake, result: NightlyResult, path: str | Path, summary: NightlySummary | None = None) -> Path:
+    """Build the page at ``path`` (atomically) and return it; it opens with ``summary`` (default: ``summarize``)."""
     pf = result.params
+    summary = summary if summary is not None else summarize(result)
+    if summary.params_sha256 != pf.sha256():
+        raise ValueError("the summary is of another params file than this result's")
     verdict = "PROMOTED" if pf.verdict.promoted else "REJECTED: the params in force stay"
-    g = pf.gate
     sections = [
-        Section("Verdict", f"{verdict}. Gate: out-of-sample Sharpe > {g.min_oos_sharpe}, deflated Sharpe >= "
-                f"{g.min_deflated_sharpe}, PBO <= {g.max_pbo}, >= {g.min_oos_trades} out-of-sample trades, "
-                f"stability >= {g.min_stability}.", [pf.verdict.reasons[0] + " (each entry's reasons are in its gate column)", entries_table(result)]),
-        Section("The return target, out of sample", "The users' goal is 0.5-1% a day. This is the walk-forward "
-                "record of each strategy's choice for all sessions; it is not tuned toward the goal.",
-                [target_table(result)]),
+        summary_section(summary),
+        entries_section(result),
         equity_section(result),
         heatmap_section(result, pf.selection.objective),
         regime_section(lake, result),

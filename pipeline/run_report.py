@@ -35,7 +35,20 @@ VOL_ALPHA = {"low": 0.12, "normal": 0.22, "high": 0.34, "extreme": 0.48}
 OTHER_RGBA = {"warmup": "rgba(150,150,150,0.15)", "unknown": "rgba(90,90,90,0.15)"}
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
 
-Item = go.Figure | pd.DataFrame | str
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Items folded away under a one-line label (an HTML ``<details>``): there, not in the way."""
+
+    label: str
+    items: Sequence[go.Figure | pd.DataFrame | str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+
+
+Item = go.Figure | pd.DataFrame | str | Fold
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,7 @@ table.report { border-collapse: collapse; font-size: .85rem; margin: 1rem 0; }
 table.report th, table.report td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }
 table.report th { background: #f4f4f4; } table.report tr:nth-child(even) td { background: #fafafa; }
 .figure { margin: 1rem 0; } .table { overflow-x: auto; }
+details.fold { margin: 1rem 0; } details.fold > summary { cursor: pointer; color: #444; }
 """
 
 
@@ -201,7 +215,10 @@ def _item(item: Item) -> str:
         return f'<div class="table">{item.to_html(escape=True, classes="report", border=0, na_rep="", index=not isinstance(item.index, pd.RangeIndex))}</div>'
     if isinstance(item, str):
         return _text(item)
-    raise TypeError(f"a report section holds plotly Figures, DataFrames or str, not {type(item).__name__}")
+    if isinstance(item, Fold):
+        return (f'<details class="fold"><summary>{html.escape(item.label)}</summary>'
+                + "".join(_item(i) for i in item.items) + "</details>")
+    raise TypeError(f"a report section holds plotly Figures, DataFrames, str or Folds, not {type(item).__name__}")
 
 
 def render_report(title: str, sections: Sequence[Section], generated_at: datetime | None = None) -> str:

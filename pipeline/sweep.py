@@ -31,7 +31,8 @@ def run_sweep(lake: Lake, spec: SweepSpec, *, max_memory: int = 2 * 2**30, resum
     params, rules, _ = spec.combos()
     lake = lake.snapshot()  # every symbol from one lake state: the sweep id names a state that existed
     datas = {sym: load_symbol(lake, spec, sym) for sym in spec.symbols}
-    sid = sweep_id(spec, {s: d.data_hash for s, d in datas.items()})
+    sid = sweep_id(spec, {s: d.data_hash for s, d in datas.items()},
+                   {s: d.regime_hash for s, d in datas.items() if d.regime_hash})
     done = set(table_files(lake, TABLE).get(TABLE, {}))
     jobs = list(_jobs(spec, datas, params, rules, max_memory, sid, chunk))
     finished = [key for key, *_ in jobs if key in done]

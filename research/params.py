@@ -1,7 +1,8 @@
 """The params file: the one typed, validated, versioned artefact research writes and the live bridge reads.
 
 A file carries its provenance (run, data window and bar hashes, code version, selection rule),
-the gate thresholds it was judged by, the verdict, and one entry per (strategy, symbol, regime).
+the gate thresholds it was judged by, the verdict, and one entry per (strategy, symbol, regime);
+at most one of a symbol's entries is active in any regime (one strategy per (symbol, regime)).
 The gate's vocabulary (``GateThresholds``, ``EntryVerdict``, ``Verdict``) is defined here, as part
 of the file; ``research.promotion`` applies it. This module models, parses and serializes; it
 writes no file: ``pipeline.params_store`` installs files as ``params/current.json``, keeps
@@ -33,11 +34,13 @@ from data_lake.schema import TIMEFRAMES
 
 from .exits import ExitRules
 from .metrics import METRICS
-from .regimes import LABELS, WARMUP
+from .regime_definition import RegimeDefinition
+from .regimes import SCHEMES, WARMUP, RegimeParams, labels
 from .signals import NAMES, get
 
 SCHEMA_VERSION = 1
-REGIMES = (*LABELS, WARMUP, "all")
+# the labels of any scheme (trend_vol's first: the default), "warmup" and "all"; the file's scheme is checked
+REGIMES = (*dict.fromkeys(lab for sch in ("trend_vol", *SCHEMES) for lab in labels(sch)), WARMUP, "all")
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "expectancy")
 Regime = Literal[REGIMES]  # type: ignore[valid-type]  # the labels, "warmup" and "all"
 Timeframe = Literal[tuple(TIMEFRAMES)]  # type: ignore[valid-type]
@@ -293,6 +296,8 @@ class ParamsFile(_Model):
     selection: SelectionInfo
     gate: GateThresholds
     verdict: Verdict
+    # what the entries' labels mean; absent (files from before schemes) = trend_vol, default thresholds
+    regimes: RegimeDefinition | None = None
     entries: tuple[Entry, ...]
 
     @field_validator("created_at")
@@ -305,8 +310,14 @@ class ParamsFile(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> ParamsFile:
         seen: dict[Key, int] = {}
+        active: dict[str, list[int]] = {}  # symbol -> its active entries
         errors = []
+        scheme = self.regime_params().scheme
+        allowed = (*labels(scheme), WARMUP, "all")
         for i, e in enumerate(self.entries):
+            if e.regime not in allowed:
+                errors.append(_error(("entries", i, "regime"), f"{e.regime!r} is not a label of regime "
+                                     f"scheme {scheme!r} (its labels: {', '.join(allowed)})", e.regime))
             if e.status == "active" and not e.gate.passed:
                 errors.append(_error(("entries", i, "status"), "active, but its gate did not pass: "
                                      + "; ".join(e.gate.reasons), e.status))
@@ -314,9 +325,21 @@ class ParamsFile(_Model):
                 errors.append(_error(("entries", i), f"duplicate entry {key_text(e.key)} "
                                      f"(already entries.{seen[e.key]})", list(e.key)))
             seen.setdefault(e.key, i)
+            if e.status == "active":  # one position per symbol: one strategy per cell ("all" is every cell)
+                j = next((j for j in active.get(e.symbol, ()) if self.entries[j].strategy != e.strategy and
+                          (e.regime == "all" or self.entries[j].regime in (e.regime, "all"))), None)
+                if j is not None:
+                    errors.append(_error(("entries", i), f"two active entries in one (symbol, regime): "
+                                         f"{key_text(self.entries[j].key)} (entries.{j}) and {key_text(e.key)}; "
+                                         "one strategy per (symbol, regime)", list(e.key)))
+                active.setdefault(e.symbol, []).append(i)
         if errors:
             raise ValidationError.from_exception_data("ParamsFile", errors)
         return self
+
+    def regime_params(self) -> RegimeParams:
+        """The regime definition the entries' labels mean (trend_vol defaults for older files)."""
+        return self.regimes.to_params() if self.regimes is not None else RegimeParams()
 
     def lookup(self, strategy: str, symbol: str, regime: str) -> Entry | None:
         """The entry for this key, or None (no entry = do not trade)."""
@@ -412,8 +435,9 @@ def load(path: str | Path) -> ParamsFile:
 
 
 def dumps(pf: ParamsFile) -> bytes:
-    """Canonical bytes: model field order, indent 2, trailing newline, null (never NaN) when missing."""
-    return pf.model_dump_json(indent=2).encode() + b"\n"
+    """Canonical bytes: model field order, indent 2, trailing newline, null (never NaN) when missing
+    (a file without a regime definition is written without one: its bytes stay those of before)."""
+    return pf.model_dump_json(indent=2, exclude={"regimes"} if pf.regimes is None else None).encode() + b"\n"
 
 
 # -- schema --------------------------------------------------------------------------------------

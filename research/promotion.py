@@ -5,10 +5,13 @@ strategy x symbol x regime) is promoted only if its out-of-sample record and its
 guards clear every threshold in ``GateThresholds``. A missing figure (no walk-forward, too few
 bars for PBO) fails its rule: the gate never passes on absent evidence.
 
-``decide`` turns the candidates into the entries of the next params file: passing candidates
-become active; a failing one keeps the previous file's active entry for its key (if that entry
-still clears today's thresholds on its own evidence), else it is written as explicitly flat, so
-the live bridge never has to guess. The file is promoted when at least one candidate passed;
+``decide`` turns the candidates, one per (symbol, regime) cell (the account holds one position
+per symbol, so a night that sweeps several strategies sends one per cell: ``research.sweep.across``),
+into the entries of the next params file: passing candidates become active; a failing one keeps the
+previous file's active entry for its cell, whatever its strategy (if that entry still clears
+today's thresholds on its own evidence and its strategy is among the run's), else it is written as
+explicitly flat, so the live bridge never has to guess. Either way one entry per cell: never two
+strategies active in one cell. The file is promoted when at least one candidate passed;
 otherwise the job files it in history as rejected (``pipeline.params_store.install``) and leaves
 ``current.json`` untouched.
 
@@ -19,7 +22,8 @@ is part of the file); this module applies them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 
 from .params import Entry, EntryVerdict, GateThresholds, ParamsFile, Verdict, key_text
 
@@ -65,42 +69,63 @@ def evaluate(candidate: Entry, thresholds: GateThresholds = GateThresholds()) ->
 
 
 def decide(candidates: Sequence[Entry], previous: ParamsFile | None,
-           thresholds: GateThresholds = GateThresholds()) -> tuple[tuple[Entry, ...], Verdict]:
+           thresholds: GateThresholds = GateThresholds(), *, strategies: Collection[str] | None = None,
+           selection: Sequence[str] = ()) -> tuple[tuple[Entry, ...], Verdict]:
     """The entries of the next params file and its verdict (see the module docstring).
 
-    Output order follows the candidates; every candidate key appears exactly once. Keys of the
-    previous file that are not among the candidates are dropped (the run defines the universe;
-    an absent key means "do not trade"), and a reason says so.
+    One candidate per (symbol, regime) cell (ValueError otherwise: choose among strategies first,
+    ``research.sweep.across``). A failing candidate keeps the previous file's active entry of its
+    cell whatever that entry's strategy, if the strategy is among ``strategies`` (the run's; None:
+    any) and the entry passes today's gate. Output order follows the candidates, one entry per
+    cell. Keys of the previous file neither among the candidates nor named in a cell's reason are
+    dropped (the run defines the universe; an absent key means "do not trade"), and a reason says
+    so. ``selection``: lines on how the candidates were chosen, appended to the verdict's reasons.
     """
     if not candidates:
         raise ValueError("decide() needs at least one candidate entry")
-    keys = [c.key for c in candidates]
-    dupes = sorted({key_text(k) for k in keys if keys.count(k) > 1})
+    count = Counter((c.symbol, c.regime) for c in candidates)
+    dupes = [f"{s} {r} ({', '.join(c.strategy for c in candidates if (c.symbol, c.regime) == (s, r))})"
+             for (s, r), n in count.items() if n > 1]
     if dupes:
-        raise ValueError(f"duplicate candidate keys: {', '.join(dupes)}")
+        raise ValueError(f"more than one candidate for {'; '.join(dupes)}: one strategy per (symbol, regime) "
+                         "(choose among strategies first: research.sweep.across.pick_strategies)")
     old = {e.key: e for e in previous.entries} if previous is not None else {}
+    active = {(e.symbol, e.regime): e for e in old.values() if e.status == "active"}
     entries: list[Entry] = []
     notes: list[str] = []
+    named: set[tuple[str, str, str]] = set()  # previous keys of other strategies a reason names
     for cand in candidates:
         verdict = evaluate(cand, thresholds)
         failed = "; ".join(verdict.reasons)
+        prev = active.get((cand.symbol, cand.regime)) or old.get(cand.key)
+        other = prev is not None and prev.strategy != cand.strategy  # only an active one
+        if other:
+            named.add(prev.key)
         if verdict.passed:
             entries.append(cand.model_copy(update={"status": "active", "gate": verdict, "source": "candidate"}))
+            if other:
+                notes.append(f"{key_text(cand.key)}: replaces {key_text(prev.key)} (active in the previous file)")
             continue
-        prev = old.get(cand.key)
-        prev_ok = prev is not None and prev.status == "active" and evaluate(prev, thresholds).passed
-        if prev_ok:
+        in_run = prev is not None and (strategies is None or prev.strategy in strategies)
+        if in_run and prev.status == "active" and evaluate(prev, thresholds).passed:
             entries.append(prev.model_copy(update={"source": "kept"}))
-            notes.append(f"{key_text(cand.key)}: kept the previous entry; candidate failed: {failed}")
+            was = f" ({key_text(prev.key)})" if other else ""
+            notes.append(f"{key_text(cand.key)}: kept the previous entry{was}; candidate failed: {failed}")
+            continue
+        entries.append(cand.model_copy(update={"status": "flat", "gate": verdict, "source": "candidate"}))
+        if prev is None:
+            why = ""
+        elif not in_run:
+            why = f" (the previous entry {key_text(prev.key)} is of a strategy this run does not trade)"
         else:
-            entries.append(cand.model_copy(update={"status": "flat", "gate": verdict, "source": "candidate"}))
-            why = "" if prev is None else " (the previous entry is flat or fails today's gate)"
-            notes.append(f"{key_text(cand.key)}: flat{why}; candidate failed: {failed}")
-    for k in sorted(old.keys() - set(keys)):
+            why = f" (the previous entry {key_text(prev.key)} fails today's gate)" if other else \
+                " (the previous entry is flat or fails today's gate)"
+        notes.append(f"{key_text(cand.key)}: flat{why}; candidate failed: {failed}")
+    for k in sorted(old.keys() - {c.key for c in candidates} - named):
         notes.append(f"{key_text(k)}: in the previous file but not among the candidates: dropped")
     passed = sum(e.source == "candidate" and e.status == "active" for e in entries)
     head = (f"promoted: {passed} of {len(candidates)} candidates passed the gate" if passed
             else f"rejected: none of {len(candidates)} candidates passed the gate")
-    verdict = Verdict(promoted=passed > 0, reasons=(head, *notes),
+    verdict = Verdict(promoted=passed > 0, reasons=(head, *notes, *selection),
                       previous_sha256=previous.sha256() if previous is not None else None)
     return tuple(entries), verdict

@@ -12,8 +12,12 @@ dated strictly before d, i.e. the measures at the close of the last bar before d
 * ``rv_pct`` = rank of rv among its own previous ``vol_history`` values (not itself), ties half.
 * vol = ``low`` if rv_pct < low_pct, ``normal`` if < high_pct, ``high`` if < extreme_pct, else
   ``extreme``.
-* label = f"{trend}_{vol}", e.g. ``up_normal``. A component whose measures do not exist yet is
-  ``warmup``, and so is the label while either is: warm-up sessions are kept, labelled ``warmup``.
+* label, by the params' ``scheme``: ``trend`` (``up`` / ``down`` / ``range``), ``vol`` (``low`` /
+  ``normal`` / ``high`` / ``extreme``) or ``trend_vol`` (f"{trend}_{vol}", e.g. ``up_normal``; the
+  only scheme before schemes existed). A component whose measures do not exist yet is ``warmup``,
+  and so is the label while a component the scheme uses is: warm-up sessions are kept, labelled
+  ``warmup`` (a ``trend`` label needs only the trend's bars, so it starts ~200 sessions earlier).
+  Fewer labels leave more trades per (symbol, regime) cell to choose from: see ``DEFAULT_SCHEME``.
 
 Rows cover every NYSE session from the first bar's date to the session after the last bar (that
 last row is the one a live runner needs before the open). A session the benchmark has no bar for
@@ -53,7 +57,11 @@ WARMUP = "warmup"
 UNKNOWN = "unknown"  # label_bars: a bar whose session the regimes do not cover
 TRENDS = ("up", "down", "range")
 VOLS = ("low", "normal", "high", "extreme")
-LABELS = tuple(f"{t}_{v}" for t in TRENDS for v in VOLS)
+LABELS = tuple(f"{t}_{v}" for t in TRENDS for v in VOLS)  # the trend_vol scheme's
+SCHEMES = ("trend", "vol", "trend_vol")
+#: The nightly's scheme per timeframe when none is given (evidence: bench/regime_schemes.py, README).
+DEFAULT_SCHEME = {"1Day": "trend"}
+INTRADAY_SCHEME = "trend_vol"
 COLUMNS = ("session", "trend", "vol", "label", "slope", "er", "rv", "rv_pct")
 TABLE = "regimes"
 
@@ -78,8 +86,11 @@ class RegimeParams:
     high_pct: float = 0.75
     extreme_pct: float = 0.95
     periods_per_year: float = 252.0
+    scheme: str = "trend_vol"  # which labels: SCHEMES
 
     def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"regime scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
         for name in ("slope_min", "er_min", "low_pct", "high_pct", "extreme_pct", "periods_per_year"):
             if not math.isfinite(getattr(self, name)):  # NaN passes every comparison below unnoticed
                 raise ValueError(f"regime {name} must be a finite number, got {getattr(self, name)}")
@@ -107,12 +118,33 @@ class RegimeParams:
     def warmup_bars(self) -> int:
         """Bars needed before the first full label (that of the session after this many bars)."""
         trend = max(self.trend_window + self.slope_bars, self.er_window + 1)
-        return max(trend, self.vol_window + self.vol_history + 1)
+        vol = self.vol_window + self.vol_history + 1
+        return {"trend": trend, "vol": vol}.get(self.scheme, max(trend, vol))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of this scheme (besides ``warmup``)."""
+        return labels(self.scheme)
+
+
+def labels(scheme: str) -> tuple[str, ...]:
+    """The labels a scheme gives (besides ``warmup``); ValueError naming an unknown scheme."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"regime scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+    return {"trend": TRENDS, "vol": VOLS, "trend_vol": LABELS}[scheme]
+
+
+def default_scheme(timeframe: str) -> str:
+    """The nightly's regime scheme for params of this timeframe (``DEFAULT_SCHEME``; intraday: finer)."""
+    return DEFAULT_SCHEME.get(timeframe, INTRADAY_SCHEME)
 
 
 def params_hash(p: RegimeParams) -> str:
-    """A stable 16-hex-digit hash of the params and the definition version."""
-    body = json.dumps({"definition": DEFINITION, **asdict(p)}, sort_keys=True)
+    """A stable 16-hex-digit hash of the params (scheme included) and the definition version."""
+    d = asdict(p)
+    if d["scheme"] == "trend_vol":  # hashed as before schemes existed: tables stored then stay valid
+        del d["scheme"]
+    body = json.dumps({"definition": DEFINITION, **d}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -160,9 +192,7 @@ def regimes_from_daily(ts_us: np.ndarray, open: np.ndarray, high: np.ndarray, lo
     vol = _take(m["vol"].astype(np.int64), src, VolCode.WARMUP)
     frame["trend"] = _names(trend, _TREND_NAMES)
     frame["vol"] = _names(vol, _VOL_NAMES)
-    ready = (trend != TrendCode.WARMUP) & (vol != VolCode.WARMUP)
-    both = frame["trend"].to_numpy(dtype=object) + "_" + frame["vol"].to_numpy(dtype=object)
-    frame["label"] = pd.Series(np.where(ready, both, WARMUP), dtype=str)
+    frame["label"] = pd.Series(_labels(frame, trend, vol, params.scheme), dtype=str)
     for c in ("slope", "er", "rv", "rv_pct"):
         frame[c] = _take(m[c], src, np.nan)
     return frame
@@ -217,11 +247,31 @@ def save_regimes(lake: Lake, benchmark: str, regimes: pd.DataFrame, params: Regi
     return write_table(lake, TABLE, benchmark, regimes_table(regimes, benchmark, params))
 
 
-def load_regimes(lake: Lake, benchmark: str) -> pd.DataFrame:
-    """One benchmark's regimes from the lake, session as naive datetime64 like ``regimes_from_daily``."""
+def load_regimes(lake: Lake, benchmark: str, expect_hash: str | None = None) -> pd.DataFrame:
+    """One benchmark's regimes from the lake, session as naive datetime64 like ``regimes_from_daily``.
+
+    ``expect_hash``: the ``params_hash`` the labels must have been computed with (ValueError naming
+    both otherwise), so labels of another scheme or thresholds are never read as these.
+    """
     frame = read_table(lake, TABLE, benchmark)
+    stored = sorted(set(frame["params_hash"].astype(str))) if "params_hash" in frame else []
+    if expect_hash is not None and len(frame) and stored != [expect_hash]:
+        raise ValueError(f"the lake's regimes of {benchmark} were computed with regime params "
+                         f"{', '.join(stored)}, not {expect_hash}: recompute them with the same definition "
+                         "(scheme and thresholds)")
     frame["session"] = pd.DatetimeIndex(pd.to_datetime(frame["session"])).as_unit("us")
     return frame
+
+
+def _labels(frame: pd.DataFrame, trend: np.ndarray, vol: np.ndarray, scheme: str) -> np.ndarray:
+    """The scheme's label per row: ``warmup`` while a component it uses is."""
+    t, v = frame["trend"].to_numpy(dtype=object), frame["vol"].to_numpy(dtype=object)
+    if scheme == "trend":
+        return t
+    if scheme == "vol":
+        return v
+    ready = (trend != TrendCode.WARMUP) & (vol != VolCode.WARMUP)
+    return np.where(ready, t + "_" + v, WARMUP)
 
 
 def _take(values: np.ndarray, src: np.ndarray, fill: object) -> np.ndarray:

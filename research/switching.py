@@ -13,6 +13,12 @@ path follows this rule (the regime attribution of ``research.sweep.results``, ap
   open), stops/targets on the tick at their level or at a gap open, stop before target, trailing
   from previous bars' extremes, reversals when shorts are allowed.
 
+* **Entries may belong to different strategies** (the nightly chooses a strategy per (symbol,
+  regime)): each code's signals come from its own strategy's signal function, so one symbol can trade
+  sma_cross in the up regimes and rsi_reversion in the ranging ones. The rule above is unchanged: an
+  open position keeps its entry's strategy (exit signals, rules, stop) until it exits, and only then
+  can another regime's strategy enter. One path, so one position per symbol by construction.
+
 The kernel is ``research.kernels.simulate.simulate_nb``, the same loop a sweep runs for each
 combination: a sweep is its one-entry case (code 0 on every bar). The live bridge runs it over the
 bars since its anchor at every bar close and trades ``target[t]``; the parity check runs it over
@@ -32,18 +38,20 @@ from .kernels.simulate import RuleArrays, rule_arrays, simulate_nb
 from .signals import get
 
 
-def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object, ExitRules] | None],
+def simulate_switching(bars: Bars, strategy: str | Sequence[str], entries: Sequence[tuple[object, ExitRules] | None],
                        code_next: np.ndarray, flatten: np.ndarray | None = None) -> tuple[Path, np.ndarray, np.ndarray]:
     """Path of per-regime (params, rules) entries switched by ``code_next``; also (active, trade codes).
 
+    ``strategy``: the strategy whose signal function every entry runs, or one name per entry code
+    (``strategy[k]`` runs entry k's params; ``strategy_of`` maps active / trade codes back to names).
     ``entries[k]`` is entry code k's (params, ExitRules), or None (flat: code k never enters).
     ``code_next[t]``: the code whose entry rules apply to a decision at bar t's close (-1: none).
     ``flatten[t]`` (optional, bool per bar): every position is closed by a decision at bar t's
     close, filled at t+1's open (the live runner's day-loss halt, which flattens from the bar it
     tripped in; pass code_next = -1 for the bars that must not enter).
     """
-    strat = get(strategy)
     n, kk = len(bars), len(entries)
+    names = strategy_names(strategy, kk)
     code_next = np.ascontiguousarray(code_next, dtype=np.int64)
     if code_next.shape != (n,):
         raise ValueError(f"code_next must have one code per bar ({n}), got shape {code_next.shape}")
@@ -56,7 +64,7 @@ def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object
         if e is None:
             continue
         params, rules[i] = e
-        s = strat.signals(bars, params)
+        s = get(names[i]).signals(bars, params)
         for j in range(4):
             sig[j, i] = s[j]
         live[i] = True
@@ -73,6 +81,22 @@ def simulate_switching(bars: Bars, strategy: str, entries: Sequence[tuple[object
 
 
 _NO_RULES = ExitRules()
+
+
+def strategy_names(strategy: str | Sequence[str], codes: int) -> tuple[str, ...]:
+    """One strategy name per entry code: ``strategy`` itself if it is one name, else checked per code."""
+    if isinstance(strategy, str):
+        return (strategy,) * codes
+    names = tuple(strategy)
+    if len(names) != codes:
+        raise ValueError(f"one strategy per entry code: {codes} entries, {len(names)} strategies")
+    return names
+
+
+def strategy_of(strategy: str | Sequence[str], codes: np.ndarray) -> list[str | None]:
+    """The strategy of each code in ``codes`` (active or trade codes; -1, flat: None)."""
+    names = (strategy,) if isinstance(strategy, str) else tuple(strategy)
+    return [None if c < 0 else names[0 if len(names) == 1 else int(c)] for c in np.asarray(codes)]
 
 
 @lru_cache(maxsize=1024)

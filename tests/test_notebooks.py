@@ -40,12 +40,13 @@ def test_nightly_promotes_then_a_rejected_run_and_a_failed_run_leave_current_par
     import json
     import os
 
+    from pipeline.nightly_summary import load_summary, summarize_params, summary_lines
     from research.params import load
     from tests.browser import check_page
 
     # 1. a run whose gate lets candidates through: installed as params/current.json
     (tmp_path / "notebooks").symlink_to(NOTEBOOKS)
-    first = _nightly(tmp_path, sample_lake_rw.root, "-p", f"gate={json.dumps(OPEN_GATE)}")
+    first = _nightly(tmp_path, sample_lake_rw.root, "-p", f"gate={json.dumps(OPEN_GATE)}", "-p", "api_token=tok-SECRET-9f3")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "params PROMOTED" in first.stdout
     current = tmp_path / "params" / "current.json"
@@ -55,7 +56,18 @@ def test_nightly_promotes_then_a_rejected_run_and_a_failed_run_leave_current_par
     # the take-profit values swept (-p take_profit): 6 (fast, slow) x 1 stop x 2 targets trials per cell
     assert {e.n_trials for e in pf.entries if e.status == "active"} == {12}, [e.n_trials for e in pf.entries]
     [run] = sorted((tmp_path / "runs").glob("*/nightly-*"))
-    assert {"nightly.ipynb", "nightly.html", "params.json", "report.html", "status.json"} <= {p.name for p in run.iterdir()}
+    assert {"nightly.ipynb", "nightly.html", "params.json", "report.html", "status.json", "summary.json"} <= {
+        p.name for p in run.iterdir()}
+    # the console prints the run's summary, the report opens with it, both from summary.json of this params file
+    summary = load_summary(run / "summary.json")
+    lines, printed = summary_lines(summary), first.stdout.splitlines()
+    assert summary.params_sha256 == pf.sha256() and summary == summarize_params(pf, summary.target)
+    assert printed[printed.index(lines[0]):][:len(lines)] == lines, first.stdout
+    assert lines[0].startswith("verdict: PROMOTED") and f"{summary.active} active" in lines[2]
+    assert summary.active == sum(e.status == "active" for e in pf.entries) and summary.target
+    body = (run / "report.html").read_text().split("<body>", 1)[1]
+    assert body.index("<section>") == body.index("<section><h2>Summary</h2>") < body.index(lines[0])
+    assert "tok-SECRET-9f3" not in first.stdout + (run / "summary.json").read_text()
     page = check_page(run / "report.html")
     assert page.plots == 3 and page.rendered == 3  # equity, per-regime heatmap, regime timeline
     assert page.rendered == page.plots and page.errors == [], page
@@ -66,6 +78,8 @@ def test_nightly_promotes_then_a_rejected_run_and_a_failed_run_leave_current_par
     rejected = _nightly(tmp_path, sample_lake_rw.root, "-p", 'gate={"min_oos_trades": 1000000}')
     assert rejected.returncode == 0, rejected.stderr[-3000:]
     assert "params REJECTED" in rejected.stdout and "unchanged" in rejected.stdout
+    assert "verdict: REJECTED, the params in force stay" in rejected.stdout
+    assert "oos_trades" in rejected.stdout and "< 1000000" in rejected.stdout  # a near miss and the rule it failed
     assert (current.read_bytes(), current.stat().st_mtime_ns) == before
     assert len(list((tmp_path / "params" / "history").glob("*-rejected.json"))) == 1
 

@@ -241,11 +241,11 @@ def _ingest(ctx: _Ctx) -> str:
 
 def _regimes(ctx: _Ctx) -> str:
     """Recompute and store the regimes of every benchmark, through the new close."""
-    from research.regimes import RegimeParams, regimes_from_daily, save_regimes
+    from research.regimes import regimes_from_daily, save_regimes
 
     if not ctx.plan.regimes:
         raise Skipped("no benchmark in the params in force or the nightly's parameters")
-    params, parts = RegimeParams(), []
+    params, parts = ctx.plan.regime_params, []  # the params in force's definition (else the nightly's)
     for sym in ctx.plan.regimes:
         bars = ctx.lake.load_arrays(sym, "1Day")
         if len(bars["ts"]) < 2:

@@ -24,6 +24,7 @@ from data_lake import LakeError
 from data_lake.calendar import CALENDAR_END, CALENDAR_START, NY, nyse
 from data_lake.schema import check_symbol, check_timeframe
 from research.params import ParamsFile
+from research.regimes import RegimeParams, default_scheme
 
 from .jobs import JobConfig
 
@@ -101,6 +102,8 @@ class Plan:
 
     bars: Mapping[str, tuple[str, ...]]
     regimes: tuple[str, ...]
+    # how to label them: the params in force's definition (what the runner trades), else the nightly's
+    regime_params: RegimeParams = RegimeParams()
 
 
 def _expand(symbol: str) -> list[str]:
@@ -142,4 +145,9 @@ def plan(pf: ParamsFile | None, nightly: Mapping[str, Any]) -> Plan:
         add("1Day", _expand(bench))
         if nightly.get("by_regime", True):
             regimes.add(check_symbol(bench))
-    return Plan({tf: tuple(sorted(s)) for tf, s in bars.items() if s}, tuple(sorted(regimes)))
+    scheme = nightly.get("regime_scheme") or default_scheme(timeframe or "1Day")
+    try:
+        definition = pf.regime_params() if pf is not None else RegimeParams(scheme=scheme)
+    except ValueError as exc:
+        raise LakeError(f"nightly parameter regime_scheme: {exc}") from None
+    return Plan({tf: tuple(sorted(s)) for tf, s in bars.items() if s}, tuple(sorted(regimes)), definition)

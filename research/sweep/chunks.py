@@ -40,6 +40,7 @@ class SymbolData:
     regimes: np.ndarray | None  # int64 code per bar
     regime_names: list[str]  # code -> label; the last slot of the results is "all"
     data_hash: str
+    regime_hash: str | None = None  # research.regimes.params_hash of the labels (by_regime)
 
 
 def periods_per_year(timeframe: str) -> float:
@@ -65,16 +66,17 @@ def load_symbol(lake: Lake, spec: SweepSpec, symbol: str) -> SymbolData:
             length = parts[-1].train[1] - parts[-1].train[0]
             windows.append((0 if spec.anchored else max(n - length, 0), n))
             names.append(DEPLOY)
-    codes, regime_names = None, []
+    codes, regime_names, regime_hash = None, [], None
     if spec.by_regime:
-        regimes = load_regimes(lake, spec.benchmark or symbol)
+        regimes = load_regimes(lake, spec.benchmark or symbol, spec.regime_hash)
         if regimes.empty:
             raise ValueError(f"no regimes for benchmark {spec.benchmark or symbol}: run tradelab regimes first")
+        regime_hash = str(regimes["params_hash"].iloc[0])
         labels = label_bars(bars.session, regimes)
         regime_names = sorted(set(labels.tolist()))
         codes = np.searchsorted(np.array(regime_names), labels).astype(np.int64)
     return SymbolData(symbol, bars, arrays["ts"], np.asarray(windows, np.int64), names, codes, regime_names,
-                      bars_hash(arrays))
+                      bars_hash(arrays), regime_hash)
 
 
 def compute_chunk(spec: SweepSpec, data: SymbolData, params: list, rules: list, first: int = 0) -> pd.DataFrame:

@@ -85,11 +85,15 @@ class SweepSpec:
     start: str | None = None
     end: str | None = None
     params_fixed: tuple[tuple[str, object], ...] = field(default=())
+    # by_regime: the ``research.regimes.params_hash`` the stored labels must have (None: whatever is stored)
+    regime_hash: str | None = None
 
     def canonical(self) -> str:
         """A stable JSON form of the spec (the input of the sweep id)."""
         d = asdict(self)
         d["rules"] = [asdict(r) for r in self.rules]
+        if d["regime_hash"] is None:  # ids of specs from before the field existed stay the same
+            del d["regime_hash"]
         return json.dumps(d, sort_keys=True, default=str)
 
     def combos(self) -> tuple[list, list[ExitRules], int]:
@@ -119,11 +123,16 @@ class SweepSpec:
         return [f.name for f in fields(get(self.strategy).params)]
 
 
-def sweep_id(spec: SweepSpec, data_hashes: dict[str, str]) -> str:
-    """Hash of the spec and of the bars of every symbol: the identity of a sweep's results."""
+def sweep_id(spec: SweepSpec, data_hashes: dict[str, str],
+             regime_hashes: dict[str, str] | None = None) -> str:
+    """Hash of the spec, of the bars of every symbol and of the regime definition each symbol's
+    labels came from (``regime_hashes``): the identity of a sweep's results."""
     h = hashlib.sha256(spec.canonical().encode())
     for sym in sorted(data_hashes):
         h.update(f"{sym}:{data_hashes[sym]}".encode())
+    for sym, rh in sorted((regime_hashes or {}).items()):
+        if rh != spec.regime_hash:  # already in the spec: ids stay those of a spec that names it
+            h.update(f"regimes {sym}:{rh}".encode())
     return h.hexdigest()[:16]
 
 

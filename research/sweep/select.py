@@ -16,6 +16,8 @@ on and measures how much that choice can be believed:
 * **Deflated Sharpe** (Bailey & Lopez de Prado): the chosen combo's per-bar returns in the cell
   give SR, skew, kurtosis and n; ``n_trials`` = every combination of the grid (all were looked
   at); the variance of SR across trials comes from their (deannualized) Sharpe in the same cell.
+  When several strategies compete for a cell, ``research.sweep.across`` recomputes it over every
+  strategy's trials (``deflated_over_trials``).
 * **PBO** by CSCV on the cell's per-bar returns of up to ``pbo_trials`` combinations (all of
   them, or an evenly spaced deterministic sample that always includes the chosen one).
 * **Stability**: ``research.guards.neighbourhood_stability`` of the chosen point in the grid of
@@ -96,6 +98,22 @@ def choose(lake: Lake, spec: SweepSpec, results: pd.DataFrame, objective: str = 
             out.append(cells.choice(rows[rows["regime"] == regime], regime, window, objective, min_trades,
                                     pbo_trials, pbo_splits))
     return out
+
+
+def deflated_over_trials(r: np.ndarray, trial_sharpes: np.ndarray, n_trials: int,
+                         ppy: float) -> tuple[float, tuple[str, ...]]:
+    """Deflated Sharpe of the chosen cell returns ``r`` against ``n_trials`` trials whose (annualized)
+    Sharpe ratios in the cell are ``trial_sharpes`` (NaN ignored); NaN and a note when undefined."""
+    srs = np.asarray(trial_sharpes, float)
+    srs = srs[np.isfinite(srs)]
+    if len(srs) < 2:
+        return math.nan, ("deflated Sharpe needs >= 2 trials with a Sharpe ratio",)
+    try:
+        st = sharpe_stats(r)
+        var = deannualize_sharpe_variance(float(np.var(srs, ddof=1)), ppy)
+        return deflated_sharpe(st.sr, st.n_obs, st.skew, st.kurt, n_trials, var), ()
+    except ValueError as exc:
+        return math.nan, (f"deflated Sharpe: {exc}",)
 
 
 def choices_frame(choices: list[Choice]) -> pd.DataFrame:
@@ -191,16 +209,7 @@ class _Cells:
         return metrics, trades, series, notes
 
     def deflated(self, r: np.ndarray, sel: pd.DataFrame, n_trials: int) -> tuple[float, tuple[str, ...]]:
-        srs = sel["sharpe"].to_numpy(float)
-        srs = srs[np.isfinite(srs)]
-        if len(srs) < 2:
-            return math.nan, ("deflated Sharpe needs >= 2 trials with a Sharpe ratio",)
-        try:
-            st = sharpe_stats(r)
-            var = deannualize_sharpe_variance(float(np.var(srs, ddof=1)), self.ppy)
-            return deflated_sharpe(st.sr, st.n_obs, st.skew, st.kurt, n_trials, var), ()
-        except ValueError as exc:
-            return math.nan, (f"deflated Sharpe: {exc}",)
+        return deflated_over_trials(r, sel["sharpe"].to_numpy(float), n_trials, self.ppy)
 
     def pbo(self, sel: pd.DataFrame, combo: int, mask: np.ndarray, trials: int, splits: int):
         combos = sel["combo"].to_numpy(np.int64)

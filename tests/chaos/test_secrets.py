@@ -109,8 +109,8 @@ def test_fake_keys_appear_in_no_file_and_no_output_of_the_demo_path(sample_lake_
     # Assert: not one form of either key in any file or output
     files = produced(tmp_path)
     kinds = {p.name for p in files}
-    assert {"nightly.ipynb", "nightly.html", "status.json", "params.json", "report.html", "current.json",
-            "decisions.jsonl", "state.db", "HALT"} <= kinds, sorted(kinds)
+    assert {"nightly.ipynb", "nightly.html", "status.json", "params.json", "report.html", "summary.json",
+            "current.json", "decisions.jsonl", "state.db", "HALT"} <= kinds, sorted(kinds)
     found = {str(p.relative_to(tmp_path)): leaks(p.read_bytes()) for p in files}
     found |= {name: leaks(text) for name, text in outputs.items()}
     found = {where: what for where, what in found.items() if what}

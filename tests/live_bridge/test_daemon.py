@@ -19,7 +19,7 @@ import pytest
 from data_lake import Lake
 from data_lake.sources.sample import sample_bars, sample_meta
 from pipeline.params_store import install, write_candidate
-from research.params import DataWindow
+from research.params import DataWindow, ExitRulesModel
 from tests import webhook
 from tests.kit import entry, params_file
 from tests.soak.kit import Live, hermetic_env, simulator
@@ -111,8 +111,9 @@ def test_flat_params_idle_then_reloads_good_bad_and_refused_files_without_a_rest
             live.wait(lambda s: any(a.get("event") == "reload_failed" for a in s.get("alerts", [])), "the refusal")
             assert live.status()["params"]["sha256"] == good.sha256()  # the file in force stays
 
-            two = params_file([entry(symbol="AAPL"), entry(symbol="AAPL", strategy="breakout", params={"n": 20})],
-                              data=good.data)  # valid, but two strategies on one symbol: the runner refuses it
+            # valid, but a take-profit without a stop: the runner refuses it (two strategies in one
+            # (symbol, regime), its other refusal, is now refused by the params file itself)
+            two = params_file([entry(symbol="AAPL", exit_rules=ExitRulesModel(take_profit=0.05))], data=good.data)
             write_candidate(two, work / "params" / "current.json")
             live.wait(lambda s: sum(a.get("event") == "reload_failed" for a in s.get("alerts", [])) >= 2,
                       "the second refusal")
@@ -132,7 +133,7 @@ def test_flat_params_idle_then_reloads_good_bad_and_refused_files_without_a_rest
     lines = [json.loads(x) for x in (live.state / "decisions.jsonl").read_text().splitlines()]
     assert [x["sha256"] for x in lines if x["event"] == "reload"] == [good.sha256()]
     refusals = [x["message"] for x in lines if x["event"] == "reload_failed"]
-    assert len(refusals) == 2 and "more than one strategy" in refusals[1]
+    assert len(refusals) == 2 and "take_profit but no stop_loss" in refusals[1]
     kinds = [b["alert"]["kind"] for b in got]
     assert kinds.count("reload_failed") == 2
     text = (work / "live.log").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -117,3 +118,35 @@ def test_duplicate_keys_are_found_in_linear_time_and_huge_files_are_refused(tmp_
         f.truncate(MAX_BYTES + 1)
     with pytest.raises(ValueError, match="over the .*-byte limit"):
         load(huge)
+
+
+# --- one strategy per (symbol, regime) ------------------------------------------------------------
+RSI = {"n": 14, "lower": 30.0, "upper": 70.0, "exit_level": 50.0}
+
+
+def test_one_symbol_may_trade_different_strategies_in_different_regimes(tmp_path: Path):
+    pf = params_file([entry(regime="up_low"), entry(regime="down_high", strategy="rsi_reversion", params=RSI),
+                      entry(regime="down_high", status="flat"),  # a flat entry beside the active one: allowed
+                      entry(symbol="MSFT", regime="up_low", strategy="rsi_reversion", params=RSI)])
+
+    back = load(write_candidate(pf, tmp_path / "p.json"))
+
+    assert back == pf and dumps(back) == dumps(pf)
+    assert back.lookup("sma_cross", "AAPL", "up_low").status == "active"
+    assert back.lookup("rsi_reversion", "AAPL", "down_high").make_params().lower == 30.0
+
+
+@pytest.mark.parametrize("regimes, message", [
+    (("up_low", "up_low"), "entries.1: two active entries in one (symbol, regime): sma_cross AAPL up_low "
+                           "(entries.0) and rsi_reversion AAPL up_low; one strategy per (symbol, regime)"),
+    (("all", "down_high"), "entries.1: two active entries in one (symbol, regime): sma_cross AAPL all "
+                           "(entries.0) and rsi_reversion AAPL down_high"),  # "all" is in force in every regime
+])
+def test_two_active_strategies_in_one_cell_are_refused_naming_both(regimes, message):
+    pf = params_file([entry(regime=regimes[0]), entry("MSFT", "down_low", strategy="rsi_reversion", params=RSI)])
+
+    def clash(doc):
+        doc["entries"][1].update(symbol="AAPL", regime=regimes[1])
+
+    with pytest.raises(ValueError, match=f"f.json: invalid field {re.escape(message)}"):
+        loads(edited(pf, clash), "f.json")

@@ -128,9 +128,11 @@ def test_a_previous_entry_is_kept_only_if_it_is_active_and_passes_todays_gate():
     assert not verdict.promoted
 
 
-def test_decide_refuses_duplicate_or_no_candidates():
-    with pytest.raises(ValueError, match="duplicate candidate keys: sma_cross AAPL all"):
+def test_decide_refuses_two_candidates_for_one_cell_or_no_candidates():
+    with pytest.raises(ValueError, match=r"more than one candidate for AAPL all \(sma_cross, sma_cross\)"):
         decide([candidate(), failing()], None)
+    with pytest.raises(ValueError, match=r"AAPL up_low \(sma_cross, rsi_reversion\): one strategy per"):
+        decide([candidate(regime="up_low"), rsi("AAPL", "up_low")], None)
     with pytest.raises(ValueError, match="at least one candidate"):
         decide([], None)
 
@@ -142,3 +144,69 @@ def test_a_candidate_starts_unjudged_and_a_file_refuses_it_as_active():
         params_file([c])
 
     assert c.gate == NOT_EVALUATED and c.source == "candidate"
+
+
+# --- one strategy per (symbol, regime): the gate across strategies ----------------------------------
+RSI = {"n": 14, "lower": 30.0, "upper": 70.0, "exit_level": 50.0}
+
+
+def rsi(symbol: str = "AAPL", regime: str = "all", **over) -> Entry:
+    """An rsi_reversion candidate that passes the default gate."""
+    return candidate(symbol, regime, **{"strategy": "rsi_reversion", "params": RSI, **over})
+
+
+def test_a_passing_candidate_of_another_strategy_replaces_the_cells_previous_entry():
+    previous = params_file([entry(regime="up_low"), entry(regime="down_high")])
+
+    entries, verdict = decide([rsi(regime="up_low"), candidate(regime="down_high")], previous)
+
+    assert [(e.key, e.status, e.source) for e in entries] == [
+        (("rsi_reversion", "AAPL", "up_low"), "active", "candidate"),
+        (("sma_cross", "AAPL", "down_high"), "active", "candidate")]
+    assert "rsi_reversion AAPL up_low: replaces sma_cross AAPL up_low (active in the previous file)" in verdict.reasons
+    assert not any("dropped" in r for r in verdict.reasons)  # the replaced entry is named, not "dropped"
+    params_file(list(entries), verdict=verdict)  # one active strategy per cell: a valid file
+
+
+def test_a_failing_candidate_keeps_the_cells_previous_entry_whatever_its_strategy():
+    previous = params_file([entry(regime="up_low"), entry(regime="down_high", strategy="rsi_reversion", params=RSI)])
+
+    entries, verdict = decide([failing(strategy="rsi_reversion", params=RSI, regime="up_low"),
+                               failing(regime="down_high")], previous)
+
+    assert [(e.key, e.status, e.source) for e in entries] == [
+        (("sma_cross", "AAPL", "up_low"), "active", "kept"),
+        (("rsi_reversion", "AAPL", "down_high"), "active", "kept")]
+    assert ("rsi_reversion AAPL up_low: kept the previous entry (sma_cross AAPL up_low); candidate failed: "
+            "pbo 0.7 > 0.5") in verdict.reasons
+    assert not verdict.promoted  # nothing of tonight passed
+    pf = params_file(list(entries), verdict=verdict)
+    assert [e.strategy for e in pf.entries if e.status == "active"] == ["sma_cross", "rsi_reversion"]
+
+
+def test_a_previous_entry_of_a_strategy_the_run_no_longer_trades_is_not_kept():
+    previous = params_file([entry(strategy="rsi_reversion", params=RSI)])
+
+    entries, verdict = decide([failing()], previous, strategies=("sma_cross",))
+
+    assert [(e.key, e.status) for e in entries] == [(("sma_cross", "AAPL", "all"), "flat")]
+    assert ("sma_cross AAPL all: flat (the previous entry rsi_reversion AAPL all is of a strategy this run does "
+            "not trade); candidate failed: pbo 0.7 > 0.5") in verdict.reasons
+
+
+def test_keeping_never_leaves_two_strategies_active_in_one_cell():
+    # the previous file: sma_cross active in up_low; tonight rsi_reversion is the cell's candidate and fails,
+    # and sma_cross's own evidence fails today's stricter gate: the cell is flat, nothing of either is active
+    previous = params_file([entry(regime="up_low", deflated_sharpe=0.96)])
+
+    entries, verdict = decide([failing(strategy="rsi_reversion", params=RSI, regime="up_low")], previous,
+                              GateThresholds(min_deflated_sharpe=0.99))
+
+    assert [(e.key, e.status) for e in entries] == [(("rsi_reversion", "AAPL", "up_low"), "flat")]
+    assert "(the previous entry sma_cross AAPL up_low fails today's gate)" in verdict.reasons[1]
+
+
+def test_selection_lines_are_appended_to_the_verdict():
+    _, verdict = decide([candidate()], None, selection=["AAPL all: sma_cross chosen by out-of-sample sharpe"])
+
+    assert verdict.reasons[-1] == "AAPL all: sma_cross chosen by out-of-sample sharpe"

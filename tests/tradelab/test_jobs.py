@@ -240,3 +240,20 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def test_the_nightly_prints_its_runs_summary_and_names_one_it_cannot_read(tmp_path: Path):
+    from pipeline.nightly_summary import summarize_params, summary_lines, write_summary
+    from tests.kit import params_file
+    from tradelab.cli.jobs import _summary
+
+    good, bad, none = (tmp_path / n for n in ("good", "bad", "none"))
+    for d in (good, bad, none):
+        d.mkdir()
+    write_summary(summarize_params(params_file()), good / "summary.json")
+    (bad / "summary.json").write_text("{not json")
+
+    assert _summary(good) == summary_lines(summarize_params(params_file()))
+    assert _summary(none) == []  # a custom notebook that writes none: the install line has said it all
+    [line] = _summary(bad)
+    assert line.startswith(f"summary: {bad / 'summary.json'} unreadable: ") and "not a nightly summary" in line

@@ -1,4 +1,8 @@
-"""``tradelab nightly`` / ``tradelab weekend``: scheduled notebook jobs, one line per outcome for cron logs.
+"""``tradelab nightly`` / ``tradelab weekend``: scheduled notebook jobs, a few lines per run for cron logs.
+
+After a nightly run: the run folder, the install step's line, the run's summary (``summary.json``,
+``pipeline.nightly_summary``: the verdict, counts, the best candidates and the rule each failed,
+the out-of-sample record against the goal; the report opens with the same lines) and the report.
 
 Exit codes: 0 ok, 1 the notebook (or the post-success step) failed, 2 a bad config or option,
 3 another run of the same job holds the lock. Scheduling recipes are in SCHEDULING.md beside this file.
@@ -62,8 +66,8 @@ def run(job: str, config: Path | None, params: list[str]) -> None:
         raise typer.Exit(1) from None
     out.print(f"{job} ok in {time.monotonic() - t0:.1f}s: run folder {result.run_dir}",
               highlight=False, soft_wrap=True)
-    for line in installed:
-        out.print(line, highlight=False, soft_wrap=True)
+    for line in installed + (_summary(result.run_dir) if job == "nightly" else []):
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
     report = result.run_dir / "report.html"
     if report.exists():
         out.print(f"report -> {report}", highlight=False, soft_wrap=True)
@@ -136,6 +140,19 @@ def _install(run_dir: Path, params_dir: Path) -> str:
     if current.exists() and current.read_bytes() == hist.read_bytes():
         return f"params REJECTED ({head}); nothing was in force, so {current} now says flat everywhere"
     return f"params REJECTED ({head}); {current} unchanged; history {hist.name}"
+
+
+def _summary(run_dir: Path) -> list[str]:
+    """The run's summary.json (written by the notebook, beside the report) as a few lines for the log."""
+    from pipeline.nightly_summary import SUMMARY_FILE, load_summary, summary_lines
+
+    path = run_dir / SUMMARY_FILE
+    if not path.exists():  # a custom notebook may not write one; the install line already said what happened
+        return []
+    try:
+        return summary_lines(load_summary(path))
+    except (OSError, ValueError) as exc:
+        return [f"summary: {path} unreadable: {exc}"]
 
 
 def _error(message: str) -> None:

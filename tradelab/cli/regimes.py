@@ -1,4 +1,4 @@
-"""``tradelab regimes``: label every session of a benchmark by trend x volatility, store and plot it.
+"""``tradelab regimes``: label every session of a benchmark (trend, volatility or both), store and plot it.
 
 The labels come from research/regimes.py (definition in its docstring); this module reads the
 benchmark's daily bars, writes the ``regimes`` lake table, prints the counts and the label of the
@@ -18,7 +18,8 @@ import typer
 from data_lake import LakeError
 from data_lake.calendar import day_index, nyse
 from data_lake.schema import check_symbol
-from research.regimes import LABELS, VOLS, WARMUP, RegimeParams, params_hash, regimes_from_daily, save_regimes
+from research.regimes import SCHEMES, VOLS, WARMUP, RegimeParams, labels, params_hash, regimes_from_daily
+from research.regimes import save_regimes
 
 from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, output_path, print_frame, user_errors
 
@@ -36,6 +37,7 @@ LABEL_COLORS[WARMUP] = "#e5e5e5"
 TREND_COLORS = {"up": "#31a354", "down": "#de2d26", "range": "#9ecae1", WARMUP: "#e5e5e5"}
 VOL_COLORS = {"low": "#ffffb2", "normal": "#fecc5c", "high": "#fd8d3c", "extreme": "#bd0026",
               WARMUP: "#e5e5e5"}
+LABEL_COLORS.update({**TREND_COLORS, **VOL_COLORS})  # the trend and vol schemes' labels
 
 _P = RegimeParams()  # the defaults shown by --help
 Opt = typer.Option
@@ -51,6 +53,8 @@ VolHistory = Annotated[int, Opt(help="Sessions of volatility history it is ranke
 LowPct = Annotated[float, Opt(help="Volatility percentile below which it is low.")]
 HighPct = Annotated[float, Opt(help="Percentile from which it is high.")]
 ExtremePct = Annotated[float, Opt(help="Percentile from which it is extreme.")]
+SchemeOpt = Annotated[str, Opt(help=f"Labels: {', '.join(SCHEMES)} (up/down/range, low..extreme, or both). "
+                                    "The nightly's and the params file's must match to read these.")]
 
 app = typer.Typer(help="Market regimes of a benchmark.", add_completion=False, pretty_exceptions_enable=False)
 
@@ -70,9 +74,10 @@ def regimes(
     low_pct: LowPct = _P.low_pct,
     high_pct: HighPct = _P.high_pct,
     extreme_pct: ExtremePct = _P.extreme_pct,
+    scheme: SchemeOpt = _P.scheme,
     lake: LakeOpt = DEFAULT_LAKE,
 ) -> None:
-    """Label each session by trend x volatility of a benchmark, known before the session opens."""
+    """Label each session by trend and/or volatility of a benchmark, known before the session opens."""
     bench = check_symbol(benchmark)
     _check_options(dict(trend_window=trend_window, slope_bars=slope_bars, er_window=er_window,
                         vol_window=vol_window, vol_history=vol_history),
@@ -82,7 +87,7 @@ def regimes(
         params = RegimeParams(
             trend_window=trend_window, slope_bars=slope_bars, slope_min=slope_min, er_window=er_window,
             er_min=er_min, vol_window=vol_window, vol_history=vol_history,
-            low_pct=low_pct, high_pct=high_pct, extreme_pct=extreme_pct,
+            low_pct=low_pct, high_pct=high_pct, extreme_pct=extreme_pct, scheme=scheme,
         )
     except ValueError as exc:
         raise LakeError(str(exc)) from None
@@ -99,7 +104,8 @@ def regimes(
         raise LakeError(f"{bench}: {exc}") from None
     rel = save_regimes(store, bench, frame, params)
 
-    print_frame(label_counts(frame), title=f"{bench} regimes, params {params_hash(params)}")
+    print_frame(label_counts(frame, params.scheme),
+                title=f"{bench} regimes ({params.scheme}), params {params_hash(params)}")
     last = frame.iloc[-1]
     last_bar = nyse().dates[day_index(bars["ts"][-1:])[0]].date()
     out.print(
@@ -130,10 +136,10 @@ def _check_options(windows: dict[str, int], figures: dict[str, float]) -> None:
             raise LakeError(f"--{name.replace('_', '-')} {v}: expected a finite number")
 
 
-def label_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sessions per label (every label, canonical order, warm-up last) with their share."""
+def label_counts(frame: pd.DataFrame, scheme: str = "trend_vol") -> pd.DataFrame:
+    """Sessions per label (every label of the scheme, canonical order, warm-up last) with their share."""
     counts = frame["label"].value_counts()
-    order = [*LABELS, WARMUP]
+    order = [*labels(scheme), WARMUP]
     n = [int(counts.get(lab, 0)) for lab in order]
     total = max(sum(n), 1)
     return pd.DataFrame({"label": order, "sessions": n, "share": [f"{k / total:.1%}" for k in n]})
@@ -156,7 +162,7 @@ def regimes_figure(frame: pd.DataFrame, bars: dict[str, np.ndarray], bench: str)
     closes = bars["close"]
     lo, hi = float(np.nanmin(closes)) * 0.95, float(np.nanmax(closes)) * 1.05
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.82, 0.18], vertical_spacing=0.03)
-    for lab in [*LABELS, WARMUP]:
+    for lab in LABEL_COLORS:  # every scheme's labels: only those present are drawn
         mask = (frame["label"] == lab).to_numpy()
         if mask.any():  # bars are drawn beneath the price line of the same subplot
             band = go.Bar(x=sessions[mask], y=np.full(mask.sum(), hi - lo), base=lo, width=width[mask], offset=0,
