@@ -342,8 +342,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             # the backtest's stop (or target) filled inside this bar: the broker's stop did too, and its
             # fill report is on its way; a market exit now would sell the same shares twice
             entry["actions"].append({"skip": "the stop filled inside the bar; waiting for its fill report"})
-        elif d.target == 0 and have != 0 and self._acted_before(who, sleeve.symbol, t, "exit", entry):
-            pass  # this bar's exit went out before a restart: it stands, and so do the orders it left
+        elif d.target == 0 and have != 0 and self._acted_before(who, sleeve.symbol, t, "exit", entry, mine):
+            pass  # this bar's exit was decided before a restart: it stands (resent after its cancels if never sent)
         elif d.target == 0 and have != 0:
             self._cancel_all(mine, entry)
             side = "sell" if have > 0 else "buy"
@@ -368,8 +368,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             moved = not stops or abs((stops[0].stop_price or 0) - d.stop) > 1e-9 or abs(stops[0].qty - abs(have)) > 1e-9
             if d.take_profit is not None:  # the target rides with the stop as one OCO: both must be there, at their levels
                 moved = moved or not targets or abs((targets[0].limit_price or 0) - d.take_profit) > 1e-9
-            if moved and self._acted_before(who, sleeve.symbol, t, "stop", entry):
-                pass  # this bar's stop went out before a restart: never cancelled and sent again
+            if moved and self._acted_before(who, sleeve.symbol, t, "stop", entry, stops + targets):
+                pass  # this bar's stop was decided before a restart: never sent twice
             elif moved:
                 # a new level, or a stop that does not cover the position (a partial entry fill after it)
                 self._cancel_all(stops + targets, entry)
@@ -383,13 +383,16 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
                                              "refused or missed): no late entry"})
         self._write(entry)
 
-    def _acted_before(self, strategy: str, symbol: str, t: datetime, intent: str, entry: dict) -> bool:
-        """This bar's ``intent`` is stored already (decided before a restart): it is resent only if the
-        broker never got it, and nothing is cancelled for it (a store lookup on exits and stop moves only)."""
+    def _acted_before(self, strategy: str, symbol: str, t: datetime, intent: str, entry: dict,
+                      cancels: list[OrderAck]) -> bool:
+        """This bar's ``intent`` is stored already (decided before a restart; a store lookup on exits and
+        stop moves only). If the broker got it, it stands and so do the orders it left. If not, the
+        process died between storing it and sending it, maybe before the cancels that had to go first
+        (the old stop holds the shares an exit sells): ``cancels`` go first, then the same order."""
         stored = self.store.intent(client_order_id(strategy, symbol, t, intent))
         if stored is None:
             return False
-        self._resend(stored[0], entry)
+        self._resend(stored[0], entry, [o for o in cancels if o.client_order_id != stored[0].client_order_id])
         return True
 
     def _fill(self, fill: Fill) -> None:

@@ -72,14 +72,16 @@ class OrderDesk:
         self._dispatch(order, verdict.cancel_first)
         return True
 
-    def _resend(self, order: OrderIntent, entry: dict) -> bool:
-        """An intent the store holds from before a restart: sent again only if the broker never got it."""
+    def _resend(self, order: OrderIntent, entry: dict, cancels: list[OrderAck] | None = None) -> bool:
+        """An intent the store holds from before a restart: sent again only if the broker never got it,
+        after ``cancels`` (the open orders its decision cancelled first: they may never have gone)."""
         known = self.store.order(order.client_order_id)
         entry["actions"].append({"order": order.client_order_id, "symbol": order.symbol, "side": order.side,
                                  "qty": order.qty, "type": order.type, "allowed": True, "rule": None,
                                  "risk": "decided before a restart: " + ("already at the broker" if known else
                                                                          "sent again with the same id")})
         if known is None and order.client_order_id not in self._inflight:
+            self._cancel_all(cancels or [], entry)  # through the symbol's serial sender: before the order
             self._dispatch(order, ())
         return True
 

@@ -6,7 +6,9 @@ bars decided so far, and the interrupted command is sent again. Each clock step:
 fills counted, their stops placed), the close's fills, then the bars, as live. ``kills`` picks the
 commands during which the child is killed (a timer a few ms after the command went out);
 ``inner_kill`` the share of child lives that kill themselves at their first order, between the
-broker's accept and the runner hearing it, or between storing an intent and sending it.
+broker's accept and the runner hearing it, or between storing an intent and sending it;
+``cancel_kills`` the number of child lives that die at their first cancel, once the decision that
+cancels has stored its order's intent (so neither the cancel nor the order reached the broker).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class _Child:
 
 
 def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work: Path, *, kills: int = 0,
-        inner_kill: float = 0.0, seed: int = 0, timeout: float = 120.0) -> ChaosResult:
+        inner_kill: float = 0.0, seed: int = 0, timeout: float = 120.0, cancel_kills: int = 0) -> ChaosResult:
     from live_bridge.replay import _load
     from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
     from simulator.trading import broker_app
@@ -89,7 +91,7 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
     res = ChaosResult([], Counter(), {}, 0.0, 0.0, 0)
     done_us = max(int(h["ts"][-1]) for h in history.values())
     first_us = int(min(f["ts"].iloc[0] for f in frames.values()).value // 1000)
-    ctl = {"child": None, "n": 0, "timer_fired": False}
+    ctl = {"child": None, "n": 0, "timer_fired": False, "cancel_kills": cancel_kills}
 
     def expected() -> dict[str, float]:
         return {o.client_order_id: float(o.filled_qty) for o in sim.orders()  # an OCO's leg: by its parent
@@ -99,13 +101,18 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("CHAOS_KILL_AFTER_SUBMIT", None)
         env.pop("CHAOS_KILL_AFTER_INTENT", None)
-        if rng.random() < inner_kill:
+        env.pop("CHAOS_KILL_AT_CANCEL", None)
+        if ctl["cancel_kills"] > 0:  # the next lives die at their first cancel, once its decision's intent is stored
+            ctl["cancel_kills"] -= 1
+            env["CHAOS_KILL_AT_CANCEL"] = "1"
+        elif rng.random() < inner_kill:
             env["CHAOS_KILL_AFTER_SUBMIT" if rng.random() < 0.5 else "CHAOS_KILL_AFTER_INTENT"] = "1"
         cfg = {"url": url, "key": key, "secret": secret, "params": str(params_path), "lake": str(lake.root),
                "symbols": symbols, "timeframe": "1Day", "history_until_us": done_us, "trade_from_us": first_us,
                "work": str(work)}
         child = _Child(cfg, env)
-        child.inner = next((k for k in ("CHAOS_KILL_AFTER_SUBMIT", "CHAOS_KILL_AFTER_INTENT") if k in env), None)
+        child.inner = next((k for k in ("CHAOS_KILL_AFTER_SUBMIT", "CHAOS_KILL_AFTER_INTENT", "CHAOS_KILL_AT_CANCEL")
+                            if k in env), None)
         ctl["child"] = child
         line = child.readline(timeout)
         if line != "ready":  # killed itself while reconciling (it resent an intent): one more life
@@ -117,7 +124,8 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
         if child.proc.returncode != -signal.SIGKILL:
             raise RuntimeError(f"the runner process failed (exit {child.proc.returncode}); see {work / 'child.log'}")
         kind = "timed" if ctl["timer_fired"] else {"CHAOS_KILL_AFTER_SUBMIT": "after_submit",
-                                                     "CHAOS_KILL_AFTER_INTENT": "after_intent"}.get(child.inner, "?")
+                                                     "CHAOS_KILL_AFTER_INTENT": "after_intent",
+                                                     "CHAOS_KILL_AT_CANCEL": "at_cancel"}.get(child.inner, "?")
         res.kills[kind] += 1
         ctl["timer_fired"] = False
         ctl["child"] = None

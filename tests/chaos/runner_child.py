@@ -51,9 +51,18 @@ def main(cfg: dict) -> None:
                         format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s: %(message)s")
     kill_submit = int(os.environ.get("CHAOS_KILL_AFTER_SUBMIT", "0"))
     kill_intent = int(os.environ.get("CHAOS_KILL_AFTER_INTENT", "0"))
+    kill_cancel = os.environ.get("CHAOS_KILL_AT_CANCEL") == "1"
     counts = {"submit": 0, "intent": 0}
 
     class Broker(AlpacaBroker):
+        def cancel(self, order_id):
+            if kill_cancel:  # the decision that cancels stores its order's intent, then dies: the cancel never went
+                n, deadline = counts["intent"], time.monotonic() + 5.0
+                while counts["intent"] == n and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                _die()
+            return super().cancel(order_id)
+
         def submit(self, order):
             ack = super().submit(order)
             counts["submit"] += 1

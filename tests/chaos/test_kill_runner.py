@@ -78,3 +78,23 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(setup, chaos):
     assert not mismatched, f"positions {res.positions} vs uninterrupted {clean.positions}"
     assert res.cash == pytest.approx(clean.cash, abs=1e-6) and res.equity == pytest.approx(clean.equity, abs=1e-6)
     assert res.store_problems == []
+
+
+def test_a_kill_between_an_exits_intent_and_its_cancels_loses_and_doubles_nothing(setup, chaos):
+    """Four lives die at their first cancel (an exit's or a stop move's), once the decision has stored its
+    order's intent: neither the cancel nor the order reached the broker. The restarted runner must cancel
+    first and then send, like the decision it resumes: an exit resent over a live stop is refused (the stop
+    holds the shares), and a moved stop resent over the old one doubles it."""
+    lake, path, root, clean, kind = setup
+    if kind == "oco":
+        pytest.skip("the OCO year's positions all close at the broker (target or stop leg): the runner cancels nothing")
+    res = harness.run(lake, path, SYMBOLS, START, END, root / "at-cancel", cancel_kills=4, seed=3)
+
+    chaos["kills_survived"] += sum(res.kills.values())
+    extra = _economics(res.orders) - _economics(clean.orders)
+    missing = _economics(clean.orders) - _economics(res.orders)
+    chaos["duplicate_orders"] += sum(extra.values())
+    assert res.kills["at_cancel"] == 4, res.kills
+    assert not extra and not missing, f"orders doubled {extra}, lost {missing}"
+    assert res.positions == clean.positions and res.store_problems == []
+    assert res.cash == pytest.approx(clean.cash, abs=1e-6)
