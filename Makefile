@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lake.py
 	$(BIN)/python bench/signals.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/pairs.py
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/evening.py
 

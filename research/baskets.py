@@ -33,6 +33,7 @@ from functools import reduce
 import numpy as np
 
 from .bars import Bars, bars_from_arrays
+from .kernels.pairs import effective_weights_nb, pair_weights_nb
 from .signals import get
 from .signals import pairs as _pairs
 from .signals import rotation as _rotation
@@ -82,19 +83,12 @@ def align(arrays: Mapping[str, Mapping[str, np.ndarray]], symbols: tuple[str, ..
 
 
 def pair_weights(y: Bars, x: Bars, p: _pairs.Pairs) -> np.ndarray:
-    """(n, 2) target weights of (y, x) from the pairs plan (see the module docstring)."""
+    """(n, 2) target weights of (y, x) from the pairs plan (see the module docstring).
+
+    ``pair_weights_nb`` is the kernel the pairs sweep (research/sweep/pairs.py) calls too.
+    """
     sig = _pairs.signals(y, x, p)
-    n = len(y)
-    w = np.zeros((n, 2))
-    s, b = 0, np.nan
-    for t in range(n):
-        if (s > 0 and sig.long_exit[t]) or (s < 0 and sig.short_exit[t]):
-            s = 0
-        if s == 0 and (sig.long_entry[t] or sig.short_entry[t]) and np.isfinite(sig.beta[t]):
-            s, b = (1 if sig.long_entry[t] else -1), float(sig.beta[t])
-        if s:
-            w[t] = (s / (1.0 + abs(b)), -s * b / (1.0 + abs(b)))
-    return w
+    return pair_weights_nb(sig.long_entry, sig.long_exit, sig.short_entry, sig.short_exit, sig.beta)
 
 
 def weights(strategy: str, params: object, lg: Legs, aligned: Mapping[str, Mapping[str, np.ndarray]],
@@ -110,20 +104,8 @@ def weights(strategy: str, params: object, lg: Legs, aligned: Mapping[str, Mappi
 
 
 def effective(raw: np.ndarray, start: int) -> np.ndarray:
-    """What is traded of ``raw`` weights: no entry before ``start``, no late entry, no flip in one order."""
-    n, m = raw.shape
-    w = np.zeros((n, m))
-    pending = np.zeros(m, dtype=bool)  # flattened for a flip: the new side may enter at the next bar
-    for t in range(max(start, 0), n):
-        for i in range(m):
-            prev = w[t - 1, i] if t > 0 else 0.0
-            want = raw[t, i]
-            fresh = t == 0 or want != raw[t - 1, i] or pending[i]
-            pending[i] = False
-            if prev != 0.0 and want != 0.0 and (prev > 0) != (want > 0):
-                pending[i] = True  # w[t, i] stays 0: flat first
-            elif prev == 0.0 and want != 0.0 and not fresh:
-                pass  # on already (warm-up) or missed: no late entry
-            else:
-                w[t, i] = want
-    return w
+    """What is traded of ``raw`` weights: no entry before ``start``, no late entry, no flip in one order.
+
+    ``effective_weights_nb`` is the kernel the pairs sweep (research/sweep/pairs.py) calls too.
+    """
+    return effective_weights_nb(np.ascontiguousarray(raw, dtype=np.float64), int(start))

@@ -127,8 +127,15 @@ def _add_trade_nb(acc, w, g, pnl, ret):
 
 
 @njit(cache=True)
-def _attribute_trade_nb(acc, win, regimes, n_regimes, bar, pnl, ret):
-    """Count a trade in every cell its entry bar belongs to."""
+def attribute_trade_nb(acc, win, regimes, n_regimes, bar, pnl, ret):
+    """Count a trade in every cell its entry bar belongs to (public: research/sweep/pairs.py's account too).
+
+    >>> acc = np.empty((2, 1, N_ACC))  # two windows, no regimes
+    >>> init_acc_nb(acc)
+    >>> attribute_trade_nb(acc, np.array([[0, 5], [5, 10]]), np.empty(0, np.int64), 0, 6, 0.1, 0.1)
+    >>> acc[:, 0, TRADES]  # entered at bar 6: counted in the second window only
+    array([0., 1.])
+    """
     g_all = acc.shape[1] - 1
     g = regimes[bar] if n_regimes > 0 else -1
     for w in range(win.shape[0]):
@@ -139,8 +146,17 @@ def _attribute_trade_nb(acc, win, regimes, n_regimes, bar, pnl, ret):
 
 
 @njit(cache=True, inline="always")
-def _step_nb(t, eq, eq_prev, inpos, acc, win, regimes, n_regimes):
-    """Account bar t, whose equity moved from eq_prev to eq, in every cell t belongs to."""
+def step_cells_nb(t, eq, eq_prev, inpos, acc, win, regimes, n_regimes):
+    """Account bar t, whose equity moved from eq_prev to eq, in every cell t belongs to.
+
+    Public: research/sweep/pairs.py's two-leg account steps its bars through it (the same formulas).
+
+    >>> acc = np.empty((1, 1, N_ACC))
+    >>> init_acc_nb(acc)
+    >>> step_cells_nb(0, 1.1, 1.0, 1.0, acc, np.array([[0, 2]]), np.empty(0, np.int64), 0)
+    >>> acc[0, 0, [START, LEVEL, INPOS]]  # the window started from 1.0
+    array([1. , 1.1, 1. ])
+    """
     r = (eq - eq_prev) / eq_prev
     g_all = acc.shape[1] - 1
     g = regimes[t] if n_regimes > 0 else -1
@@ -156,7 +172,7 @@ def _step_nb(t, eq, eq_prev, inpos, acc, win, regimes, n_regimes):
 
 @njit(cache=True, inline="always")
 def _step_one_nb(st, t, eq, eq_prev, inpos, a, b):
-    """_step_nb when the only cell is window [a, b)'s "all" slot, held in scalars ``st``:
+    """step_cells_nb when the only cell is window [a, b)'s "all" slot, held in scalars ``st``:
     (start, s1, s2, sneg2, peak, mdd, inpos, level), the hot path of a plain sweep."""
     if not (a <= t < b):
         return st
@@ -247,7 +263,7 @@ def account_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, 
         else:
             for t in range(e, end):
                 eq = _mark_nb(d, q, p, cash, close[t])
-                _step_nb(t, eq, eq_prev, 1.0, acc, win, regimes, n_regimes)
+                step_cells_nb(t, eq, eq_prev, 1.0, acc, win, regimes, n_regimes)
                 if keep_eq:
                     equity_out[t] = eq
                 eq_prev = eq
@@ -269,7 +285,7 @@ def account_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, 
                 if one:
                     st = _step_one_nb(st, x, cash, eq_prev, 0.0, a0, b0)
                 else:
-                    _step_nb(x, cash, eq_prev, 0.0, acc, win, regimes, n_regimes)
+                    step_cells_nb(x, cash, eq_prev, 0.0, acc, win, regimes, n_regimes)
                 if keep_eq:
                     equity_out[x] = cash
                 eq_prev = cash
@@ -277,7 +293,7 @@ def account_nb(close, e_bar, e_px, x_bar, x_px, direction, fees, slippage, win, 
         if keep_tr:
             pnl_out[j] = pnl
             ret_out[j] = ret
-        _attribute_trade_nb(acc, win, regimes, n_regimes, e, pnl, ret)
+        attribute_trade_nb(acc, win, regimes, n_regimes, e, pnl, ret)
     if keep_eq:
         equity_out[done:] = eq_prev
     if one:

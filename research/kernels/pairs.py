@@ -211,3 +211,59 @@ def pair_signals_nb(z: np.ndarray, corr: np.ndarray, entry_z: float, exit_z: flo
                 pos = -1
                 held = 0
     return le, lx, se, sx
+
+
+@njit(cache=True)
+def pair_weights_nb(le: np.ndarray, lx: np.ndarray, se: np.ndarray, sx: np.ndarray, beta: np.ndarray):
+    """(n, 2) target weights of (y, x) from the pairs plan (research/baskets.py ``pair_weights``).
+
+    While a spread s = +1/-1 is held, y gets s / (1 + |b|) and x -s * b / (1 + |b|), b the hedge
+    ratio of the entry bar, frozen for the trade. An entry with a non-finite beta is skipped.
+
+    >>> on, off = np.array([True, False, False]), np.zeros(3, np.bool_)
+    >>> pair_weights_nb(on, np.array([False, False, True]), off, off, np.array([1.0, 3.0, 3.0]))
+    array([[ 0.5, -0.5],
+           [ 0.5, -0.5],
+           [ 0. ,  0. ]])
+    """
+    n = le.shape[0]
+    w = np.zeros((n, 2))
+    s = 0
+    b = np.nan
+    for t in range(n):
+        if (s > 0 and lx[t]) or (s < 0 and sx[t]):
+            s = 0
+        if s == 0 and (le[t] or se[t]) and np.isfinite(beta[t]):
+            s = 1 if le[t] else -1
+            b = beta[t]
+        if s != 0:
+            w[t, 0] = s / (1.0 + abs(b))
+            w[t, 1] = -s * b / (1.0 + abs(b))
+    return w
+
+
+@njit(cache=True)
+def effective_weights_nb(raw: np.ndarray, start: int):
+    """What is traded of (n, m) ``raw`` weights: no entry before ``start``, no late entry, no flip in
+    one order (research/baskets.py ``effective``: a leg whose sign changes goes flat first and takes
+    the new side at the next decision, if still wanted).
+
+    >>> effective_weights_nb(np.array([[0.5], [-0.5], [-0.5], [0.0]]), 0)[:, 0]  # flat first, then short
+    array([ 0.5,  0. , -0.5,  0. ])
+    """
+    n, m = raw.shape
+    w = np.zeros((n, m))
+    pending = np.zeros(m, np.bool_)  # flattened for a flip: the new side may enter at the next bar
+    for t in range(max(start, 0), n):
+        for i in range(m):
+            prev = w[t - 1, i] if t > 0 else 0.0
+            want = raw[t, i]
+            fresh = t == 0 or want != raw[t - 1, i] or pending[i]
+            pending[i] = False
+            if prev != 0.0 and want != 0.0 and (prev > 0) != (want > 0):
+                pending[i] = True  # w[t, i] stays 0: flat first
+            elif prev == 0.0 and want != 0.0 and not fresh:
+                pass  # on already (warm-up) or missed: no late entry
+            else:
+                w[t, i] = want
+    return w

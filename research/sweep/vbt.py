@@ -163,3 +163,27 @@ def portfolio_from_fills(close: pd.DataFrame, bar: np.ndarray, col: np.ndarray, 
     return vbt.Portfolio.from_order_func(close, replay_fills_nb, starts, col, price, qty, flexible=True,
                                          cash_sharing=True, group_by=True, init_cash=float(init_cash),
                                          max_orders=max(1, len(bar)), freq=freq)
+
+
+def pair_portfolio(y: Bars, x: Bars, params, costs: Costs, index: pd.Index | None = None, *,
+                   freq: str = "1D") -> vbt.Portfolio:
+    """One pairs combination as a vectorbt Portfolio: two columns, one cash pool, target-percent orders.
+
+    The weights are the live bridge's (``research.baskets.pair_weights`` then ``effective``); a weight
+    decided at bar t's close is ordered at bar t+1's open (``price`` = the opens) on the legs whose
+    weight changed, as ``research.sweep.pairs`` accounts it (see its docstring for the one named
+    difference: vectorbt caps a buy at the available cash).
+    """
+    from ..baskets import effective, pair_weights
+
+    w = effective(pair_weights(y, x, params), 0)
+    prev = np.vstack([np.zeros((1, 2)), w[:-1]])
+    size = np.full(w.shape, np.nan)
+    size[1:] = np.where(w[:-1] != prev[:-1], w[:-1], np.nan)  # decided at t, ordered at t + 1's open
+    cols = ["y", "x"]
+    close = pd.DataFrame(np.column_stack([y.close, x.close]), index=index, columns=cols)
+    opens = pd.DataFrame(np.column_stack([y.open, x.open]), index=close.index, columns=cols)
+    return vbt.Portfolio.from_orders(close, size=pd.DataFrame(size, index=close.index, columns=cols),
+                                     size_type="targetpercent", price=opens, direction="both",
+                                     fees=float(costs.fees), slippage=float(costs.slippage), init_cash=1.0,
+                                     group_by=True, cash_sharing=True, call_seq="auto", freq=freq)

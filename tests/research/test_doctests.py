@@ -16,7 +16,8 @@ import pytest
 from numba.core.dispatcher import Dispatcher
 
 MODULES = ("research.kernels.indicators", "research.kernels.pairs", "research.kernels.regimes",
-           "research.kernels.simulate", "research.metrics", "research.sweep.engine")
+           "research.kernels.simulate", "research.metrics", "research.sweep.engine",
+           "research.sweep.pairs")
 
 
 def public_kernels(module) -> list[str]:

@@ -100,7 +100,7 @@ def _memory(text: str) -> int:
 @user_errors
 def sweep(
     strategy: Annotated[str, typer.Option(help="Strategy name, e.g. sma_cross.")],
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols (pairs: Y/X items, e.g. KO/PEP,XOM/CVX).")],
     grid: Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (inclusive) or name=a,b,c; repeat.")],
     timeframe: Annotated[str, typer.Option(help="Bar timeframe.")] = "1Day",
     fees: Annotated[float, typer.Option(help="Fees as a fraction of traded notional.")] = 0.001,
@@ -128,9 +128,13 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(help="Run on a Dask scheduler, e.g. tcp://host:8786.")] = None,
     start: Annotated[str | None, typer.Option(help="First date of the bars used.")] = None,
     end: Annotated[str | None, typer.Option(help="End date (exclusive) of the bars used.")] = None,
+    max_pvalue: Annotated[float, typer.Option(help="pairs: Engle-Granger p-value a pair must pass to be swept.")] = 0.05,
     lake: LakeOpt = DEFAULT_LAKE,
 ) -> None:
-    """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table."""
+    """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table.
+
+    Pairs (--strategy pairs --symbols KO/PEP,...) are screened and swept in process (no lake rows yet).
+    """
     from research.exits import ExitRules
     from research.sweep.plan import SweepSpec
     from pipeline.sweep import run_sweep
@@ -144,6 +148,19 @@ def sweep(
         _check_grid(strategy, grid_items, heatmap)
         output_path(out_file, "--out")
         output_path(plot, "--plot")
+        if strategy == "pairs":  # in process, tradelab/cli/sweep_pairs.py; what it does not take is refused
+            from .sweep_pairs import refuse_unsupported, run_pairs_sweep
+
+            refuse_unsupported({"--by-regime": by_regime, "--walk-forward": walk_forward is not None,
+                                "--anchored": anchored, "--resume": resume, "--workers": workers > 0,
+                                "--scheduler": scheduler is not None, "--chunk": chunk is not None,
+                                "--heatmap": heatmap is not None, "--plot": plot is not None,
+                                "--stop-loss": stop_loss != "0", "--take-profit": take_profit != "0",
+                                "--trailing-stop": trailing_stop != "0", "--time-stop": time_stop != "0"})
+            run_pairs_sweep(open_lake(lake), symbols, grid_items, check_timeframe(timeframe), fees, slippage,
+                            _date(start, "--start"), _date(end, "--end"), objective, min_trades, top_n,
+                            max_pvalue, out_file)
+            return
         rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, trailing_stop=tr, time_stop=int(ts), allow_short=short,
                                 flat_at_close=False)
                       for sl, tp, tr, ts in itertools.product(_floats(stop_loss, "--stop-loss"), _floats(take_profit, "--take-profit"),
