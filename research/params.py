@@ -37,6 +37,7 @@ from .metrics import METRICS
 from .regime_definition import RegimeDefinition
 from .regimes import SCHEMES, WARMUP, RegimeParams, labels
 from .signals import NAMES, get
+from .strict_json import strict_json
 
 SCHEMA_VERSION = 1
 # the labels of any scheme (trend_vol's first: the default), "warmup" and "all"; the file's scheme is checked
@@ -353,33 +354,6 @@ class ParamsFile(_Model):
 # -- reading and serializing ---------------------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON; write null for a missing value")
-
-
-def _finite(text: str) -> float:
-    if not math.isfinite(v := float(text)):  # 1e400: Python reads inf, the models would store null
-        raise ValueError(f"number {text} is out of range (a float overflows)")
-    return v
-
-
-def _int64(text: str) -> int:
-    # past 64 bits the numba kernels cannot take it (time_stop 10**30 would crash the live bridge)
-    if len(text.lstrip("-")) > 19 or not -(2**63) <= (v := int(text)) < 2**63:
-        shown = text if len(text) <= 30 else text[:30] + "..."
-        raise ValueError(f"number {shown} is out of range (64-bit integers)")
-    return v
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):  # linear: a 60k-key object must not take minutes
-        seen: set[str] = set()
-        dupes = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
-        raise ValueError(f"duplicate key {dupes[0]!r} in a JSON object")
-    return out
-
-
 def _describe(exc: ValidationError) -> list[str]:
     """One line per error: the dotted path of the field, the problem and, for type errors, the value."""
     lines = []
@@ -397,8 +371,7 @@ def loads(data: bytes | str, source: str = "<params>") -> ParamsFile:
     """Parse and validate a params file's text; ValueError naming ``source``, each bad field and why."""
     try:
         # decoded here, not by json (which would also take UTF-16 or a BOM that the validator refuses)
-        json.loads(data.decode() if isinstance(data, bytes) else data, parse_constant=_no_constant,
-                   parse_float=_finite, parse_int=_int64, object_pairs_hook=_no_duplicates)
+        strict_json(data.decode() if isinstance(data, bytes) else data)
     except UnicodeDecodeError as exc:
         byte = exc.object[exc.start]
         raise ValueError(f"{source}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
