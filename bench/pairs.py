@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
+
+from sweep import timed  # noqa: E402  (bench/sweep.py, beside this script: one best-of-N timer)
 
 PPY_MIN = 252.0 * 390
 TARGET = 50e6  # leg-bar-combos/s
@@ -47,17 +48,6 @@ def pair_bars(days: int, seed: int):
     y["high"] = np.maximum.reduce([y["open"], y["high"], y["close"]])
     y["low"] = np.minimum.reduce([y["open"], y["low"], y["close"]])
     return bars_from_arrays(y, "1Min"), bars_from_arrays(a, "1Min")
-
-
-def timed(fn, repeat: int):
-    """Best of ``repeat`` warm runs (the cores are shared)."""
-    out = fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main(argv: list[str] | None = None) -> None:
