@@ -49,6 +49,7 @@ from .ports import Broker, Fill, OrderAck, OrderIntent, OrderUpdate, SpawnSpec, 
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .runner_alerts import AlertDesk, _json_default, _jsonable
 from .runner_baskets import BasketDesk
+from .runner_book import BookDesk
 from .runner_orders import OrderDesk, Work
 from .runner_halts import HaltDesk
 from .runner_params import ParamsDesk
@@ -81,7 +82,7 @@ class RunnerConfig:
     # (the daemon: a decision whose fill is still ahead, e.g. after the close and before the next open)
 
 
-class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, SnapshotDesk):
+class Runner(OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, SnapshotDesk):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
@@ -104,6 +105,7 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
         self.books = {b: OnlineRegimes(b, a, definition) for b, a in regime_daily.items()}
         self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
         self._awaiting: dict[str, dict[tuple[str, str], int]] = {}  # benchmark -> flat sleeves waiting for its bar
+        self._book_last: dict[tuple[str, str], Decision] = {}  # a netted sleeve's last decision (runner_book.py)
         self._halt_marks: list[tuple[int, str]] = store.halt_marks()  # every decision path models them
         self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
         self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar
@@ -278,6 +280,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
             self._alert("bad_bar", sym, str(exc), bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
             return
         self.history[sym] = hist.arrays
+        if sym in self._netted:  # a zero-sum plan of the last bar crosses at this bar's open
+            self._cross_pending(sym, values[0], ts)
         missing = hist.missing_before_last()
         if missing > self.config.max_missing_bars:
             self._gapped.add(sym)
@@ -293,7 +297,12 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
     def _decide_symbol(self, sym: str, hist: History, act: bool = True) -> None:
         """Every sleeve deciding on this symbol's bars, at its latest bar."""
         ts = hist.last_ts
+        netted = sym in self._netted
+        if netted:  # several strategies on this symbol: all decide, then one net order (runner_book.py)
+            self._decide_book(sym, ts, act)
         for sleeve in self._watch.get(sym, ()):
+            if sleeve.legs is None and netted:
+                continue
             if sleeve.legs is None:
                 self._decide_sleeve(sleeve, sym, ts, hist, act)
             elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
@@ -396,6 +405,8 @@ class Runner(OrderDesk, BasketDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, S
         return True
 
     def _fill(self, fill: Fill) -> None:
+        if self._book_fill(fill):  # a netted symbol's order: allocated to its strategies by its plan
+            return
         owner = self._owner(fill.client_order_id)
         strategy = owner[0] if owner else None
         if not self.store.record_fill(fill, strategy):

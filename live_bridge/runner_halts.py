@@ -34,6 +34,7 @@ import pandas as pd
 
 from data_lake.atomic import atomic_write_bytes
 
+from . import state_book
 from .ids import MAX_SEQ, client_order_id
 from .ports import BrokerError, OrderAck, OrderIntent, session_day
 from .risk import ACCOUNT
@@ -263,6 +264,7 @@ def flatten_pass(broker, store, halt: HaltFile, settle: float = 5.0, sleep=time.
             # the ids' time on the minute: an id whose strategy name is truncated is then read back whole
             stamp = halt.halted_at.replace(second=0, microsecond=0)
             order = _next_flatten(broker, store, owner, sym, side, need, stamp, reason)
+            _flatten_plan(store, order)
             store.record_intent(order)
             store.record_order(broker.submit(order))
         except BrokerError as err:
@@ -319,6 +321,28 @@ def _owners(store) -> dict[tuple[str, str], str]:
         if abs(p.qty) > best.get(key, (0.0, ""))[0]:
             best[key] = (abs(p.qty), strategy)
     return {k: s for k, (_, s) in best.items()}
+
+
+def _flatten_plan(store, order: OrderIntent) -> None:
+    """A symbol several strategies hold (netted, runner_book.py) is closed by one order whose fills
+    go to each of them by a stored plan (state_book.py), the rest (not ours) to EXTERNAL."""
+    closing = -1 if order.side == "sell" else 1
+    rows = [(s, closing * abs(p.qty), None) for (s, y), p in sorted(store.positions().items())
+            if y == order.symbol and s != EXTERNAL and p.qty * closing < 0]
+    if len(rows) < 2:
+        return
+    rest = order.qty - sum(abs(q) for _, q, _ in rows)
+    if rest < -1e-9:  # the broker holds less than the strategies: close each in order, as far as it goes
+        left, trimmed = order.qty, []
+        for s, q, r in rows:
+            take = min(abs(q), left)
+            left -= take
+            if take > 1e-9:
+                trimmed.append((s, closing * take, r))
+        rows = trimmed
+    elif rest > 1e-9:
+        rows.append((EXTERNAL, closing * rest, None))
+    state_book.record_plan(store, order.client_order_id, order.symbol, rows, crossed=False)
 
 
 def _next_flatten(broker, store, owner: str, sym: str, side: str, qty: float, at: datetime,

@@ -40,7 +40,7 @@ class OrderDesk:
     """Sending, acknowledging and cancelling orders (mixed into Runner)."""
 
     def _send(self, intent: OrderIntent, d: Decision, ctx: RiskContext, entry: dict,
-              stop_frac: float | None = None) -> bool:
+              stop_frac: float | None = None, plan: tuple = ()) -> bool:
         """Risk check, record the intent, hand the order to the sender; False when the risk check refused it.
 
         The broker's answer comes back through ``_ack`` (an "order" line in the decision log); until
@@ -58,7 +58,7 @@ class OrderDesk:
             return False
         order = verdict.order(intent)
         rules = json.dumps(asdict(d.rules)) if d.rules is not None else None  # the stop a restart must place
-        self.store.record_intent(order, decision_ref=rules)  # before it can reach the broker: a crash is reconciled by this id
+        self.store.record_intent(order, decision_ref=rules, plan=plan)  # a netted order: its plan with it  # before it can reach the broker: a crash is reconciled by this id
         self.recent = [x for x in self.recent if (ctx.clock.timestamp - x).total_seconds() < 60] + [ctx.clock.timestamp]
         pending = _pending(order, ctx.clock.timestamp)
         self._inflight[order.client_order_id] = pending

@@ -26,6 +26,7 @@ from research.params import ParamsFile, dumps
 
 from .history import History
 from .regimes_live import OnlineRegimes, regime_params_of, session_day_us
+from .runner_book import netted_groups
 from .sleeves import Sleeve, sleeves_over
 
 log = logging.getLogger("live_bridge.runner")
@@ -34,12 +35,17 @@ log = logging.getLogger("live_bridge.runner")
 def check_sleeves(sls: Sequence[Sleeve], benchmarks: Mapping[str, object]) -> None:
     """The runner's refusals of a set of sleeves (ValueError naming what and why)."""
     shared = _shared(sls)
-    if shared:  # the account holds one position per symbol; netting sleeves is not built
-        raise ValueError("one account holds one position per symbol, and these symbols are traded by more "
-                         "than one strategy in the same regime: "
+    if shared:  # single-leg strategies net into one position; a basket's legs do not (yet)
+        raise ValueError("one account holds one position per symbol, and these symbols are traded by a "
+                         "multi-leg strategy and another strategy in the same regime: "
                          + "; ".join(f"{k} by {v}" for k, v in sorted(shared.items()))
-                         + " (one strategy per symbol and regime: a symbol may switch strategy between regimes, "
-                           "e.g. `tradelab nightly -p 'strategies=[\"sma_cross\"]'` trades one)")
+                         + " (single-leg strategies on one symbol are netted; a pair's or a rotation's legs "
+                           "are not netted with them)")
+    netted = [s for s in sls if s.legs is None and sum(x.symbol == s.symbol and x.legs is None for x in sls) > 1]
+    oco = sorted({f"{s.strategy} {s.symbol}" for s in netted for _, r in s.entries if r.take_profit > 0})
+    if oco:  # a take-profit rides with its stop as one OCO; several of them on one netted symbol: not built
+        raise ValueError("a symbol traded by several strategies at once is netted, and its strategies' "
+                         "protective stops are plain stops: these netted entries have a take_profit: " + ", ".join(oco))
     bare = [f"{s.strategy_at(k)} {s.symbol} {lab}" for s in sls for k, lab in enumerate(s.labels)
             if (r := s.entries[k][1]).take_profit > 0 and not (r.stop_loss > 0 or r.trailing_stop > 0)]
     if bare:  # the target goes out as one OCO with the stop: every position has a stop (risk policy)
@@ -65,6 +71,8 @@ def _shared(sls: Sequence[Sleeve]) -> dict[str, str]:
         names = {n for s in group for n in s.names}
         if len(names) < 2:
             continue
+        if len(group) > 1 and all(s.legs is None and not s.strategies for s in group):
+            continue  # one sleeve per strategy: netted into the one broker position (runner_book.py)
         if len(group) > 1:
             labels = sorted({x for s in group for x in s.labels})
             out[sym] = f"{', '.join(sorted(names))} (regime {', '.join(labels)})"
@@ -96,6 +104,7 @@ class ParamsDesk:
         self.epochs, self.params, self.sleeves = epochs, epochs[-1][1], sls
         self.shas = [pf.sha256() for _, pf in epochs]  # computed once: status() reads them every poll
         self.names = sorted({n for s in sls for n in s.names})  # real strategies (a mixed sleeve has several)
+        self._netted = netted_groups(sls)  # symbol -> its strategies' sleeves, netted (runner_book.py)
         self._watch = {}  # symbol -> the sleeves deciding on its bars
         for s in sls:
             for sym in s.data:
@@ -189,14 +198,20 @@ class ParamsDesk:
     def _redecide_waiting(self, benchmark: str) -> None:
         """Decide again the flat per-regime sleeves that saw an ``unknown`` next session for want of
         this benchmark's bar (only while their bar is still their latest)."""
+        waiting: dict[tuple[str, int], set[str]] = {}
         for (strategy, symbol), ts in list(self._awaiting.get(benchmark, {}).items()):
             del self._awaiting[benchmark][(strategy, symbol)]
             hist = self._hist.get(symbol)
             if hist is None or hist.last_ts != ts:
                 continue
+            if symbol in self._netted:  # the waiting sleeves' entries: the bar's second plan (runner_book.py)
+                waiting.setdefault((symbol, ts), set()).add(strategy)
+                continue
             for sleeve in self._watch.get(symbol, ()):
                 if strategy in (sleeve.strategy, *sleeve.names) and sleeve.legs is None:  # a reload may mix it
                     self._decide_sleeve(sleeve, symbol, ts, hist)
+        for (symbol, ts), strategies in waiting.items():
+            self._decide_book(symbol, ts, only=frozenset(strategies))
 
     # --- what the running process trades (the daemon's status.json) ----------------------------------
     def idle(self) -> bool:

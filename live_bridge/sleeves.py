@@ -105,12 +105,13 @@ class Decision:
     reason: str
 
 
-def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
+def sleeves(pf: ParamsFile, candidates: bool = False, netted: frozenset[str] | None = None) -> list[Sleeve]:
     """The sleeves with at least one active entry, in the file's order.
 
     ``candidates=True`` also takes the entries the gate turned flat but that carry a chosen
     combination (in-sample trades > 0): what the rejected candidates would have done. Only for
     replays that say so; the live runner never trades them.
+    ``netted``: symbols whose strategies stay one sleeve each (``netted_symbols``; default: this file's).
     """
     groups: dict[tuple[str, str], list] = {}
     for e in pf.entries:
@@ -121,7 +122,7 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
     out = [Sleeve(s, sym, tuple(e.regime for e in es), tuple((e.make_params(), e.exit_rules.to_rules()) for e in es),
                   bench or sym, baskets.legs(s, sym) if s in baskets.MULTI_LEG else None)
            for (s, sym), es in groups.items()]
-    out = _per_symbol(out)
+    out = _per_symbol(out, netted_symbols([pf], candidates) if netted is None else netted)
     for sl in out:
         if sl.legs and (sl.by_regime or _has_exits(sl.entries[0][1])):
             raise ValueError(f"{sl.strategy} {sl.symbol}: a multi-leg entry trades one entry for regime 'all' "
@@ -137,21 +138,40 @@ def sleeves(pf: ParamsFile, candidates: bool = False) -> list[Sleeve]:
     return out
 
 
-def _per_symbol(sls: list[Sleeve]) -> list[Sleeve]:
+def _per_symbol(sls: list[Sleeve], netted: frozenset[str]) -> list[Sleeve]:
     """One sleeve per single-leg symbol, at the place of its first: a symbol several strategies trade
-    becomes one mixed sleeve (two strategies in one regime are the runner's refusal, ``check_sleeves``)."""
+    in different regimes becomes one mixed sleeve; a ``netted`` symbol keeps one sleeve per strategy
+    (their virtual positions are netted into one broker position: live_bridge/runner_book.py)."""
     group: dict[str, list[Sleeve]] = {}
     for sl in sls:
-        if sl.legs is None:
+        if sl.legs is None and sl.symbol not in netted:
             group.setdefault(sl.symbol, []).append(sl)
     out = []
     for sl in sls:
-        if sl.legs is not None:
+        if sl.legs is not None or sl.symbol in netted:
             out.append(sl)
         elif (g := group.pop(sl.symbol, None)) is not None:
             out.append(g[0] if len(g) == 1 else _joined(sl.symbol, g[0].benchmark, [
                 (lab, e, x.strategy, 0) for x in g for lab, e in zip(x.labels, x.entries)], ()))
     return out
+
+
+def netted_symbols(files: Sequence[ParamsFile], candidates: bool = False) -> frozenset[str]:
+    """The single-leg symbols two strategies may hold at once in one of ``files``: they share a regime
+    (an "all" entry shares every one). Each strategy is then its own sleeve with its own virtual
+    position, and the runner nets them (one strategy per regime is a mixed sleeve instead)."""
+    out = set()
+    for pf in files:
+        cells: dict[str, dict[str, set[str]]] = {}
+        for e in pf.entries:
+            chosen = e.in_sample.trades is not None and e.in_sample.trades > 0
+            if (e.status == "active" or (candidates and chosen)) and e.strategy not in baskets.MULTI_LEG:
+                cells.setdefault(e.symbol, {}).setdefault(e.strategy, set()).add(e.regime)
+        for sym, by in cells.items():
+            names = list(by)
+            if any(a < b and (by[a] & by[b] or "all" in by[a] | by[b]) for a in names for b in names):
+                out.add(sym)
+    return frozenset(out)
 
 
 def _joined(symbol: str, benchmark: str, rows: list[tuple], froms: tuple[int, ...]) -> Sleeve:
@@ -178,9 +198,11 @@ def sleeves_over(epochs: Sequence[tuple[int, ParamsFile]], candidates: bool = Fa
     if list(froms) != sorted(set(froms)):
         raise ValueError("params epochs must start at increasing bars")
     merged: dict[tuple[str, str], dict] = {}
+    netted = netted_symbols([pf for _, pf in epochs], candidates)  # netted in one file: in all of them
     for i, (_, pf) in enumerate(epochs):
-        for sl in sleeves(pf, candidates):  # single-leg: one sleeve per symbol, its strategy may change
-            m = merged.setdefault((sl.strategy if sl.legs else "", sl.symbol), {"rows": [], "sl": sl})
+        for sl in sleeves(pf, candidates, netted):  # single-leg: one sleeve per symbol, its strategy may change
+            key = sl.strategy if sl.legs or sl.symbol in netted else ""
+            m = merged.setdefault((key, sl.symbol), {"rows": [], "sl": sl})
             if m["sl"].benchmark != sl.benchmark and (sl.by_regime or m["sl"].by_regime):
                 raise ValueError(f"{sl.strategy} {sl.symbol}: the regime benchmark changed from {m['sl'].benchmark} "
                                  f"to {sl.benchmark}; a running runner cannot switch benchmarks (restart it flat)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +31,8 @@ from pathlib import Path
 
 from .avg_cost import apply_fill, replay_fills
 from .ids import parse_client_order_id
-from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, session_day, status_can_follow
+from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, status_can_follow
+from .state_book import _iso, count_fill, insert_plan
 from .state_schema import SCHEMA_VERSION, StateError, open_reader, open_writer
 
 __all__ = ["EXTERNAL", "SCHEMA_VERSION", "HaltRecord", "IntegrityReport", "StateError", "StateStore",
@@ -81,11 +82,6 @@ def _us(iso: str) -> int:
     return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def _iso(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        raise ValueError(f"timestamp {ts!r} is naive; the state store only takes timezone-aware times")
-    return ts.astimezone(UTC).isoformat()
-
 
 class StateStore:
     """The single-writer SQLite store of one live runner, or a read-only view of it (``read_only``).
@@ -134,12 +130,13 @@ class StateStore:
     # --- intents and orders --------------------------------------------------------------------
 
     def record_intent(self, intent: OrderIntent, decision_ref: str | None = None,
-                      at: datetime | None = None) -> bool:
+                      at: datetime | None = None, plan: Sequence[tuple[str, float, str | None]] = ()) -> bool:
         """Store an intent before it is sent; False if this exact intent was already stored.
 
         Raises StateError when the client_order_id is stored with different fields: ids are
         deterministic, so that means two different decisions mapped to one id (a bug upstream).
-        ``decision_ref`` points into the decision log (why the strategy decided this).
+        ``decision_ref`` points into the decision log (why the strategy decided this). ``plan``: a
+        netted order's allocation to its strategies (state_book.py), stored in the same transaction.
         """
         values = astuple(intent)
         with self._tx() as db:
@@ -153,6 +150,8 @@ class StateStore:
             db.execute(f"INSERT INTO intents ({', '.join(_INTENT_COLS)}, decision_ref, created_at) "
                        f"VALUES ({', '.join('?' * (len(_INTENT_COLS) + 2))})",
                        (*values, decision_ref, _iso(at or datetime.now(UTC))))
+            if plan:
+                insert_plan(db, intent.client_order_id, intent.symbol, plan, crossed=False)
         return True
 
     def record_order(self, ack: OrderAck) -> bool:
@@ -262,19 +261,7 @@ class StateStore:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM fills WHERE execution_id = ?", (fill.execution_id,)).fetchone():
                 return False
-            strategy = self._strategy_of(db, fill.client_order_id, strategy)
-            day = session_day(fill.timestamp).isoformat()
-            db.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (fill.execution_id, fill.order_id, fill.client_order_id, strategy, fill.symbol,
-                        fill.side, fill.qty, fill.price, _iso(fill.timestamp), day))
-            row = db.execute(_POSITION_SQL, (strategy, fill.symbol)).fetchone()
-            qty, avg, realized = row or (0.0, 0.0, 0.0)
-            qty, avg, delta = apply_fill(qty, avg, fill.side, fill.qty, fill.price)
-            db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
-                       (strategy, fill.symbol, qty, avg, realized + delta))
-            db.execute("INSERT INTO daily_pnl VALUES (?, ?, ?, 1) ON CONFLICT (day, strategy) DO UPDATE "
-                       "SET realized = realized + excluded.realized, fills = fills + 1",
-                       (day, strategy, delta))
+            count_fill(db, fill, self._strategy_of(db, fill.client_order_id, strategy))
         return True
 
     @staticmethod

@@ -1,8 +1,9 @@
 """The params file: the one typed, validated, versioned artefact research writes and the live bridge reads.
 
 A file carries its provenance (run, data window and bar hashes, code version, selection rule),
-the gate thresholds it was judged by, the verdict, and one entry per (strategy, symbol, regime);
-at most one of a symbol's entries is active in any regime (one strategy per (symbol, regime)).
+the gate thresholds it was judged by, the verdict, and one entry per (strategy, symbol, regime).
+The nightly chooses one strategy per (symbol, regime); a file may hold several active in one
+(hand-made, or a weekend's), and the live bridge then nets them (live_bridge/runner_book.py).
 The gate's vocabulary (``GateThresholds``, ``EntryVerdict``, ``Verdict``) is defined here, as part
 of the file; ``research.promotion`` applies it. This module models, parses and serializes; it
 writes no file: ``pipeline.params_store`` installs files as ``params/current.json``, keeps
@@ -310,8 +311,7 @@ class ParamsFile(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamsFile:
-        seen: dict[Key, int] = {}
-        active: dict[str, list[int]] = {}  # symbol -> its active entries
+        seen: dict[Key, int] = {}  # several strategies may be active in one (symbol, regime): the live bridge nets them
         errors = []
         scheme = self.regime_params().scheme
         allowed = (*labels(scheme), WARMUP, "all")
@@ -326,14 +326,6 @@ class ParamsFile(_Model):
                 errors.append(_error(("entries", i), f"duplicate entry {key_text(e.key)} "
                                      f"(already entries.{seen[e.key]})", list(e.key)))
             seen.setdefault(e.key, i)
-            if e.status == "active":  # one position per symbol: one strategy per cell ("all" is every cell)
-                j = next((j for j in active.get(e.symbol, ()) if self.entries[j].strategy != e.strategy and
-                          (e.regime == "all" or self.entries[j].regime in (e.regime, "all"))), None)
-                if j is not None:
-                    errors.append(_error(("entries", i), f"two active entries in one (symbol, regime): "
-                                         f"{key_text(self.entries[j].key)} (entries.{j}) and {key_text(e.key)}; "
-                                         "one strategy per (symbol, regime)", list(e.key)))
-                active.setdefault(e.symbol, []).append(i)
         if errors:
             raise ValidationError.from_exception_data("ParamsFile", errors)
         return self

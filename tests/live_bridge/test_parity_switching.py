@@ -3,7 +3,7 @@ regimes, rsi_reversion in the ranging ones. The live runner trades each symbol a
 (one switching path, so one position per symbol), through the real alpaca-py clients against the
 simulator, and makes exactly the backtest's fills; every order, fill and stored position is the
 strategy of the entry that opened it, and the shadow backtest agrees. Two strategies in one regime
-on one symbol are still refused."""
+on one symbol are netted instead (test_parity_netted.py)."""
 
 from __future__ import annotations
 
@@ -142,23 +142,19 @@ def test_the_shadow_backtest_attributes_the_same_strategies(run, lake):  # noqa:
     assert got == want and {s for *_, s in want} == {"rsi_reversion", "sma_cross"}
 
 
-def test_two_strategies_in_one_regime_of_one_symbol_are_refused(lake, tmp_path):  # noqa: F811
-    # the params file allows one active strategy per (symbol, regime); rejected candidates replayed
-    # with --candidates can still overlap, and the runner refuses them (netting sleeves is not built)
+def test_two_strategies_in_one_regime_of_one_symbol_are_netted_not_mixed():
+    # rejected candidates replayed with --candidates can overlap an active entry's regime: the symbol is
+    # then netted (one sleeve per strategy, runner_book.py; tests/live_bridge/test_parity_netted.py)
     def candidate(symbol, regime):
         return entry(symbol=symbol, regime=regime, strategy="breakout", params={"n": 20, "short": False},
                      status="flat", gate=EntryVerdict(passed=False, reasons=("pbo 0.7 > 0.5",)))
 
     clash = switching_file([candidate("AAPL", "up_low")])
-    check_sleeves(sleeves(clash), {"IBM": object()})  # the live runner never trades the flat candidate
-    with pytest.raises(ValueError, match=r"more than one strategy in the same regime: AAPL by breakout, sma_cross "
-                                         r"\(regime up_low\)"):
-        check_sleeves(sleeves(clash, candidates=True), {"IBM": object()})
-    everywhere = switching_file([candidate("MSFT", "all")])
-    with pytest.raises(ValueError, match=r"MSFT by breakout, rsi_reversion, sma_cross \(regime all, "):
-        check_sleeves(sleeves(everywhere, candidates=True), {"IBM": object()})
-    with pytest.raises(ValueError, match="one position per symbol"):  # the replay's runner refuses it before any order
-        replay(lake, clash, "2012-03-01", "2012-04-01", work_dir=tmp_path, candidates=True)
+    assert [s.strategy for s in sleeves(clash) if s.symbol == "AAPL"] == ["rsi_reversion+sma_cross"]
+    netted = sleeves(clash, candidates=True)
+    assert sorted(s.strategy for s in netted if s.symbol == "AAPL") == ["breakout", "rsi_reversion", "sma_cross"]
+    assert [s.strategy for s in netted if s.symbol == "MSFT"] == ["rsi_reversion+sma_cross"]  # still one mixed sleeve
+    check_sleeves(netted, {"IBM": object()})
 
 
 def test_a_reload_may_switch_a_symbols_strategy():

@@ -17,7 +17,7 @@ import pytest
 from live_bridge.ids import client_order_id
 from live_bridge.ports import Fill, OrderAck, OrderIntent
 from live_bridge.risk import ACCOUNT
-from live_bridge.state import EXTERNAL, StateError, StateStore, apply_fill
+from live_bridge.state import EXTERNAL, SCHEMA_VERSION, StateError, StateStore, apply_fill
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 1, 2, 15, 30, tzinfo=UTC)
@@ -177,7 +177,7 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_intents(tmp_path):
         assert s.record_intent(oco) and s.intent("new-1")[0] == oco
         assert s.leg_parents() == {}
     assert sqlite3.connect(tmp_path / "s.db").execute(
-        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
 
 
 def test_a_reader_sees_the_writers_commits_beside_it_and_writes_nothing(tmp_path):

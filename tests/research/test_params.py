@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -136,17 +135,9 @@ def test_one_symbol_may_trade_different_strategies_in_different_regimes(tmp_path
     assert back.lookup("rsi_reversion", "AAPL", "down_high").make_params().lower == 30.0
 
 
-@pytest.mark.parametrize("regimes, message", [
-    (("up_low", "up_low"), "entries.1: two active entries in one (symbol, regime): sma_cross AAPL up_low "
-                           "(entries.0) and rsi_reversion AAPL up_low; one strategy per (symbol, regime)"),
-    (("all", "down_high"), "entries.1: two active entries in one (symbol, regime): sma_cross AAPL all "
-                           "(entries.0) and rsi_reversion AAPL down_high"),  # "all" is in force in every regime
-])
-def test_two_active_strategies_in_one_cell_are_refused_naming_both(regimes, message):
-    pf = params_file([entry(regime=regimes[0]), entry("MSFT", "down_low", strategy="rsi_reversion", params=RSI)])
+def test_two_active_strategies_in_one_cell_load_the_live_bridge_nets_them():
+    pf = params_file([entry(regime="up_low"), entry(regime="all", strategy="rsi_reversion", params=RSI)])
 
-    def clash(doc):
-        doc["entries"][1].update(symbol="AAPL", regime=regimes[1])
+    back = loads(dumps(pf), "f.json")
 
-    with pytest.raises(ValueError, match=f"f.json: invalid field {re.escape(message)}"):
-        loads(edited(pf, clash), "f.json")
+    assert [e.strategy for e in back.entries if e.status == "active"] == ["sma_cross", "rsi_reversion"]
