@@ -13,7 +13,8 @@ Definition (closes: n_bars x n_assets, aligned with the benchmark; L = lookback,
   dropped at the next rebalance). Before t0 every weight is 0.
 weights[t] is the target decided at bar t's close, held from t+1's open (research/exits.py).
 ``signals`` takes a closes matrix and a benchmark, ``signals(closes, bench, p) -> RotationSignals``,
-unlike the single-symbol ``(Bars, Params) -> Signals`` of base.Strategy.
+unlike the single-symbol ``(Bars, Params) -> Signals`` of base.Strategy. Its kernels
+(research/kernels/rotation.py) are the ones the rotation sweep (research/sweep/rotation.py) runs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from ..kernels.rotation import relative_strength_nb, rotation_weights_nb
 from .base import Strategy, StrategyKind
 
 
@@ -49,72 +50,6 @@ class RotationSignals(NamedTuple):
     weights: np.ndarray  # float64 (n_bars, n_assets): decided at t's close, held from t+1's open
     rs: np.ndarray  # float64 (n_bars, n_assets)
     rebalance: np.ndarray  # bool (n_bars,): True where the weights were recomputed
-
-
-@njit(cache=True)
-def relative_strength_nb(closes: np.ndarray, bench: np.ndarray, n: int) -> np.ndarray:
-    """RS[t, i] = (closes[t, i] / closes[t-n, i]) / (bench[t] / bench[t-n]) - 1 (NaN if undefined)."""
-    t_max, m = closes.shape
-    rs = np.full((t_max, m), np.nan)
-    for t in range(n, t_max):
-        b0 = bench[t - n]
-        b1 = bench[t]
-        if not (b0 > 0.0 and b1 > 0.0 and np.isfinite(b0) and np.isfinite(b1)):
-            continue
-        rb = b1 / b0
-        for i in range(m):
-            c0 = closes[t - n, i]
-            c1 = closes[t, i]
-            if c0 > 0.0 and c1 > 0.0 and np.isfinite(c0) and np.isfinite(c1):
-                rs[t, i] = (c1 / c0) / rb - 1.0
-    return rs
-
-
-@njit(cache=True)
-def _pick_nb(row: np.ndarray, taken: np.ndarray, highest: bool) -> int:
-    """Index of the highest (lowest) finite, untaken value; the lower index wins ties; -1 if none."""
-    best = -1
-    for i in range(row.shape[0]):
-        if taken[i] or not np.isfinite(row[i]):
-            continue
-        if best < 0 or (row[i] > row[best] if highest else row[i] < row[best]):
-            best = i
-    return best
-
-
-@njit(cache=True)
-def rotation_weights_nb(rs: np.ndarray, every: int, k: int, allow_short: bool):
-    """Top-k (and bottom-k) weights at every ``every``-th bar from the first finite RS, held between."""
-    t_max, m = rs.shape
-    w = np.zeros((t_max, m))
-    reb = np.zeros(t_max, np.bool_)
-    start = -1
-    for t in range(t_max):
-        if start < 0:
-            for i in range(m):
-                if np.isfinite(rs[t, i]):
-                    start = t
-                    break
-        if start >= 0 and (t - start) % every == 0:
-            reb[t] = True
-            v = 0
-            for i in range(m):
-                if np.isfinite(rs[t, i]):
-                    v += 1
-            n_side = min(k, v // 2) if allow_short else min(k, v)
-            taken = np.zeros(m, np.bool_)
-            for _ in range(n_side):
-                i = _pick_nb(rs[t], taken, True)
-                taken[i] = True
-                w[t, i] = 1.0 / k
-            if allow_short:
-                for _ in range(n_side):
-                    i = _pick_nb(rs[t], taken, False)
-                    taken[i] = True
-                    w[t, i] = -1.0 / k
-        elif start >= 0:
-            w[t] = w[t - 1]
-    return w, reb
 
 
 def signals(closes: np.ndarray, bench: np.ndarray, p: Rotation) -> RotationSignals:

@@ -100,7 +100,7 @@ def _memory(text: str) -> int:
 @user_errors
 def sweep(
     strategy: Annotated[str, typer.Option(help="Strategy name, e.g. sma_cross.")],
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols (pairs: Y/X items, e.g. KO/PEP,XOM/CVX).")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols (pairs: Y/X items, e.g. KO/PEP,XOM/CVX; rotation: A,B,C/BENCH baskets separated by ';').")],
     grid: Annotated[list[str], typer.Option("--grid", help="name=start:stop:step (inclusive) or name=a,b,c; repeat.")],
     timeframe: Annotated[str, typer.Option(help="Bar timeframe.")] = "1Day",
     fees: Annotated[float, typer.Option(help="Fees as a fraction of traded notional.")] = 0.001,
@@ -134,6 +134,7 @@ def sweep(
     """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table.
 
     Pairs (--strategy pairs --symbols KO/PEP,...) are screened and swept in process (no lake rows yet).
+    Rotation (--strategy rotation --symbols "A,B,C/BENCH;...") is swept in process too.
     """
     from research.exits import ExitRules
     from research.sweep.plan import SweepSpec
@@ -160,6 +161,20 @@ def sweep(
             run_pairs_sweep(open_lake(lake), symbols, grid_items, check_timeframe(timeframe), fees, slippage,
                             _date(start, "--start"), _date(end, "--end"), objective, min_trades, top_n,
                             max_pvalue, out_file)
+            return
+        if strategy == "rotation":  # in process, tradelab/cli/sweep_rotation.py; what it does not take is refused
+            from .sweep_rotation import refuse_unsupported, run_rotation_sweep
+
+            refuse_unsupported({"--by-regime": by_regime, "--walk-forward": walk_forward is not None,
+                                "--anchored": anchored, "--resume": resume, "--workers": workers > 0,
+                                "--scheduler": scheduler is not None, "--chunk": chunk is not None,
+                                "--heatmap": heatmap is not None, "--plot": plot is not None,
+                                "--benchmark": benchmark is not None, "--max-pvalue": max_pvalue != 0.05,
+                                "--stop-loss": stop_loss != "0", "--take-profit": take_profit != "0",
+                                "--trailing-stop": trailing_stop != "0", "--time-stop": time_stop != "0"})
+            run_rotation_sweep(open_lake(lake), symbols, grid_items, short, check_timeframe(timeframe), fees,
+                               slippage, _date(start, "--start"), _date(end, "--end"), objective, min_trades, top_n,
+                               out_file)
             return
         rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, trailing_stop=tr, time_stop=int(ts), allow_short=short,
                                 flat_at_close=False)
