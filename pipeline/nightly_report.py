@@ -83,9 +83,10 @@ def entries_section(result: NightlyResult) -> Section:
 
 
 def equity_section(result: NightlyResult) -> Section:
-    """Per strategy: each symbol's walk-forward (out-of-sample) equity and the chosen params' deploy window."""
+    """Per strategy (and per swept pair): each symbol's walk-forward (out-of-sample) equity and the chosen
+    params' deploy window."""
     figs = []
-    for run in result.runs:
+    for run in result.all_runs:
         curves, starts = {}, {}
         for c in run.choices:
             if c.regime != "all":
@@ -107,12 +108,14 @@ def equity_section(result: NightlyResult) -> Section:
 def heatmap_section(result: NightlyResult, objective: str) -> Section:
     """The objective over the first two grid params, one panel per regime, per strategy and symbol."""
     items: list = []
-    for run in result.runs:
+    for run in result.all_runs:
         names = [n for n, v in run.spec.grid if len(v) > 1]
         if len(names) < 2:
             continue
         for sym in run.spec.symbols:
             rows = run.results[run.results["symbol"] == sym]
+            if rows.empty:  # a pair no selection window screened in: never swept
+                continue
             split = DEPLOY if DEPLOY in set(rows["split"]) else "full"
             items.append(heatmap_figure(rows, names[0], names[1], objective, split=split,
                                         title=f"{sym} {run.strategy}: {objective} over {names[0]} x {names[1]} "

@@ -34,6 +34,8 @@ is sized on the value before costs and the costs are paid from the cash, as the 
 ``sweep_pairs`` screens candidate pairs with the Engle-Granger test (``engle_granger``) on a
 training range first; a pair that fails is not swept, but its combinations still count as trials
 (``PairsSweep.n_trials``), so the deflated Sharpe of the best pair is not flattered by the screen.
+``research.sweep.pairs_walkforward.walk_forward_pairs`` is the nightly's walk-forward of it (the
+screen per selection window, on bars before its end only; the choice, out-of-sample record and guards).
 """
 
 from __future__ import annotations
