@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/tradelab ingest sample
 	$(BIN)/tradelab lake info
 	$(BIN)/tradelab lake query "select symbol, count(*) as bars, strftime(min(ts), '%Y-%m-%d') as first, strftime(max(ts), '%Y-%m-%d') as last from bars where timeframe='1Day' group by symbol order by symbol"
-	$(BIN)/tradelab nightly
+	$(BIN)/tradelab nightly -p 'symbols=["AAPL","GOOG"]' -p 'pairs=["MSFT/IBM"]' -p lookback=null
 	$(BIN)/tradelab params show
 	$(BIN)/tradelab parity --candidates
 
@@ -49,7 +49,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/signals.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/pairs.py
+	$(BIN)/python bench/rotation.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/live.py --symbols 250 --strategies 2 --sender process --sleeves 0
 	$(BIN)/python bench/evening.py
 
 clean:

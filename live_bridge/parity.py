@@ -4,7 +4,9 @@ For every sleeve (strategy, symbol) the backtest is ``sleeves.sleeve_path`` (wha
 over the same bars (warm-up and replay, no entries before the replay's first bar): the trades it
 makes inside the replay must be the broker's fills, bar for bar and price for price (sides and bars
 exactly; prices to 1e-9), each under the strategy of the entry it was opened under (a mixed
-sleeve's fills: the order ids name the strategy of each trade).
+sleeve's fills: the order ids name the strategy of each trade). A netted symbol's strategies
+(runner_book.py) are compared on their shares of the net orders, as the state store allocated them
+(``ReplayResult.virtual``): every strategy's virtual fills against its own backtest.
 Positions: the sign of the broker's position after every bar equals the backtest's. Equity:
 vectorbt replays the broker's fills (its own accounting, one cash pool) and must give the
 broker's equity after every bar (relative 1e-9). Quantities come from the live sizing (risk
@@ -26,6 +28,7 @@ from research.sweep.vbt import portfolio_from_fills
 
 from .ids import parse_client_order_id
 from .replay import ReplayResult
+from .runner_book import netted_groups
 from .sleeves import basket_path, sleeve_path, sleeves, sleeves_over
 
 TOL = 1e-9
@@ -58,6 +61,7 @@ def check(result: ReplayResult) -> Parity:
     first_us = result.trade_from if result.trade_from is not None else \
         int(min(f["ts"].iloc[0] for f in result.bars.values()).value // 1000)
     refusals = _refusals(result, names)
+    netted = set(netted_groups(sls)) if result.virtual is not None else set()
     for sleeve in sls:
         if sleeve.legs is not None:
             _basket(result, sleeve, first_us, live, refusals, rows, problems)
@@ -68,7 +72,11 @@ def check(result: ReplayResult) -> Parity:
         sp = sleeve_path(sleeve, arrays, bars, tf, result.regimes.get(sleeve.benchmark), first_us, result.halts)
         path, ts = sp.path, arrays["ts"]
         expect = _expected(path, ts, first_us, sp.trade_strategies(sleeve))
-        got = live[(live["symbol"] == sleeve.symbol) & live["strategy"].isin(sleeve.names)]
+        if sleeve.symbol in netted:  # one net order for several strategies: each one's allocated share
+            v = result.virtual
+            got = v[(v["symbol"] == sleeve.symbol) & (v["strategy"] == sleeve.strategy)]
+        else:
+            got = live[(live["symbol"] == sleeve.symbol) & live["strategy"].isin(sleeve.names)]
         mixed = bool(sleeve.strategies)  # its fills name their strategy
         got_rows = [(_bar_of(ts, t), side, float(px), who)
                     for t, side, px, who in zip(_stamps(got), got["side"], got["price"], got["strategy"])]

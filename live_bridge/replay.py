@@ -73,6 +73,9 @@ class ReplayResult:
     epochs: list | None = None  # params files traded one after another: (from_us, file) (None: ``params`` alone)
     trade_from: int | None = None  # the runner's first bar (UTC µs; None: the replay's first bar)
     halts: list = field(default_factory=list)  # the runner's halts: (when, UTC µs; scope), as the store keeps them
+    # netted symbols (several strategies at once, runner_book.py): each strategy's share of the broker's
+    # fills as the state store allocated it (ts, symbol, side, qty, price, strategy, bar); parity reads these
+    virtual: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
            ) -> ReplayResult:
     """Replay [start, end) of the params' symbols (1Day or 1Min) through the live runner and the simulator.
 
-    ``limits`` default to the backtest's reach: daily entries queue for the next open, and minute
-    replays drop the live entry cutoff before the close (the backtest's ``flat_at_close`` already
+    ``limits`` default to the backtest's reach: daily entries queue for the next open, no portfolio
+    rules (``RiskLimits.per_sleeve``: budgets and correlated groups, which a per-sleeve backtest does
+    not model), and minute replays drop the live entry cutoff before the close (the backtest's ``flat_at_close`` already
     takes no entry in a session's last two bars; pass ``RiskLimits()`` to see what the cutoff refuses).
     ``on_step(step, faults: Faults)`` runs before each clock step (chaos tests inject faults there);
     ``broker_config`` replaces the simulated broker's (its ``cash`` is this function's).
@@ -133,8 +137,9 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     sim_broker = app.state.broker
     equity: dict[pd.Timestamp, float] = {}
     first_ts = pd.Timestamp(min(f["ts"].iloc[0] for f in frames.values()))
-    if limits is None:
-        limits = RiskLimits(queue_for_next_open=True) if tf == "1Day" else RiskLimits(no_new_entries_minutes=0)
+    if limits is None:  # the backtest has no portfolio (budgets, correlated groups): per sleeve, as it
+        limits = RiskLimits.per_sleeve(queue_for_next_open=True) if tf == "1Day" else \
+            RiskLimits.per_sleeve(no_new_entries_minutes=0)
     cfg = RunnerConfig(timeframe=tf, limits=limits, trade_from=first_ts, decision_log=work / "decisions.jsonl")
     with serve(app) as sim, StateStore(work / "state.db") as store:
         ws = sim.url.replace("http://", "ws://")
@@ -187,6 +192,7 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
             runner.stop()
             control.drop_all()
         halts = store.halt_marks()
+        virtual = _virtual_fills(store, set(runner._netted), sim_broker.fills(), fill_bars)
         fill_rows = [{"ts": pd.Timestamp(f.timestamp_us, unit="us", tz="UTC"), "symbol": f.symbol, "side": f.side,
                       "qty": float(f.qty), "price": float(f.price), "client_order_id": f.client_order_id,
                       "bar": pd.Timestamp(b, unit="us", tz="UTC")}
@@ -197,7 +203,32 @@ def replay(lake: Lake, params: ParamsFile, start: str, end: str, *, cash: float 
     return ReplayResult(params, t0, t1, cash, frames, full_hist, pd.DataFrame(fill_rows, columns=[
         "ts", "symbol", "side", "qty", "price", "client_order_id", "bar"]), pd.Series(equity, name="equity"),
         list(runner.decisions), runner.errors, regimes, cfg.decision_log, candidates, bar_feed, dict(runner._legs),
-        halts=halts)
+        halts=halts, virtual=virtual)
+
+
+def _virtual_fills(store: StateStore, netted: set[str], fills, bars: list[int]) -> pd.DataFrame:
+    """The netted symbols' fills as the state store allocated them to their strategies, each stamped with
+    the replay step of the broker fill it is a portion of (a cross: its own time, the next bar's open)."""
+    cols = ["ts", "symbol", "side", "qty", "price", "strategy", "bar"]
+    if not netted:
+        return pd.DataFrame(columns=cols)
+    # a portion of a broker fill takes that fill's step and exact price (the trade update's price is a
+    # decimal string); by execution id, else by the order's one fill (a polled fill's id is synthetic)
+    by_eid = {f.execution_id: (b, f.price) for f, b in zip(fills, bars)}
+    per_order: dict[str, list] = {}
+    for f, b in zip(fills, bars):
+        per_order.setdefault(f.order_id, []).append((b, f.price))
+    rows: dict[tuple[str, str], list] = {}  # a strategy's portions of one execution (crossed + net): one fill
+    for eid, oid, strategy, symbol, side, qty, price, at in store._db.execute(
+            "SELECT execution_id, order_id, strategy, symbol, side, qty, price, timestamp FROM fills ORDER BY rowid"):
+        if symbol in netted:
+            ts = pd.Timestamp(at)
+            one = per_order.get(oid, ())
+            b, px = by_eid.get(eid.split("#")[0]) or (one[0] if len(one) == 1 else (None, price))
+            row = rows.setdefault((strategy, eid.split("#")[0]), [ts, symbol, side, 0.0, float(px), strategy,
+                                                                   ts if b is None else pd.Timestamp(b, unit="us", tz="UTC")])
+            row[3] += float(qty)
+    return pd.DataFrame(list(rows.values()), columns=cols)
 
 
 def _daily_before(lake: Lake, benchmark: str, t0: pd.Timestamp) -> dict[str, np.ndarray]:

@@ -9,6 +9,11 @@ flatten turns a bad day into a worse one. An order reduces risk when it is oppos
 position and no larger than it; an exit-kind intent (``exit``/``stop``/``target``/``flatten`` in
 its client order id) larger than the position is trimmed to it, never turned into a new position.
 
+Portfolio rules: a strategy's entries fit its capital budget (``RiskLimits.strategy_budgets``:
+trimmed to fit, refused below one share), and an entry may not be the 4th member of a correlated
+group: the entry plus the open positions and pending entries whose daily returns correlate with its
+own above 0.7 (``correlation.py``; a symbol without the history is not guessed at: the verdict says so).
+
 The limits, sizing, rounding and the day's halts (``RiskLimits``, ``size``, ``DayState``) are
 ``risk_limits.py``, re-exported here.
 """
@@ -19,14 +24,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 
+from .correlation import Correlations
 from .ids import parse_client_order_id
-from .ports import Account, MarketClock, OrderAck, OrderIntent, Position, sign
-from .risk_limits import (ACCOUNT, DayState, HaltEvent, RiskLimits, day_loss_message, drawdown_factor,
-                          orders_in_last_minute, round_price, size, strategy_loss_message)
+from .ports import TERMINAL_STATUSES, Account, MarketClock, OrderAck, OrderIntent, Position, sign
+from .risk_limits import (ACCOUNT, DEFAULT_BUDGETS, DayState, HaltEvent, RiskLimits, day_loss_message,
+                          drawdown_factor, orders_in_last_minute, round_price, size, strategy_loss_message)
 
-__all__ = ["ACCOUNT", "RULES", "DayState", "HaltEvent", "Proposal", "RiskContext", "RiskLimits", "RiskManager",
-           "Verdict", "drawdown_factor", "orders_in_last_minute", "round_price", "size"]
+__all__ = ["ACCOUNT", "DEFAULT_BUDGETS", "RULES", "Correlations", "DayState", "HaltEvent", "Proposal", "RiskContext",
+           "RiskLimits", "RiskManager", "Verdict", "drawdown_factor", "orders_in_last_minute", "round_price", "size"]
 
 _EPS = 1e-9
 
@@ -45,7 +52,13 @@ class Proposal:
 
 @dataclass(frozen=True, slots=True)
 class RiskContext:
-    """A snapshot of the world at decision time. ``recent_orders``: send times of every order."""
+    """A snapshot of the world at decision time. ``recent_orders``: send times of every order.
+
+    ``strategy_positions``: strategy -> symbol -> what that strategy holds (the state store's
+    books), valued at the broker's mark: the budget rule's exposure. ``marks``: symbol -> last
+    price, which values a pending market entry on a symbol not held. ``correlations``: daily-return
+    correlations as of the session (None: the correlated-positions rule is skipped, and says so).
+    """
 
     account: Account
     positions: Mapping[str, Position]
@@ -55,6 +68,9 @@ class RiskContext:
     clock: MarketClock
     recent_orders: Sequence[datetime] = ()
     sectors: Mapping[str, str] = field(default_factory=dict)  # symbol -> sector, for the sector limit
+    strategy_positions: Mapping[str, Mapping[str, Position]] = field(default_factory=dict)
+    marks: Mapping[str, float] = field(default_factory=dict)
+    correlations: Correlations | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +102,14 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class _Adjust:
+    """What an adjusting rule says when it lets an entry through: a trimmed qty (or None) and a note."""
+
+    qty: float | None
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """What the entry rules read: the proposal, the context, and the adjusted order."""
 
@@ -95,6 +119,7 @@ class _Entry:
     qty: float
     stop_loss: float | None
     others: tuple[OrderAck, ...]  # other open orders on the symbol
+    memo: dict = field(default_factory=dict)  # what several rules compute once (kept by replace())
 
     @property
     def projected_qty(self) -> float:
@@ -150,10 +175,15 @@ class RiskManager:
             notes.append(f"qty {it.qty:g} -> {qty:g} whole shares")
         e = _Entry(p, ctx, self.limits, qty, stop_loss, others)
         for rule, test in _ENTRY_RULES:
-            if msg := test(e):
+            out = test(e)
+            if isinstance(out, _Adjust):  # passes, trimmed or with a note (a rule skipped says why)
+                notes.append(f"{rule}: {out.note}")
+                if out.qty is not None:
+                    e = replace(e, qty=out.qty)
+            elif out:
                 blockers = tuple(o.id for o in others if o.side != it.side) if rule == "wash_trade" else ()
-                return Verdict(False, rule, msg, it.qty, limit, stop, stop_loss, False, blockers)
-        return Verdict(True, None, "; ".join(["ok", *notes]), qty, limit, stop, stop_loss)
+                return Verdict(False, rule, out, it.qty, limit, stop, stop_loss, False, blockers)
+        return Verdict(True, None, "; ".join(["ok", *notes]), e.qty, limit, stop, stop_loss)
 
 
 def _pos_qty(ctx: RiskContext, symbol: str) -> float:
@@ -291,13 +321,95 @@ def _sector(e: _Entry) -> str | None:
     return None
 
 
+@lru_cache(maxsize=16384)
+def _intent_of(cid: str, strategy: str) -> tuple[str, bool] | None:
+    """(intent, made by ``strategy``) of a tradelab client order id; cached: the same ids every check."""
+    parsed = parse_client_order_id(cid, (strategy,))
+    return None if parsed is None else (parsed.intent, parsed.strategy == strategy)
+
+
+def _pending_entries(e: _Entry) -> list[tuple[OrderAck, bool]]:
+    """Open entry orders on other symbols or on this one (not this order), and whether each is the strategy's."""
+    return _pending(e)[0]
+
+
+def _pending(e: _Entry) -> tuple[list[tuple[OrderAck, bool]], dict[str, float]]:
+    """The open entries (with: is it the strategy's), and the strategy's pending exits per symbol: a
+    rotation's exit and entry go out on one bar, and the exit frees the budget the entry uses."""
+    if (out := e.memo.get("pending")) is not None:
+        return out
+    it, entries, exits = e.p.intent, [], {}
+    for o in e.ctx.open_orders:
+        if o.status not in TERMINAL_STATUSES and o.client_order_id != it.client_order_id:
+            kind = _intent_of(o.client_order_id, it.strategy)
+            if kind is not None and kind[0] == "entry":
+                entries.append((o, kind[1]))
+            elif kind is not None and kind[1] and kind[0] in ("exit", "flatten"):  # not stops: protective
+                exits[o.symbol] = exits.get(o.symbol, 0.0) + o.remaining_qty
+    e.memo["pending"] = out = (entries, exits)
+    return out
+
+
+def _order_value(o: OrderAck, e: _Entry) -> float:
+    """An open order's notional: its limit or stop, else the symbol's mark (the proposal's own price)."""
+    if o.limit_price or o.stop_price:
+        return o.remaining_qty * (o.limit_price or o.stop_price)
+    pos = e.ctx.positions.get(o.symbol)
+    mark = e.p.price if o.symbol == e.p.intent.symbol else e.ctx.marks.get(o.symbol) \
+        or (abs(pos.market_value / pos.qty) if pos is not None and pos.qty else 0.0)
+    return o.remaining_qty * mark
+
+
+def _strategy_budget(e: _Entry) -> str | _Adjust | None:
+    it, equity, price = e.p.intent, _equity(e), e.p.price
+    share = e.limits.budget_of(it.strategy)
+    held, (entries, exits) = e.ctx.strategy_positions.get(it.strategy, {}), _pending(e)
+    used = sum(abs(pos.market_value) * max(0.0, 1 - exits.get(sym, 0.0) / abs(pos.qty))
+               for sym, pos in held.items() if sym != it.symbol and pos.qty)
+    if it.symbol in held:  # its own position at today's price (a flip: net of the exit sent before it)
+        used += max(0.0, abs(held[it.symbol].qty) - exits.get(it.symbol, 0.0)) * price
+    used += sum(_order_value(o, e) for o, mine in entries if mine)
+    budget = share * equity
+    if used + e.qty * price <= budget + _EPS:
+        return None
+    room = budget - used
+    fits = math.floor(room / price + _EPS) if room > 0 else 0
+    numbers = (f"{it.strategy} exposure {used:,.2f} (positions net of pending exits, and pending entries) + this order "
+               f"{e.qty * price:,.2f} > budget {share:.2f} x equity {equity:,.2f} = {budget:,.2f}")
+    if fits < 1:
+        return f"{numbers}: room {max(room, 0):,.2f} buys no share at {price:g}"
+    return _Adjust(float(fits), f"qty {e.qty:g} -> {fits:g}: {numbers}")
+
+
+def _correlated(e: _Entry) -> str | _Adjust | None:
+    it, ctx, corr, lim = e.p.intent, e.ctx, e.ctx.correlations, e.limits
+    if _pos_qty(ctx, it.symbol) != 0:
+        return None  # adding to a position: already a member of its group
+    if corr is None:
+        return _Adjust(None, "not checked: no daily returns in the risk context")
+    if why := corr.why_not(it.symbol):
+        return _Adjust(None, f"not checked: {why}")
+    members = {s for s, pos in ctx.positions.items() if pos.qty != 0}
+    members |= {o.symbol for o, _ in _pending_entries(e)}
+    members.discard(it.symbol)
+    found, unmeasured = corr.with_others(it.symbol, sorted(members))
+    group = sorted(((c, s) for s, c in found.items() if c > lim.correlation_threshold), reverse=True)
+    if len(group) + 1 > lim.max_correlated:
+        names = ", ".join(f"{s} {c:.2f}" for c, s in group)
+        return (f"{it.symbol} would be position {len(group) + 1} of a correlated group ({corr.days}-day daily "
+                f"return correlation > {lim.correlation_threshold:g} with it: {names}); limit {lim.max_correlated}")
+    if unmeasured:  # counted as uncorrelated: said, not silent
+        return _Adjust(None, f"not measured, counted as uncorrelated: {', '.join(unmeasured)} (too little history)")
+    return None
+
+
 def _buying_power(e: _Entry) -> str | None:
     notional, bp = e.qty * e.p.price, e.ctx.account.buying_power
     return f"order notional {notional:,.2f} > buying power {bp:,.2f}" if notional > bp + _EPS else None
 
 
 #: The entry rules in the order they are tried; the first that objects names the rejection.
-_ENTRY_RULES: tuple[tuple[str, Callable[[_Entry], str | None]], ...] = (
+_ENTRY_RULES: tuple[tuple[str, Callable[[_Entry], str | _Adjust | None]], ...] = (
     ("daily_loss", _daily_loss),
     ("strategy_loss", _strategy_loss),
     ("market_hours", _market_hours),
@@ -307,9 +419,11 @@ _ENTRY_RULES: tuple[tuple[str, Callable[[_Entry], str | None]], ...] = (
     ("spread", _spread),
     ("wash_trade", _wash_trade),
     ("fractional", _fractional),
+    ("strategy_budget", _strategy_budget),  # trims: before the rules that read the qty
     ("position_cap", _position_cap),
     ("gross_exposure", _gross_exposure),
     ("sector", _sector),
+    ("correlated_positions", _correlated),
     ("buying_power", _buying_power),
 )
 RULES = tuple(name for name, _ in _ENTRY_RULES) + ("not_reducing",)

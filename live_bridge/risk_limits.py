@@ -1,7 +1,8 @@
 """The risk limits of STRATEGY_DEFAULTS.md, the sizing and price rounding they imply, and the day's halts.
 
 ``RiskLimits`` holds the numbers; ``size`` turns a stop distance into a quantity within them and
-``round_price`` puts a price on Alpaca's tick, toward safety. ``DayState`` carries the day's
+``round_price`` puts a price on Alpaca's tick, toward safety. ``DEFAULT_BUDGETS`` is each strategy's
+share of equity (its capital budget). ``DayState`` carries the day's
 halts (2% day loss: flatten everything and stop until the next session; 1% strategy loss: that
 strategy stops for the day) and rolls over with the broker's clock. The pre-trade check that
 reads them all is ``risk.RiskManager``.
@@ -22,6 +23,24 @@ from .ports import Account, MarketClock, sign
 ACCOUNT = "*"  # the halt scope of the whole account (the others are strategy names)
 _EPS = 1e-9
 
+#: Capital budgets, the top of each range in STRATEGY_DEFAULTS.md ("share of the day's capital each
+#: strategy may use": a budget is a ceiling, so the top of the range the traders use). Names are
+#: research/signals' strategies. The table lists no budget for sma_cross, rsi_reversion and
+#: sma_convergence: all three hold for days (daily bars, no time stop), so they take the "swing /
+#: overnight holds" bucket, 10-15%, top 15%. A strategy in neither list gets ``default_budget``
+#: (the same 15%: a new strategy starts as small as the smallest swing bucket, not unlimited).
+DEFAULT_BUDGETS: Mapping[str, float] = MappingProxyType({
+    "gap": 0.15,  # 10-15%
+    "breakout": 0.20,  # breakout / momentum 15-20%
+    "momentum": 0.20,
+    "pairs": 0.25,  # 20-25%
+    "vwap_reversion": 0.10,  # 10%, only in a ranging regime (the regime switch decides that)
+    "rotation": 0.10,  # 10%
+    "sma_cross": 0.15,  # swing / overnight bucket 10-15% (see above)
+    "rsi_reversion": 0.15,
+    "sma_convergence": 0.15,
+})
+
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
@@ -39,6 +58,13 @@ class RiskLimits:
     no_new_entries_minutes: float = 15.0  # before the close (the broker clock knows half days)
     max_spread: float = 0.003  # (ask - bid) / mid, when the proposal carries a quote
     max_positions_per_sector: int = 3  # needs RiskContext.sectors; skipped without it
+    # A strategy's gross exposure (its positions + pending entries) / equity: entries are trimmed to
+    # fit, refused below one share. Not hashed (a mapping); frozen as a read-only copy.
+    strategy_budgets: Mapping[str, float] = field(default_factory=lambda: DEFAULT_BUDGETS, hash=False)
+    default_budget: float = 0.15  # a strategy not in strategy_budgets
+    max_correlated: int = 3  # open positions (the entry counted) correlated above the threshold
+    correlation_threshold: float = 0.7  # of daily log returns; "above" is strict (0.7 itself is not)
+    correlation_days: int = 60  # daily returns in the correlation window (sessions before today)
     # Daily bars decide at the close and fill at the next open (the fill convention): their entries
     # are sent while the market is closed and queue for the open, so the hours rules let them pass.
     queue_for_next_open: bool = False
@@ -55,6 +81,39 @@ class RiskLimits:
         if counts < 1 or self.no_new_entries_minutes < 0:
             raise ValueError("RiskLimits: max_orders_per_minute and max_positions_per_sector must be >= 1, "
                              "no_new_entries_minutes >= 0")
+        budgets = dict(self.strategy_budgets)
+        for name, share in budgets.items():
+            if not isinstance(name, str) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+                raise ValueError(f"RiskLimits.strategy_budgets[{name!r}] must be in (0, 1], got {share!r}")
+        object.__setattr__(self, "strategy_budgets", MappingProxyType(budgets))
+        if not 0 < self.default_budget <= 1:
+            raise ValueError(f"RiskLimits.default_budget must be in (0, 1], got {self.default_budget}")
+        if isinstance(self.max_correlated, bool) or not isinstance(self.max_correlated, int) \
+                or self.max_correlated < 1:
+            raise ValueError(f"RiskLimits.max_correlated must be an int >= 1, got {self.max_correlated!r}")
+        if not 0 < self.correlation_threshold < 1:
+            raise ValueError(f"RiskLimits.correlation_threshold must be in (0, 1), got {self.correlation_threshold}")
+        if isinstance(self.correlation_days, bool) or not isinstance(self.correlation_days, int) \
+                or self.correlation_days < 2:
+            raise ValueError(f"RiskLimits.correlation_days must be an int >= 2, got {self.correlation_days!r}")
+
+    @classmethod
+    def per_sleeve(cls, **kw) -> RiskLimits:
+        """The limits without the portfolio rules (every budget 100%, no correlated-group limit): what a
+        per-sleeve backtest reaches, so a replay compared with it (parity) must use these."""
+        return cls(**({"strategy_budgets": {}, "default_budget": 1.0, "max_correlated": 10**9} | kw))
+
+    def budget_of(self, strategy: str) -> float:
+        """A strategy's capital budget as a share of equity (``default_budget`` when not listed)."""
+        return self.strategy_budgets.get(strategy, self.default_budget)
+
+    def __reduce__(self):  # noqa: ANN204 - the budgets' read-only view does not pickle: a dict does
+        state = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        return _limits, (state | {"strategy_budgets": dict(self.strategy_budgets)},)
+
+
+def _limits(state: dict) -> RiskLimits:
+    return RiskLimits(**state)
 
 
 # --- pure helpers ---------------------------------------------------------------------------------

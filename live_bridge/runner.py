@@ -43,11 +43,12 @@ import pandas as pd
 
 from research.params import ParamsFile
 
-from .history import COLUMNS, History, bar_problem, utc_us
+from .history import COLUMNS, History
 from .ids import client_order_id, parse_client_order_id
 from .ports import Broker, Fill, OrderAck, OrderIntent, OrderUpdate, SpawnSpec, sign
 from .risk import DayState, RiskContext, RiskLimits, RiskManager, drawdown_factor, size
 from .runner_alerts import AlertDesk, _json_default, _jsonable
+from .runner_bars import BarDesk
 from .runner_baskets import BasketDesk
 from .runner_book import BookDesk
 from .runner_orders import OrderDesk, Work
@@ -82,7 +83,7 @@ class RunnerConfig:
     # (the daemon: a decision whose fill is still ahead, e.g. after the close and before the next open)
 
 
-class Runner(OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, SnapshotDesk):
+class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, AlertDesk, SnapshotDesk):
     """Trades one params file on one broker; see the module docstring."""
 
     def __init__(self, broker: Broker, params: ParamsFile, history: Mapping[str, Mapping[str, np.ndarray]],
@@ -180,7 +181,9 @@ class Runner(OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, Al
         return self._sender
 
     def _warm_up(self) -> None:
-        """Decide once per sleeve on the history: numba loads its kernels now, not on the first live bar."""
+        """Decide once per sleeve on the history, one by one and batched: numba loads its kernels now,
+        not on the first live bar."""
+        self._decide_all([sym for sym, h in self._hist.items() if len(h)])
         for sl in self.sleeves:
             if not all(len(self.history.get(x, {}).get("ts", ())) for x in sl.data):
                 continue
@@ -237,7 +240,13 @@ class Runner(OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, Al
                 if w.kind == "stop":
                     return
                 if w.kind == "bar":
-                    self._bar(*(w.item if isinstance(w.item, tuple) else (w.item,)))
+                    more = self._more_bars()  # the bars queued behind it: one close of many symbols
+                    try:
+                        self._bars([w.item, *(x.item for x in more)])
+                    finally:
+                        for x in more:
+                            x.done.set()
+                            self._q.task_done()
                 elif w.kind == "reload":
                     self._reload(*w.item)
                 elif w.kind == "decide":
@@ -261,60 +270,34 @@ class Runner(OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, HaltDesk, Al
                 self._q.task_done()
 
     # --- bars -> decisions -> orders ----------------------------------------------------------------
-    def _bar(self, bar: object, act: bool = True) -> None:
-        sym = bar.symbol
-        ts = utc_us(bar.ts)
-        hist = self._hist.get(sym)
-        if hist is None:
-            hist = self._hist[sym] = History({}, self.config.timeframe)
-        values = tuple(float(getattr(bar, c)) for c in COLUMNS[1:])
-        if hist.last_ts is not None and ts <= hist.last_ts:
-            return  # a bar seen already (stream and poll overlap)
-        problem = bar_problem(float(hist.arrays["close"][-1]) if len(hist) else None, *values, self.config.max_bar_jump)
-        if problem:  # never decided on: the history keeps the last good bar
-            self._alert("bad_bar", sym, problem, bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
-            return
-        try:
-            hist.append(ts, *values)
-        except ValueError as exc:  # not on an NYSE session
-            self._alert("bad_bar", sym, str(exc), bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
-            return
-        self.history[sym] = hist.arrays
-        if sym in self._netted:  # a zero-sum plan of the last bar crosses at this bar's open
-            self._cross_pending(sym, values[0], ts)
-        missing = hist.missing_before_last()
-        if missing > self.config.max_missing_bars:
-            self._gapped.add(sym)
-            self._alert("data_gap", sym, f"{missing} bars missing before this one (max_missing_bars="
-                        f"{self.config.max_missing_bars}): no new entry on it", bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
-        else:
-            self._gapped.discard(sym)
-        labelled = self._benchmark_bar(sym, hist)  # a benchmark's bar first: it labels the next session
-        self._decide_symbol(sym, hist, act)
-        if labelled:
-            self._redecide_waiting(sym)
-
-    def _decide_symbol(self, sym: str, hist: History, act: bool = True) -> None:
-        """Every sleeve deciding on this symbol's bars, at its latest bar."""
+    def _decide_symbol(self, sym: str, hist: History, act: bool = True, decided: dict = {}) -> None:  # noqa: B006
+        """Every sleeve deciding on this symbol's bars, at its latest bar (``decided``: decisions made
+        already, by id(sleeve): ``_decide_all``)."""
         ts = hist.last_ts
         netted = sym in self._netted
         if netted:  # several strategies on this symbol: all decide, then one net order (runner_book.py)
-            self._decide_book(sym, ts, act)
+            self._decide_book(sym, ts, act, decided=decided)
         for sleeve in self._watch.get(sym, ()):
             if sleeve.legs is None and netted:
                 continue
             if sleeve.legs is None:
-                self._decide_sleeve(sleeve, sym, ts, hist, act)
+                self._decide_sleeve(sleeve, sym, ts, hist, act, decided.get(id(sleeve)))
+            elif decided.get(("basket", id(sleeve))) == ts:
+                continue  # a batch held several of its legs' bars: decided at the first of them
             elif all(len(self.history.get(x, {}).get("ts", ())) and self.history[x]["ts"][-1] == ts
                      for x in sleeve.data):  # the last leg's bar of this time: decide once
+                if decided:
+                    decided[("basket", id(sleeve))] = ts
                 bd = decide_basket(sleeve, self.history, self.config.timeframe, self.trade_from_us)
                 self.decisions.append(bd)
                 if act:
                     self._act_now(sleeve, bd, sym, ts)
 
-    def _decide_sleeve(self, sleeve: Sleeve, sym: str, ts: int, hist: History, act: bool = True) -> None:
-        d, _ = decide(sleeve, hist.arrays, self.config.timeframe, self.regimes_of(sleeve.benchmark),
-                      self.trade_from_us, bars=hist.bars, halts=self._halt_marks)
+    def _decide_sleeve(self, sleeve: Sleeve, sym: str, ts: int, hist: History, act: bool = True,
+                       d: Decision | None = None) -> None:
+        if d is None:
+            d, _ = decide(sleeve, hist.arrays, self.config.timeframe, self.regimes_of(sleeve.benchmark),
+                          self.trade_from_us, bars=hist.bars, halts=self._halt_marks)
         self.decisions.append(d)
         if d.regime_next == "unknown" and d.position == 0 and sleeve.by_regime:  # its benchmark's bar is not here yet
             self._awaiting.setdefault(sleeve.benchmark, {})[(sleeve.strategy, sym)] = ts

@@ -21,7 +21,8 @@ class BasketDesk:
         """Legs whose weight changed trade to it: exits first, then entries sized from the position cap.
 
         Entry sizes: the leg with the largest weight gets ``max_position_pct`` of equity (times the
-        drawdown factor), the others in proportion, floored to whole shares; a pair enters only
+        drawdown factor), the others in proportion, all of them scaled down to fit the strategy's
+        capital budget (``RiskLimits.budget_of``) beside its held legs, floored to whole shares; a pair enters only
         when both legs get at least one share. A leg whose weight is on but not held (an entry
         refused or missed) is not entered late.
         """
@@ -50,8 +51,12 @@ class BasketDesk:
                                        strategy=sleeve.strategy, reason=d.reason), _leg(d, leg), ctx, entry)
         if enters:
             top = max(abs(v) for v in d.target.values())
-            cap = ctx.account.equity * self.config.limits.max_position_pct \
-                * drawdown_factor(ctx.account.equity, ctx.peak_equity, self.config.limits)
+            limits, equity = self.config.limits, ctx.account.equity
+            cap = equity * limits.max_position_pct * drawdown_factor(equity, ctx.peak_equity, limits)
+            # the strategy's capital budget holds the whole basket: the entering legs share what its held
+            # legs leave, in proportion to their weights (one leg trimmed alone would break the hedge)
+            room = limits.budget_of(sleeve.strategy) * equity - sum(abs(held[x]) * d.closes[x] for x in sleeve.traded)
+            cap = max(0.0, min(cap, room * top / sum(abs(d.target[x]) for x in enters)))
             qty = {leg: int(abs(d.target[leg]) / top * cap / d.closes[leg]) for leg in enters}
             if sleeve.strategy == "pairs" and min(qty.values()) < 1:
                 entry["actions"].append({"skip": f"pair entry sized to {qty}: a leg gets no share"})

@@ -27,7 +27,7 @@ At a bar close of a netted symbol every sleeve decides first, then ``_act_book``
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 
@@ -57,7 +57,8 @@ def netted_groups(sls: Sequence[Sleeve]) -> dict[str, list[Sleeve]]:
 class BookDesk:
     """Netting several strategies' sleeves on one symbol (mixed into Runner)."""
 
-    def _decide_book(self, sym: str, ts: int, act: bool = True, only: frozenset[str] | None = None) -> None:
+    def _decide_book(self, sym: str, ts: int, act: bool = True, only: frozenset[str] | None = None,
+                     decided: Mapping[int, Decision] = {}) -> None:
         """Every sleeve of a netted symbol at its latest bar, then one act for them all. ``only``: the
         flat sleeves decided again once their regime benchmark's bar came (their entries are a second
         plan of the bar; the others' decisions of the bar stand)."""
@@ -66,8 +67,8 @@ class BookDesk:
         for sl in self._netted[sym]:
             if only is not None and sl.strategy not in only:
                 continue
-            d, _ = decide(sl, hist.arrays, self.config.timeframe, self.regimes_of(sl.benchmark), self.trade_from_us,
-                          bars=hist.bars, halts=self._halt_marks)
+            d = decided.get(id(sl)) or decide(sl, hist.arrays, self.config.timeframe, self.regimes_of(sl.benchmark),
+                                              self.trade_from_us, bars=hist.bars, halts=self._halt_marks)[0]
             self.decisions.append(d)
             self._book_last[(sl.strategy, sym)] = d
             if d.regime_next == "unknown" and d.position == 0 and sl.by_regime:
@@ -270,6 +271,8 @@ class BookDesk:
         if last is not None and last.stop is not None and last.position * pos.qty > 0:
             return last.stop, last.rules
         rules = last.rules if last is not None else None
+        if rules is None and (stored := state_book.entry_rules(self.store, strategy, sym)) is not None:
+            rules = ExitRules(**json.loads(stored))  # a restart: the rules its entry was planned with
         if rules is None:
             return None, None
         direction = 1 if pos.qty > 0 else -1

@@ -6,6 +6,11 @@ for, so the snapshot is fetched while the runner is idle and kept current by its
 decision the broker could not be read for (after the adapter's retries) is kept and acted on when
 the broker answers again, unless a newer bar of its symbol came first: order ids are per bar, so
 acting again never sends an order twice.
+
+The snapshot also carries what the portfolio rules read: each strategy's positions from the state
+store (its capital budget), the latest closes (pending market entries' value) and the session's
+daily-return correlations (``correlation.py``), built once per session from the closes of the
+sessions before it: no bar of today, so no decision depends on which symbol's bar came first.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .ports import BrokerError, session_day
+from .correlation import Correlations, LastCloses, correlations_from_sessions, session_index
+from .ports import BrokerError, Position, session_day
 from .risk import DayState, RiskContext
 
 log = logging.getLogger("live_bridge.runner")
@@ -77,7 +83,38 @@ class SnapshotDesk:
         known = {o.client_order_id for o in orders}
         orders = (*orders, *(x for c, p in self._inflight.items() if c not in known  # sent, not acknowledged yet
                              for x in (p, *p.legs)))
-        self._ctx = RiskContext(account, self.broker.positions(), orders, self.day,
-                                self.store.peak_equity(account.equity), clock, tuple(self.recent))
+        positions = self.broker.positions()
+        self._ctx = RiskContext(account, positions, orders, self.day, self.store.peak_equity(account.equity), clock,
+                                tuple(self.recent), strategy_positions=self._strategy_books(positions),
+                                marks=LastCloses(self.history), correlations=self._correlations(clock.session))
         self._ctx_at = time.monotonic()
         return self._ctx
+
+    def _strategy_books(self, broker: dict[str, Position]) -> dict[str, dict[str, Position]]:
+        """strategy -> symbol -> its position from the store, valued at the broker's mark (else the last
+        close, else its average cost): the exposure its capital budget limits. Changes only with fills,
+        and a fill drops the snapshot."""
+        out: dict[str, dict[str, Position]] = {}
+        for (strategy, symbol), p in self.store.positions().items():
+            net = broker.get(symbol)
+            if net is not None and net.qty:
+                mark = abs(net.market_value / net.qty)
+            else:
+                close = self.history.get(symbol, {}).get("close")
+                mark = float(close[-1]) if close is not None and len(close) else p.avg_price
+            out.setdefault(strategy, {})[symbol] = Position(symbol, p.qty, p.avg_price, p.qty * mark)
+        return out
+
+    def _correlations(self, day) -> Correlations:
+        """The daily-return correlations of every symbol the runner holds bars of, for decisions in session
+        ``day``: the ``correlation_days`` returns up to the session before it. Cached per session (and
+        rebuilt when a reload adds symbols): past closes do not change during the session."""
+        session, days = session_index(day), self.config.limits.correlation_days
+        key = (session, days, len(self._hist))
+        cached = getattr(self, "_corr_cache", None)  # (Runner.__init__ does not know it: set lazily)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        series = {sym: (h.bars.session, h.arrays["close"]) for sym, h in self._hist.items()}
+        corr = correlations_from_sessions(series, session, days)
+        self._corr_cache = (key, corr)
+        return corr

@@ -232,6 +232,12 @@ class StateStore:
                                (strategy, symbol)).fetchone()
         return None if row is None else row[0]
 
+    def open_orders(self) -> list[tuple[str, str]]:
+        """(broker id, client_order_id) of every order last recorded as not terminal."""
+        return [(r[0], r[1]) for r in self._db.execute(
+            f"SELECT id, client_order_id FROM orders WHERE status NOT IN ({', '.join('?' * len(_TERMINAL))}) "
+            "ORDER BY rowid", _TERMINAL)]
+
     def open_intents(self) -> list[OrderIntent]:
         """Intents without a terminal order, oldest first: what a restart must look up before resending.
 

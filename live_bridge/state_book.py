@@ -169,6 +169,22 @@ def broker_fills(store, client_order_id: str) -> int:
                                  "'%#%'", (client_order_id,)).fetchone()[0])
 
 
+def entry_rules(store, strategy: str, symbol: str) -> str | None:
+    """The exit rules (JSON) of the strategy's latest filled entry through a netted order (the stop a
+    restarted runner places before its next decision)."""
+    row = store._db.execute("SELECT rules FROM allocations WHERE strategy = ? AND symbol = ? AND rules IS NOT NULL "
+                            "AND ABS(filled) > 1e-9 ORDER BY rowid DESC LIMIT 1", (strategy, symbol)).fetchone()
+    return None if row is None else row[0]
+
+
+def last_plan(store, symbol: str) -> str | None:
+    """The client order id of ``symbol``'s latest plan that has filled (in part): the one whose fill
+    last placed its strategies' stops (``runner_book._reprotect``)."""
+    row = store._db.execute("SELECT client_order_id FROM allocations WHERE symbol = ? AND ABS(filled) > 1e-9 "
+                            "ORDER BY rowid DESC LIMIT 1", (symbol,)).fetchone()
+    return None if row is None else row[0]
+
+
 def pending_crosses(store, symbol: str) -> list[str]:
     """The zero-net plans of ``symbol`` not crossed yet, oldest first."""
     return [r[0] for r in store._db.execute(

@@ -237,6 +237,13 @@ class AlpacaFillFeed(FeedWorker):
         with self._lock:
             self._filled[client_order_id] = (float(filled_qty), float(filled_qty) * float(avg_price or 0.0))
 
+    def watch(self, order_id: str, client_order_id: str) -> None:
+        """Look this order up by id at every poll until it is seen terminal (the state store's open
+        orders after a restart): one that fills before the stream is subscribed, and was submitted
+        before the closed-orders window, is found anyway."""
+        with self._lock:
+            self._watch[str(order_id)] = client_order_id
+
     async def _on_stream_update(self, update: Any) -> None:  # alpaca-py's loop: hand over, nothing else
         self._queue.put(update)
 

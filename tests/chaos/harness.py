@@ -71,7 +71,8 @@ class _Child:
 
 
 def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work: Path, *, kills: int = 0,
-        inner_kill: float = 0.0, seed: int = 0, timeout: float = 120.0, cancel_kills: int = 0) -> ChaosResult:
+        inner_kill: float = 0.0, seed: int = 0, timeout: float = 120.0, cancel_kills: int = 0,
+        limits: dict | None = None) -> ChaosResult:
     from live_bridge.replay import _load
     from simulator import BrokerConfig, ReplayClock, SimulatorState, StreamControl, serve, streams_router
     from simulator.trading import broker_app
@@ -109,7 +110,7 @@ def run(lake, params_path: Path, symbols: list[str], start: str, end: str, work:
             env["CHAOS_KILL_AFTER_SUBMIT" if rng.random() < 0.5 else "CHAOS_KILL_AFTER_INTENT"] = "1"
         cfg = {"url": url, "key": key, "secret": secret, "params": str(params_path), "lake": str(lake.root),
                "symbols": symbols, "timeframe": "1Day", "history_until_us": done_us, "trade_from_us": first_us,
-               "work": str(work)}
+               "work": str(work), "limits": limits or {}}
         child = _Child(cfg, env)
         child.inner = next((k for k in ("CHAOS_KILL_AFTER_SUBMIT", "CHAOS_KILL_AFTER_INTENT", "CHAOS_KILL_AT_CANCEL")
                             if k in env), None)

@@ -47,7 +47,7 @@ def main(cfg: dict) -> None:
     from research.params import load
 
     work = Path(cfg["work"])
-    logging.basicConfig(filename=work / "child.log", level=logging.WARNING,
+    logging.basicConfig(filename=work / "child.log", level=logging.INFO if os.environ.get("CHAOS_DEBUG") else logging.WARNING,
                         format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s: %(message)s")
     kill_submit = int(os.environ.get("CHAOS_KILL_AFTER_SUBMIT", "0"))
     kill_intent = int(os.environ.get("CHAOS_KILL_AFTER_INTENT", "0"))
@@ -71,8 +71,8 @@ def main(cfg: dict) -> None:
             return ack
 
     class Store(StateStore):
-        def record_intent(self, intent, decision_ref=None, at=None):
-            new = super().record_intent(intent, decision_ref, at)
+        def record_intent(self, intent, decision_ref=None, at=None, plan=()):
+            new = super().record_intent(intent, decision_ref, at, plan)
             counts["intent"] += 1
             if counts["intent"] == kill_intent:
                 _die()  # stored, never sent
@@ -86,16 +86,22 @@ def main(cfg: dict) -> None:
         a = lake.load_arrays(sym, cfg["timeframe"])
         keep = a["ts"] <= until
         history[sym] = {c: np.asarray(a[c])[keep] for c in COLUMNS}
-    config = RunnerConfig(timeframe=cfg["timeframe"], limits=RiskLimits(queue_for_next_open=True),
+    config = RunnerConfig(timeframe=cfg["timeframe"], limits=RiskLimits(queue_for_next_open=True, **cfg.get("limits", {})),
                           trade_from=pd.Timestamp(cfg["trade_from_us"], unit="us", tz="UTC"),
                           decision_log=work / "decisions.jsonl")
     ws = cfg["url"].replace("http://", "ws://")
     with Store(work / "state.db") as store:
         broker = Broker(cfg["key"], cfg["secret"], paper=True, url_override=cfg["url"], retry_wait=0.0)
         runner = Runner(broker, pf, history, {}, store, config)
-        runner.reconcile()
+        logging.getLogger("chaos").info("reconcile: %s", runner.reconcile())
         runner.start()
-        feed = AlpacaFillFeed(cfg["key"], cfg["secret"], on_update=runner.on_update,
+        def on_update(u, debug=bool(os.environ.get("CHAOS_DEBUG"))):
+            if debug:
+                logging.getLogger("chaos").info("update %s %s", type(u).__name__,
+                                                getattr(u, "client_order_id", None) or u.order.client_order_id)
+            runner.on_update(u)
+
+        feed = AlpacaFillFeed(cfg["key"], cfg["secret"], on_update=on_update,
                               url_override_ws=ws + "/stream", url_override_rest=cfg["url"],
                               retry_wait=0.0, poll_interval=0.2)
         runner.seed_fill_feed(feed)

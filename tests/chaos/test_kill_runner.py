@@ -16,9 +16,15 @@ SYMBOLS = ["AAPL", "MSFT"]
 START, END = "2012-03-01", "2013-03-01"
 
 
-#: Protection by a plain stop, and by a stop and a target as one OCO (its stop leg's id is the broker's).
+#: Protection by a plain stop, and by a stop and a target as one OCO (its stop leg's id is the broker's);
+#: "netted": three strategies on AAPL at once (one net order per bar, runner_book.py), sma_cross on MSFT.
 RULES = {"stop": ExitRulesModel(stop_loss=0.02, allow_short=False),
-         "oco": ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False)}
+         "oco": ExitRulesModel(stop_loss=0.02, take_profit=0.03, allow_short=False),
+         "netted": ExitRulesModel(stop_loss=0.03, allow_short=False)}
+NETTED = {"sma_cross": {"fast": 10, "slow": 30, "short": False}, "rsi_reversion": {"n": 5, "lower": 30.0, "upper": 70.0,
+                                                                                   "short": False},
+          "breakout": {"n": 5, "k": 1.0, "exit_n": 3, "short": False}}  # as tests/live_bridge/test_parity_netted.py
+LIMITS = {"netted": {"max_position_pct": 0.5, "max_gross_exposure": 1.0}}
 
 
 @pytest.fixture(scope="module", params=sorted(RULES))
@@ -32,11 +38,14 @@ def setup(request, tmp_path_factory):
         lake.write_bars(sym, "1Day", sample_bars(sym), sample_meta())
     entries = [entry(symbol=s, params={"fast": 5, "slow": 20, "short": False},
                      exit_rules=RULES[request.param]) for s in SYMBOLS]
+    if request.param == "netted":
+        entries = entries[1:] + [entry(symbol="AAPL", strategy=s, params=p, exit_rules=RULES["netted"])
+                                 for s, p in NETTED.items()]
     data = DataWindow(timeframe="1Day", start="2005-01-03", end="2013-03-01", symbols=SYMBOLS,
                       bars_hash={s: "x" for s in SYMBOLS})
     path = root / "params.json"
     path.write_bytes(dumps(params_file(entries, data=data)))
-    clean = harness.run(lake, path, SYMBOLS, START, END, root / "clean")
+    clean = harness.run(lake, path, SYMBOLS, START, END, root / "clean", limits=LIMITS.get(request.param))
     return lake, path, root, clean, request.param
 
 
@@ -58,8 +67,9 @@ def test_an_uninterrupted_child_runner_trades(setup):
 
 def test_kill_9_at_random_points_loses_and_doubles_nothing(setup, chaos):
     lake, path, root, clean, kind = setup
-    kills = 22 if kind == "stop" else 12  # the OCO run: fewer kills, to stay inside make chaos's budget
-    res = harness.run(lake, path, SYMBOLS, START, END, root / "killed", kills=kills, inner_kill=0.35, seed=7)
+    kills = 22 if kind == "stop" else 12  # the OCO and netted runs: fewer kills, to stay inside make chaos's budget
+    res = harness.run(lake, path, SYMBOLS, START, END, root / "killed", kills=kills, inner_kill=0.35, seed=7,
+                      limits=LIMITS.get(kind))
 
     kills = sum(res.kills.values())
     chaos["kills_survived"] += kills
@@ -88,7 +98,7 @@ def test_a_kill_between_an_exits_intent_and_its_cancels_loses_and_doubles_nothin
     lake, path, root, clean, kind = setup
     if kind == "oco":
         pytest.skip("the OCO year's positions all close at the broker (target or stop leg): the runner cancels nothing")
-    res = harness.run(lake, path, SYMBOLS, START, END, root / "at-cancel", cancel_kills=4, seed=3)
+    res = harness.run(lake, path, SYMBOLS, START, END, root / "at-cancel", cancel_kills=4, seed=3, limits=LIMITS.get(kind))
 
     chaos["kills_survived"] += sum(res.kills.values())
     extra = _economics(res.orders) - _economics(clean.orders)

@@ -444,3 +444,22 @@ def test_keys_never_reach_logs_reprs_or_errors(caplog):
     pieces = {k[i:i + 6] for k in (KEY, SECRET) for i in range(len(k) - 5)}
     assert not [t for t in texts + logged if any(p in t for p in pieces)]
     assert texts[-1] == "401 request is not authorized"
+
+
+def test_an_order_open_at_a_restart_that_fills_before_the_feed_listens_is_found_by_id():
+    # chaos found it: a restarted runner adopted an open stop, which filled before its feed's stream
+    # listened; submitted before the closed-orders window, no poll listed it and it was never counted
+    from datetime import timedelta
+
+    with simulator() as s:
+        s.clock.step()
+        blind, watched = s.broker.submit(buy("blind")), s.broker.submit(buy("watched"))
+        s.clock.step()  # both fill while no feed runs
+        got: list = []
+        feed = fill_feed(s, got, lookback=timedelta(0), reconcile_interval=0.2)
+        feed.watch(watched.id, "watched")  # the state store's open orders (Runner.seed_fill_feed)
+        with feed:
+            eventually(lambda: caught_up(feed) and len(fills(got)) == 1)
+            time.sleep(0.5)  # two more reconcile polls: the unwatched one stays unseen
+    [fill] = fills(got)
+    assert (fill.client_order_id, fill.qty) == ("watched", 10) and blind.client_order_id == "blind"

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from live_bridge.parity import check
 from live_bridge.replay import replay
 from live_bridge.risk import RiskLimits
 from live_bridge.runner_book import BOOK, netted_groups
@@ -96,6 +97,8 @@ def test_every_strategys_virtual_fills_equal_its_own_backtest(run):
         assert got == want, (sl.strategy, got[:6], want[:6])
         traded[sl.strategy] = len(want)
     assert min(traded.values()) >= 4, traded
+    parity = check(result)  # tradelab parity's own check reads the same allocated fills
+    assert parity.ok, parity.first_divergence
     # both strategies were in AAPL together at some point, so the broker's orders were netted
     crossed_or_net = fills[fills["client_order_id"].str.contains(f"-{BOOK}-|^x:", regex=True)]
     assert set(crossed_or_net["strategy"]) == set(LONG), crossed_or_net

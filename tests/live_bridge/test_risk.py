@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from live_bridge.correlation import Correlations
 from live_bridge.ids import client_order_id
 from live_bridge.ports import Account, MarketClock, OrderAck, OrderIntent, Position
 from live_bridge.risk import (
@@ -78,6 +79,19 @@ REJECTIONS = {
     "buying_power": (dict(c=ctx(account=replace(ACCT, buying_power=4_000.0))),
                      "order notional 5,000.00 > buying power 4,000.00"),
 }
+
+# the portfolio rules (issue 17): a strategy out of budget, a 4th correlated position
+REJECTIONS["strategy_budget"] = (
+    dict(c=ctx(strategy_positions={"smacross": {"MSFT": pos("MSFT", 150)}})),
+    "smacross exposure 15,000.00 (positions net of pending exits, and pending entries) + this order "
+    "5,000.00 > budget 0.15 x "
+    "equity 100,000.00 = 15,000.00: room 0.00 buys no share at 100")
+REJECTIONS["correlated_positions"] = (
+    dict(c=ctx(positions={s: pos(s, 10) for s in ("MSFT", "NVDA", "AMD")},
+               correlations=Correlations.from_matrix(["AAPL", "MSFT", "NVDA", "AMD"], [
+                   [1.0, 0.8, 0.75, 0.71], [0.8, 1.0, 0.5, 0.5], [0.75, 0.5, 1.0, 0.5], [0.71, 0.5, 0.5, 1.0]]))),
+    "AAPL would be position 4 of a correlated group (60-day daily return correlation > 0.7 with it: "
+    "MSFT 0.80, NVDA 0.75, AMD 0.71); limit 3")
 
 
 @pytest.mark.parametrize("rule", REJECTIONS)

@@ -15,9 +15,9 @@ import importlib
 import pytest
 from numba.core.dispatcher import Dispatcher
 
-MODULES = ("research.kernels.indicators", "research.kernels.pairs", "research.kernels.regimes",
-           "research.kernels.simulate", "research.metrics", "research.sweep.engine",
-           "research.sweep.pairs")
+MODULES = ("research.kernels.batch", "research.kernels.indicators", "research.kernels.pairs", "research.kernels.regimes",
+           "research.kernels.rotation", "research.kernels.simulate", "research.metrics", "research.sweep.engine",
+           "research.sweep.pairs", "research.sweep.rotation")
 
 
 def public_kernels(module) -> list[str]:
