@@ -60,6 +60,7 @@ from .regimes_live import OnlineRegimes, regime_params_of
 from .sender import ProcessSender, Sender
 from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, holder
 from .state import StateStore
+from .state_book import crossing_symbols, plan_keys
 
 log = logging.getLogger(__name__)
 __all__ = ["COLUMNS", "ReconcileError", "Runner", "RunnerConfig"]
@@ -107,6 +108,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         self._use(list(epochs) if epochs else [(0, params)], candidates)  # candidates: replays only (sleeves.py)
         self._awaiting: dict[str, dict[tuple[str, str], int]] = {}  # benchmark -> flat sleeves waiting for its bar
         self._book_last: dict[tuple[str, str], Decision] = {}  # a netted sleeve's last decision (runner_book.py)
+        self._plans, self._crossing = plan_keys(store), crossing_symbols(store)  # netted plans stored, symbols to cross
         self._halt_marks: list[tuple[int, str]] = store.halt_marks()  # every decision path models them
         self._hist = {sym: History(a, config.timeframe) for sym, a in history.items()}
         self.history = {sym: h.arrays for sym, h in self._hist.items()}  # views, current after every bar

@@ -109,7 +109,7 @@ class BarDesk:
             self._alert("bad_bar", sym, str(exc), bar_time=pd.Timestamp(ts, unit="us", tz="UTC"))
             return
         self.history[sym] = hist.arrays
-        if sym in self._netted:  # a zero-sum plan of the last bar crosses at this bar's open
+        if sym in self._crossing:  # a zero-sum plan of the last bar crosses at this bar's open
             self._cross_pending(sym, values[0], ts)
         missing = hist.missing_before_last()
         if missing > self.config.max_missing_bars:

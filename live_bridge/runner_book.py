@@ -89,15 +89,18 @@ class BookDesk:
     def _act_book(self, sym: str, ds: list[tuple[Sleeve, Decision]], seq: int = 0) -> None:
         bar_time = ds[0][1].bar_time
         t = bar_time.to_pydatetime()
-        net_cid = client_order_id(BOOK, sym, t, "net", seq)
+        minute = t.replace(second=0, microsecond=0)  # an order id's stamp: the key of the plans stored
+        planned = (sym, minute, seq) in self._plans
+        net_cid = client_order_id(BOOK, sym, t, "net", seq) if planned else None  # made when needed (~25 µs)
         ctx = self._context(bar_time)
         pend: dict[str, float] = {}  # a second plan of the bar: what the sleeves hold once the first one fills
-        for r in (state_book.plan(self.store, client_order_id(BOOK, sym, t, "net", 0)) or ()) if seq else ():
-            pend[r.strategy] = pend.get(r.strategy, 0.0) + r.remaining
+        if seq and (sym, minute, 0) in self._plans:
+            for r in state_book.plan(self.store, client_order_id(BOOK, sym, t, "net", 0)) or ():
+                pend[r.strategy] = pend.get(r.strategy, 0.0) + r.remaining
         held = {sl.strategy: self.store.position(sl.strategy, sym).qty + pend.get(sl.strategy, 0.0)
                 for sl in self._netted[sym]}
         line = {"event": "book", "symbol": sym, "bar_time": bar_time, "held": held, "actions": []}
-        stored = state_book.plan(self.store, net_cid)
+        stored = state_book.plan(self.store, net_cid) if planned else None
         if stored is not None:  # decided before a restart: that plan stands (sent again, after its cancels, if never sent)
             intent = self.store.intent(net_cid)
             line["actions"].append({"skip": "this bar's book was decided before a restart: its plan stands"})
@@ -117,6 +120,7 @@ class BookDesk:
             if change and seq and change * held[sl.strategy] != 0:
                 change = 0.0  # a second plan only enters: the first one's exits stand
             if change:  # an entry keeps its exit rules with the plan: the stop a restart places
+                net_cid = net_cid or client_order_id(BOOK, sym, t, "net", seq)
                 opening = not held[sl.strategy] and d.rules is not None
                 rows.append((sl.strategy, change, json.dumps(asdict(d.rules)) if opening else None))
                 entry["actions"].append({"book": net_cid, "change": change})
@@ -128,12 +132,16 @@ class BookDesk:
         if rows:
             self._send_book(sym, net_cid, rows, net, held, bar_time, line)
         for sl, d in holds:  # stop moves: not while a net order buys against the resting stops
-            if adds:
+            if d.target == 0 and d.position == 0 and not held[sl.strategy]:  # flat, staying flat: nothing to do
+                self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+                             "held_qty": 0.0, "actions": []})
+            elif adds:
                 self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
                              "actions": [{"skip": f"its stop is placed again when {net_cid} fills"}]})
             else:
                 self._act(sl, d)
-        self._write(line)
+        if line["actions"] or rows:  # the sleeves' own decision lines say the rest
+            self._write(line)
 
     def _book_change(self, sl: Sleeve, d: Decision, held: dict, ctx, entry: dict) -> float | None:
         """The sleeve's signed change of position for the next open (0: nothing, logged why; None: a
@@ -188,8 +196,11 @@ class BookDesk:
         ctx = self._ctx if self._ctx is not None else self._context(bar_time)
         self._cancel_all(self._book_cancels(sym, {s for s, _, _ in rows}, net, held, ctx), line)
         line["plan"] = {s: q for s, q, _ in rows}
+        p = parse_client_order_id(net_cid)
+        self._plans.add((sym, p.bar_time, p.seq))
         if abs(net) < _EPS:
             state_book.record_plan(self.store, net_cid, sym, rows, crossed=True)
+            self._crossing.add(sym)
             line["actions"].append({"cross": net_cid, "at": "the next bar's open"})
             return
         reason = "net of " + ", ".join(f"{s} {q:+g}" for s, q, _ in rows)
@@ -223,6 +234,7 @@ class BookDesk:
 
     def _cross_pending(self, sym: str, price: float, ts_us: int) -> None:
         """Zero-sum plans of ``sym`` cross at this bar's open (the price their backtests fill at)."""
+        self._crossing.discard(sym)
         for cid in state_book.pending_crosses(self.store, sym):
             at = pd.Timestamp(ts_us, unit="us", tz="UTC").to_pydatetime()
             alloc = state_book.cross(self.store, cid, price, at)

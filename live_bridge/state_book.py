@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .avg_cost import apply_fill
+from .ids import parse_client_order_id
 from .ports import Fill, session_day, sign
 
 _EPS = 1e-9
@@ -183,6 +184,23 @@ def last_plan(store, symbol: str) -> str | None:
     row = store._db.execute("SELECT client_order_id FROM allocations WHERE symbol = ? AND ABS(filled) > 1e-9 "
                             "ORDER BY rowid DESC LIMIT 1", (symbol,)).fetchone()
     return None if row is None else row[0]
+
+
+def plan_keys(store) -> set[tuple[str, object, int]]:
+    """(symbol, bar time, seq) of every stored plan (the runner keeps them in memory: a bar's lookup is a
+    set's, without making the order id)."""
+    out = set()
+    for (cid,) in store._db.execute("SELECT DISTINCT client_order_id FROM allocations"):
+        p = parse_client_order_id(cid)
+        if p is not None:
+            out.add((p.symbol, p.bar_time, p.seq))
+    return out
+
+
+def crossing_symbols(store) -> set[str]:
+    """The symbols with a zero-sum plan not crossed yet."""
+    return {r[0] for r in store._db.execute("SELECT DISTINCT symbol FROM allocations WHERE crossed = 1 "
+                                            "AND ABS(qty - filled) > 1e-9")}
 
 
 def pending_crosses(store, symbol: str) -> list[str]:
