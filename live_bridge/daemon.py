@@ -47,7 +47,7 @@ from research.params import ParamsFile, load, loads
 
 from .ports import BrokerError
 from .regimes_live import daily_arrays
-from .risk import RiskLimits
+from .risk import DEFAULT_BUDGETS, RiskLimits
 from .runner import COLUMNS, Runner, RunnerConfig
 from .runner_halts import HaltedError, HaltFile, HaltLoop, read_halt
 from .sleeves import sleeves_over
@@ -107,11 +107,12 @@ class Daemon(HaltLoop):
     def __init__(self, lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True,
                  url: str | None = None, state_dir: Path = Path("runs/live"), poll: float = 5.0,
                  notifier=None, backoff: tuple[float, ...] = BACKOFF, sender_process: bool = True,
-                 entry_cutoff: float = 15.0) -> None:
+                 entry_cutoff: float = 15.0, budgets: dict[str, float] | None = None) -> None:
         self.lake, self.params_path, self.key, self.secret = lake, Path(params_path), key, secret
         self.paper, self.url, self.state_dir, self.poll = paper, url, Path(state_dir), poll
         self.notifier, self.backoff, self.sender_process = notifier, backoff, sender_process
         self.entry_cutoff = entry_cutoff  # intraday: no new entry in the last minutes of a session
+        self.budgets = {**DEFAULT_BUDGETS, **(budgets or {})}  # per-strategy capital budgets (risk_limits.py)
         self.stop = threading.Event()
         self.reload_asked = threading.Event()
         self.broker_state = {"ok": None, "since": None, "error": None}
@@ -207,7 +208,8 @@ class Daemon(HaltLoop):
             daily = {b: daily_arrays(lake.read_bars(b, "1Day", now - pd.Timedelta(days=HISTORY_DAYS), now))
                      for b in benches}
             del lake  # its lease goes: the runner lives for weeks, the lake's retired files must not
-            limits = RiskLimits(queue_for_next_open=tf == "1Day", no_new_entries_minutes=self.entry_cutoff)
+            limits = RiskLimits(queue_for_next_open=tf == "1Day", no_new_entries_minutes=self.entry_cutoff,
+                                strategy_budgets=self.budgets)
             cfg = RunnerConfig(timeframe=tf, limits=limits,
                                trade_from=anchor_ts, decision_log=self.state_dir / "decisions.jsonl",
                                sender_process=self.sender_process, keep_decisions=10_000, decide_at_start=True)
@@ -389,10 +391,10 @@ def _file_key(path: Path) -> tuple | None:
 
 def run_forever(lake: Lake, params_path: Path, key: str, secret: str, *, paper: bool = True, url: str | None = None,
                 state_dir: Path = Path("runs/live"), poll: float = 5.0, notifier=None,
-                entry_cutoff: float = 15.0) -> None:
+                entry_cutoff: float = 15.0, budgets: dict[str, float] | None = None) -> None:
     """Trade until SIGTERM/SIGINT or the HALT file (see the module docstring); SIGHUP reloads the params."""
     d = Daemon(lake, params_path, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll, notifier=notifier,
-               entry_cutoff=entry_cutoff)
+               entry_cutoff=entry_cutoff, budgets=budgets)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: d.stop.set())
     signal.signal(signal.SIGHUP, lambda *_: d.reload_asked.set())

@@ -153,3 +153,21 @@ def test_sim_arguments_are_checked_with_one_line_errors(sample_lake_rw):
                         (["--speed", "nan"], "--speed must be a finite number")):
         r = run("sim", *args, lake=sample_lake_rw.root, env=ENV)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_strategy_budgets_are_checked_with_one_line_errors(sample_lake_rw, tmp_path):
+    path = sma_file(tmp_path)
+    for spec, words in (("sma_cross", "must be NAME=FRACTION"), ("=0.1", "must be NAME=FRACTION"),
+                        ("nope=0.1", "unknown strategy 'nope'"), ("sma_cross=x", "'x' is not a number"),
+                        ("sma_cross=1.5", "strategy_budgets['sma_cross'] must be in (0, 1]"),
+                        ("sma_cross=0", "must be in (0, 1]"), ("sma_cross=nan", "must be in (0, 1]")):
+        r = run("live", "--params", str(path), "--strategy-budget", spec, lake=sample_lake_rw.root, env=ENV)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (spec, r.stderr)
+
+
+def test_a_strategy_budget_given_overrides_only_its_strategy():
+    from live_bridge.daemon import Daemon
+    from live_bridge.risk import DEFAULT_BUDGETS
+
+    d = Daemon(None, "p.json", "k", "s", budgets={"sma_cross": 0.05})
+    assert d.budgets == {**DEFAULT_BUDGETS, "sma_cross": 0.05} and DEFAULT_BUDGETS["pairs"] == 0.25

@@ -264,10 +264,13 @@ def live(ctx: typer.Context, params: ParamsOpt = Path("params/current.json"),
          poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
          entry_cutoff: Annotated[float, typer.Option(help="Intraday: no new entry in the last N minutes of a "
                                                           "session (the backtest's flat_at_close stops 2 bars before).")] = 15.0,
+         strategy_budget: Annotated[list[str] | None, typer.Option(
+             help="A strategy's capital budget, NAME=FRACTION of equity (repeat it; the others keep "
+                  "STRATEGY_DEFAULTS', e.g. sma_cross 0.15).")] = None,
          lake: LakeOpt = DEFAULT_LAKE) -> None:
     """Trade the params file (paper by default); `status`, `reload` and `halt` are subcommands."""
     if ctx.invoked_subcommand is None:
-        run(params, paper, url, state_dir, poll, lake, entry_cutoff)
+        run(params, paper, url, state_dir, poll, lake, entry_cutoff, strategy_budget)
 
 
 @user_errors
@@ -276,10 +279,11 @@ def run(params: ParamsOpt = Path("params/current.json"),
         url: Annotated[str | None, typer.Option(help="Broker URL override (e.g. the simulator's).")] = None,
         state_dir: Annotated[Path, typer.Option(help="State store and decision log folder.")] = STATE_DIR,
         poll: Annotated[float, typer.Option(help="Seconds between bar polls.")] = 5.0,
-        lake: LakeOpt = DEFAULT_LAKE, entry_cutoff: float = 15.0) -> None:
+        lake: LakeOpt = DEFAULT_LAKE, entry_cutoff: float = 15.0, strategy_budget: list[str] | None = None) -> None:
     """Trade the params file: paper by default; live needs --live and TRADELAB_LIVE=1."""
     if not (0 <= entry_cutoff <= 390):  # NaN fails this too
         raise LakeError(f"--entry-cutoff must be between 0 and 390 minutes, got {entry_cutoff}")
+    budgets = _budgets(strategy_budget or [])
     from live_bridge.alerts import from_env
     from live_bridge.daemon import run_forever
     from live_bridge.runner_halts import HaltedError, read_halt
@@ -314,8 +318,32 @@ def run(params: ParamsOpt = Path("params/current.json"),
             time.sleep(5)  # a last chance to Ctrl-C a live start
     try:
         run_forever(open_lake(lake), params, key, secret, paper=paper, url=url, state_dir=state_dir, poll=poll,
-                    notifier=notifier, entry_cutoff=entry_cutoff)
+                    notifier=notifier, entry_cutoff=entry_cutoff, budgets=budgets)
     except (ValueError, HaltedError) as exc:  # the runner's refusals (two strategies on a symbol, a target
         raise LakeError(str(exc)) from None  # without a stop); a HALT marked done while it was starting
     finally:
         notifier.close(5.0)
+
+
+def _budgets(specs: list[str]) -> dict[str, float]:
+    """``--strategy-budget NAME=FRACTION`` options, checked: each a known strategy, a fraction in (0, 1]."""
+    from live_bridge.risk import RiskLimits
+    from research.signals import NAMES
+
+    out: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise LakeError(f"--strategy-budget must be NAME=FRACTION (e.g. sma_cross=0.15), got {spec!r}")
+        if name not in NAMES:
+            raise LakeError(f"--strategy-budget {spec!r}: unknown strategy {name!r} (known: {', '.join(NAMES)})")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise LakeError(f"--strategy-budget {spec!r}: {value!r} is not a number") from None
+    try:
+        RiskLimits(strategy_budgets=out)  # the limits' own checks: each in (0, 1]
+    except ValueError as exc:
+        raise LakeError(f"--strategy-budget: {exc}") from None
+    return out
