@@ -39,8 +39,11 @@ class Live:
 
     def start(self) -> None:
         self.log = open(self.work / "live.log", "a")  # noqa: SIM115 - closed in stop()
+        # the soak holds the live account to the per-sleeve backtest (parity, the shadow report): the
+        # portfolio budget would trim its sma_cross entries on 5 symbols (budgets: test_risk_portfolio.py)
         self.proc = subprocess.Popen([sys.executable, "-m", "tradelab", "live", "--url", self.url,
-                                      "--params", "params/current.json", "--lake", "lake", *self.args],
+                                      "--params", "params/current.json", "--lake", "lake",
+                                      "--strategy-budget", "sma_cross=1", *self.args],
                                      cwd=self.work, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         self.starts += 1
         self.wait(lambda s: s.get("pid") == self.proc.pid and s.get("idle") and "params" in s, "the runner to start")
