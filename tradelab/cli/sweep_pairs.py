@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from data_lake import LakeError
 from data_lake.schema import check_symbol
 
+from .sweep_legs import finish
 from .ui import out, print_frame, progress
 
 
@@ -59,7 +59,6 @@ def run_pairs_sweep(store, symbols: str, grid_items: tuple, timeframe: str, fees
     from research.sweep.chunks import periods_per_year
     from research.sweep.engine import Costs, valid_params
     from research.sweep.pairs import sweep_pairs
-    from research.sweep.results import top
 
     pairs = parse_pairs(symbols)
     if not 0.0 < max_pvalue <= 1.0:
@@ -93,34 +92,10 @@ def run_pairs_sweep(store, symbols: str, grid_items: tuple, timeframe: str, fees
     out.print(f"pairs sweep: {len(result.swept)} of {len(pairs)} pairs swept x {len(params):,} params = "
               f"{len(frame):,} rows; trials counted: {result.n_trials:,} (screened-out pairs included)",
               highlight=False)
-    best = top(frame, objective, top_n, min_trades=min_trades)
-    print_frame(best[["symbol", *dict.fromkeys([*names, objective, "total_return", "max_drawdown", "trades"])]],
-                title=f"top {top_n} by {objective} (full period, >= {min_trades} trades)")
-    if len(best) and result.n_trials > 1:
-        _print_deflated(best.iloc[0], frame, result, candidates, costs, ppy)
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        if out_file.suffix == ".parquet":
-            frame.to_parquet(out_file, index=False)
-        else:
-            frame.to_csv(out_file, index=False)
-        out.print(f"rows -> {out_file}", highlight=False)
-    return frame
-
-
-def _print_deflated(row, frame, result, candidates, costs, ppy: float) -> None:
-    """The best row's deflated Sharpe, with every candidate's combinations counted as trials."""
-    from research.guards import deflated_sharpe, sharpe_stats
     from research.sweep.pairs import pair_path
 
-    y, x = candidates[row["symbol"]]
-    eq = pair_path(y, x, result.params[int(row["combo"])], costs).equity
-    try:
-        st = sharpe_stats(np.diff(eq) / eq[:-1])
-    except ValueError:
-        return
-    srs = frame["sharpe"].to_numpy(float) / np.sqrt(ppy)
-    var = float(np.var(srs[np.isfinite(srs)], ddof=1)) if np.isfinite(srs).sum() > 1 else 0.0
-    dsr = deflated_sharpe(st.sr, st.n_obs, st.skew, st.kurt, result.n_trials, var)
-    out.print(f"best {row['symbol']} combo {int(row['combo'])}: deflated Sharpe {dsr:.3f} "
-              f"({result.n_trials:,} trials)", highlight=False)
+    def equity(row: pd.Series):
+        return pair_path(*candidates[row["symbol"]], result.params[int(row["combo"])], costs).equity
+
+    return finish(frame, names, objective, top_n, min_trades, result.n_trials, equity, ppy, out_file)
+

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from data_lake import LakeError
 from data_lake.schema import check_symbol
 
-from .ui import out, print_frame, progress
+from .sweep_legs import finish
+from .ui import out, progress
 
 FORM = "a basket is A,B,.../BENCH, e.g. AAPL,MSFT,GOOG/IBM (baskets: separated by ';')"
 
@@ -68,7 +68,6 @@ def run_rotation_sweep(store, symbols: str, grid_items: tuple, short: bool, time
     from research.metrics import METRICS
     from research.sweep.chunks import periods_per_year
     from research.sweep.engine import Costs, valid_params
-    from research.sweep.results import top
     from research.sweep.rotation import sweep_rotation
 
     parsed = parse_baskets(symbols)
@@ -101,31 +100,10 @@ def run_rotation_sweep(store, symbols: str, grid_items: tuple, short: bool, time
     frame = pd.DataFrame(rows, columns=["symbol", "combo", *names, "short", "split", "regime", *METRICS])
     out.print(f"rotation sweep: {len(baskets)} baskets x {len(params):,} params = {len(frame):,} rows; "
               f"trials counted: {result.n_trials:,}; a trade is one leg's position", highlight=False)
-    best = top(frame, objective, top_n, min_trades=min_trades)
-    print_frame(best[["symbol", *dict.fromkeys([*names, objective, "total_return", "max_drawdown", "trades"])]],
-                title=f"top {top_n} by {objective} (full period, >= {min_trades} trades)")
-    if len(best) and result.n_trials > 1:
-        _print_deflated(best.iloc[0], frame, result, baskets, costs, ppy)
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out_file, index=False) if out_file.suffix == ".parquet" else frame.to_csv(out_file, index=False)
-        out.print(f"rows -> {out_file}", highlight=False)
-    return frame
-
-
-def _print_deflated(row, frame, result, baskets, costs, ppy: float) -> None:
-    """The best row's deflated Sharpe, with every basket's combinations counted as trials."""
-    from research.guards import deflated_sharpe, sharpe_stats
     from research.sweep.rotation import rotation_path
 
-    assets, bench = baskets[row["symbol"]]
-    eq = rotation_path(assets, bench, result.params[int(row["combo"])], costs).equity
-    try:
-        st = sharpe_stats(np.diff(eq) / eq[:-1])
-    except ValueError:
-        return
-    srs = frame["sharpe"].to_numpy(float) / np.sqrt(ppy)
-    var = float(np.var(srs[np.isfinite(srs)], ddof=1)) if np.isfinite(srs).sum() > 1 else 0.0
-    dsr = deflated_sharpe(st.sr, st.n_obs, st.skew, st.kurt, result.n_trials, var)
-    out.print(f"best {row['symbol']} combo {int(row['combo'])}: deflated Sharpe {dsr:.3f} "
-              f"({result.n_trials:,} trials)", highlight=False)
+    def equity(row: pd.Series):
+        return rotation_path(*baskets[row["symbol"]], result.params[int(row["combo"])], costs).equity
+
+    return finish(frame, names, objective, top_n, min_trades, result.n_trials, equity, ppy, out_file)
+
