@@ -78,6 +78,10 @@ class CellPick:
         shown = ", ".join(f"{s} {v:.4g}" if ok else f"{s} flat" for s, v, ok in self.scores)
         if self.choice.combo is None:
             return f"{self.symbol} {self.regime}: no strategy has a combination with enough trades ({shown})"
+        won = next((v for s, v, ok in self.scores if s == self.strategy), math.nan)
+        if math.isnan(won):  # ranked after every defined number: none of the others had one either
+            return (f"{self.symbol} {self.regime}: {self.strategy} chosen as the first strategy with a combination; "
+                    f"its {self.measure} is undefined, which the gate refuses ({shown})")
         return f"{self.symbol} {self.regime}: {self.strategy} chosen by {self.measure} ({shown})"
 
 

@@ -92,3 +92,11 @@ def test_cells_are_per_symbol_and_regime_and_strategies_must_not_repeat():
     assert [(p.regime, p.strategy) for p in picks] == [("up", "sma_cross"), ("down", "rsi_reversion")]
     with pytest.raises(ValueError, match="strategies repeat: sma_cross, sma_cross"):
         pick_strategies([run("sma_cross", choice()), run("sma_cross", choice())])
+
+
+def test_a_winner_with_an_undefined_number_is_named_as_such_not_as_chosen_by_it():
+    [pick] = pick_strategies([run("sma_cross", choice(oos=math.nan)), run("rsi_reversion", choice(oos=0.4, combo=None))])
+
+    assert pick.strategy == "sma_cross"
+    assert "chosen by" not in pick.note
+    assert "its out-of-sample sharpe is undefined, which the gate refuses" in pick.note
