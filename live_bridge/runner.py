@@ -39,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from research.params import ParamsFile
@@ -62,6 +63,7 @@ from .sleeves import BasketDecision, Decision, Sleeve, decide, decide_basket, ho
 from .state import StateStore
 from .state_book import crossing_symbols, plan_keys
 
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 log = logging.getLogger(__name__)
 __all__ = ["COLUMNS", "ReconcileError", "Runner", "RunnerConfig"]
 
@@ -124,8 +126,10 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         self._q: queue.Queue[Work] = queue.Queue()
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
-        # buffered, flushed after each event (bar, fill, ack): one write per event, none lost to a crash
-        self._log = open(config.decision_log, "a") if config.decision_log else None  # noqa: SIM115
+        # unbuffered, whole lines per write (O_APPEND): a line is in the file once written, none lost to a
+        # crash, and a line another process appends (a control action) never lands inside one of ours
+        self._log = open(config.decision_log, "ab", buffering=0) if config.decision_log else None  # noqa: SIM115
+        self._held: list[bytes] | None = None  # a batch of bars' lines, written at once after its orders went
         self.errors: list[str] = []
         self.fills_seen = store.fill_count()  # distinct executions counted, a restart's included (lockstep waits on it)
         self._ctx: RiskContext | None = None
@@ -143,8 +147,6 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         self._warm_up()
         if self.config.sender_process:  # the child starts now (a second or two), not on the first order's path
             self._write({"event": "start", "order_sender": f"process {self.sender._proc.pid}"})
-            if self._log:
-                self._log.flush()
         # Everything alive now (modules, history, kernels) is kept out of the cyclic GC: a full
         # collection over it paused the worker 50-85 ms in bench/live.py, on the bar path.
         gc.collect()
@@ -265,9 +267,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
                 log.exception("runner: %s event failed", w.kind)
                 self.errors.append(f"{w.kind}: {type(exc).__name__}: {exc}")
                 self._write({"event": "error", "kind": w.kind, "error": f"{type(exc).__name__}: {exc}"})
-            finally:
-                if self._log:
-                    self._log.flush()  # a kill -9 loses no line of a handled event
+            finally:  # the log is unbuffered: a kill -9 loses no line of a handled event
                 w.done.set()
                 self._q.task_done()
 
@@ -411,13 +411,35 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         return _owner(self._legs.get(cid, cid), tuple(self.names))
 
     def _write(self, entry: dict) -> None:
+        """One decision-log line (JSON); in a batch of bars held until its orders are on their way."""
         if self._log:
             entry.setdefault("logged_at", datetime.now(timezone.utc).isoformat())
-            try:  # one line per bar of every symbol: json's own walk, not a Python pre-pass (~4x faster)
-                line = json.dumps(entry, default=_json_default, allow_nan=False)
-            except ValueError:  # a NaN or inf somewhere: written as null
-                line = json.dumps(_jsonable(entry), default=str)
-            self._log.write(line + "\n")
+            line = json_line(entry)
+            if self._held is not None:
+                self._held.append(line)
+            else:
+                _write_all(self._log, line)
+
+    def _release_log(self) -> None:
+        """The lines a batch held, in one write."""
+        held, self._held = self._held, None
+        if held and self._log:
+            _write_all(self._log, b"".join(held))
+
+
+def json_line(entry: dict) -> bytes:
+    """``entry`` as one JSON line: orjson (about 10x json's speed: 500 lines a bar at 500 sleeves), NaN
+    and inf as null, times as ISO 8601, dataclasses as objects, numpy scalars as numbers."""
+    try:
+        return orjson.dumps(entry, default=_json_default, option=_ORJSON)
+    except (TypeError, ValueError):  # e.g. an int past 64 bits: json's slower walk writes anything
+        return (json.dumps(_jsonable(entry), default=str) + "\n").encode()
+
+
+def _write_all(f, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
 
 
 @lru_cache(maxsize=8192)

@@ -44,6 +44,13 @@ class BarDesk:
             for bar, act in pairs:
                 self._bar(bar, act)
             return
+        self._held = [] if self._held is None else self._held  # the log lines wait for the last order
+        try:
+            self._batch(pairs)
+        finally:
+            self._release_log()
+
+    def _batch(self, pairs: list) -> None:
         got = []
         for bar, act in pairs:
             sym = self._guarded(lambda b=bar: self._ingest(b))
