@@ -306,7 +306,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         if act:
             self._act_now(sleeve, d, sym, ts)
         else:
-            self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+            self._write({"event": "decision", **vars(d),
                          "actions": [{"skip": "a bar caught up late: a newer bar of the symbol decides"}]})
 
     def _act_now(self, sleeve: Sleeve, d: Decision | BasketDecision, sym: str, ts: int) -> None:
@@ -323,7 +323,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         # who acts: the decision's strategy (a mixed sleeve: the open position's entry's, or the next
         # regime's), unless another of the sleeve's strategies still holds the symbol in the books
         who, have = holder(d.strategy, {s: self.store.position(s, sleeve.symbol).qty for s in sleeve.names})
-        entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "held_qty": have,
+        entry = {"event": "decision", **vars(d), "held_qty": have,
                  **({"held_by": who} if who != d.strategy else {}), "actions": []}
         ctx = self._context(d.bar_time)
         owners = {(s, sleeve.symbol) for s in sleeve.names}

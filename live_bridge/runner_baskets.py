@@ -26,7 +26,7 @@ class BasketDesk:
         when both legs get at least one share. A leg whose weight is on but not held (an entry
         refused or missed) is not entered late.
         """
-        entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__}, "actions": []}
+        entry = {"event": "decision", **vars(d), "actions": []}
         ctx = self._context(d.bar_time)
         t = d.bar_time.to_pydatetime()
         held = {leg: self.store.position(sleeve.strategy, leg).qty for leg in sleeve.traded}

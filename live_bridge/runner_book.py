@@ -76,7 +76,7 @@ class BookDesk:
             ds.append((sl, d))
         if not act:
             for _, d in ds:
-                self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+                self._write({"event": "decision", **vars(d),
                              "actions": [{"skip": "a bar caught up late: a newer bar of the symbol decides"}]})
             return
 
@@ -111,7 +111,7 @@ class BookDesk:
             return
         rows, lines, holds = [], [], []
         for sl, d in ds:
-            entry = {"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+            entry = {"event": "decision", **vars(d),
                      "held_qty": held[sl.strategy], "actions": []}
             change = self._book_change(sl, d, held, ctx, entry)
             if change is None:
@@ -133,10 +133,10 @@ class BookDesk:
             self._send_book(sym, net_cid, rows, net, held, bar_time, line)
         for sl, d in holds:  # stop moves: not while a net order buys against the resting stops
             if d.target == 0 and d.position == 0 and not held[sl.strategy]:  # flat, staying flat: nothing to do
-                self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+                self._write({"event": "decision", **vars(d),
                              "held_qty": 0.0, "actions": []})
             elif adds:
-                self._write({"event": "decision", **{k: getattr(d, k) for k in d.__dataclass_fields__},
+                self._write({"event": "decision", **vars(d),
                              "actions": [{"skip": f"its stop is placed again when {net_cid} fills"}]})
             else:
                 self._act(sl, d)

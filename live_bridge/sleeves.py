@@ -89,7 +89,7 @@ class Sleeve:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the sleeve wants after bar t's close (every field the decision log records)."""
+    """What the sleeve wants after bar t's close (every field the decision log records: ``vars(d)``, so no slots)."""
 
     strategy: str
     symbol: str
