@@ -16,7 +16,8 @@ the ones before it, as in production. Between steps the runner is idle for IDLE 
 between bars live, and refreshes its broker snapshot then (live: every 30 s while idle).
 Peers, side by side in one run: the broker calls made from a child process (``ProcessSender``, what
 the live daemon uses) and from threads of the runner's own process (``Sender``, replays and tests).
-Rows: the whole path; the signal decision alone (``sleeves.decide``); one REST round trip.
+Rows: the whole path; a batch's CPU time on the worker thread (the wall time an idle machine would
+see: this box is shared); the signal decision alone (``sleeves.decide``); one REST round trip.
 Target: p99 < 50 ms for 100 symbols.
 
 Decision layer, many sleeves (``--sleeves``, 0 = skip; ``--decisions-only`` skips the runner rows):
@@ -129,15 +130,17 @@ def run(mode: str, symbols: list[str], history, frames, bars: int, strategies: i
     arrivals: dict[tuple[str, int], float] = {}  # kept: the order timing looks them up
     latency: list[float] = []
     service: list[float] = []
+    batch_cpu: list[float] = []  # the worker thread's CPU time per batch: its wall time on an idle machine
     acked_at: dict[str, float] = {}
 
     class Timed(Runner):
         # the bars of one close are taken off the queue together and decided in one batch (runner_bars.py):
         # a symbol's latency ends when its own decision (and its orders) are done
         def _bars(self, items):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             super()._bars(items)
             service.append((time.perf_counter() - t0) / len(items))
+            batch_cpu.append(time.thread_time() - c0)
 
         def _decide_symbol(self, sym, hist, act=True, decided={}):  # noqa: B006 - the runner's own default
             super()._decide_symbol(sym, hist, act, decided)
@@ -213,6 +216,7 @@ def run(mode: str, symbols: list[str], history, frames, bars: int, strategies: i
             ("bar arrival -> order on the wire (submit called), bars with an order", ms(wire)),
             ("bar arrival -> order acknowledged (answer back on the runner's queue)", ms(acked)),
             ("one symbol's decision, from its turn in the queue (service time: a batch / its bars)", ms(service)),
+            ("a whole batch (every symbol's bar of a close), the worker thread's CPU time", ms(batch_cpu)),
             ("sleeves.decide alone (signals + exits over 600 bars)", ms(t)),
             ("one REST round trip (GET /v2/account via alpaca-py)", ms(rt))]
     return rows, orders, errors
