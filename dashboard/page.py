@@ -8,6 +8,7 @@ library itself loaded once by the base page, never from a URL.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -16,6 +17,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css)$")
+_TYPES = {"js": "application/javascript", "css": "text/css"}
 NAV = (("/", "Live"), ("/runs", "Runs"), ("/params", "Params"), ("/sweeps", "Sweeps"),
        ("/regimes", "Regimes"), ("/lake", "Lake"))
 
@@ -47,3 +51,13 @@ def plotly_js() -> Response:
     """plotly.js from the installed plotly package: the dashboard loads nothing from the internet."""
     return Response(_plotly_js(), media_type="application/javascript",
                     headers={"Cache-Control": "public, max-age=86400"})
+
+
+@assets.get("/assets/{name}")
+def static_file(name: str) -> Response:
+    """The dashboard's own scripts and styles (``dashboard/static``): plain names only, nothing else."""
+    path = STATIC / name
+    if not _STATIC_NAME.match(name) or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(path.read_bytes(), media_type=_TYPES[name.rsplit(".", 1)[1]],
+                    headers={"Cache-Control": "no-cache"})

@@ -6,6 +6,9 @@ listening on ws://..." line). A page target is created and attached in flat mode
 command carries a ``sessionId`` and the browser socket is the only connection. Errors are
 collected from uncaught exceptions, ``console.error`` and the browser log (e.g. a failed load).
 
+``Chromium.open(url)`` keeps a page open for tests that drive it (the dashboard): ``evaluate`` a JS
+expression, ``wait`` until one is truthy, ``click`` a selector, and read the ``errors`` so far.
+
 Plots are counted on plotly's own markers: ``.plotly-graph-div`` is in the page source for each
 figure, and a rendered one holds a ``.main-svg``. Chromium missing means skip locally, but fail
 in CI (``CI=true``): the Makefile's ``test`` target installs it there.
@@ -191,6 +194,82 @@ class Chromium:
             cdp.ws.close()
         return PageCheck(counts["plots"], counts["rendered"], _errors(cdp.events), counts["title"],
                          round(time.monotonic() - started, 2))
+
+    def open(self, url: str | Path, timeout: float | None = None) -> Page:
+        """A new tab on ``url`` (an http URL or a file), loaded; use it as a context manager."""
+        url = str(url) if "://" in str(url) else Path(url).resolve().as_uri()
+        return Page(self, url, timeout or self.timeout)
+
+
+class Page:
+    """One open tab of a ``Chromium`` (from ``Chromium.open``): evaluate, wait, click, errors."""
+
+    def __init__(self, browser: Chromium, url: str, timeout: float) -> None:
+        self.timeout = timeout
+        self.cdp = _Cdp(browser.url, time.monotonic() + timeout)
+        self.target = self.cdp.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.cdp.send("Target.attachToTarget", targetId=self.target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.cdp.send(f"{domain}.enable", self.session)
+        nav = self.cdp.send("Page.navigate", self.session, url=url)
+        if nav.get("errorText"):
+            raise RuntimeError(f"chromium could not open {url}: {nav['errorText']}")
+        self.cdp.wait_for("Page.loadEventFired")
+
+    def _renew(self) -> None:
+        """Each call gets the page's whole timeout (a long test drives one page for a while)."""
+        self.cdp.deadline = max(self.cdp.deadline, time.monotonic() + self.timeout)
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JS expression in the page (JSON-able; awaited if it is a promise)."""
+        self._renew()
+        result = self.cdp.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True,
+                               awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JS {expression[:80]!r} threw: {result['exceptionDetails'].get('text')} "
+                               f"{result['result'].get('description', '')}")
+        return result["result"].get("value")
+
+    def wait(self, condition: str, timeout: float = 10.0, what: str = "") -> object:
+        """Poll a JS expression until it is truthy; its value (TimeoutError naming it otherwise)."""
+        end = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(condition)
+            if value:
+                return value
+            if time.monotonic() >= end:
+                raise TimeoutError(f"waited {timeout:g}s for {what or condition}; last value {value!r}")
+            time.sleep(0.05)
+
+    def click(self, selector: str) -> None:
+        """Click the first element matching a CSS selector (its ``click()``: events as a user's)."""
+        found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                              "if (!e) return false; e.click(); return true; })()")
+        if not found:
+            raise LookupError(f"no element matches {selector!r}")
+
+    @property
+    def errors(self) -> list[str]:
+        """Uncaught exceptions, console.error calls and browser log errors seen so far."""
+        self._renew()
+        self.cdp.drain(0.05)
+        return _errors(self.cdp.events)
+
+    def close(self) -> None:
+        """Close the tab (its connections end: a page's event stream too) and the socket."""
+        try:
+            self._renew()
+            self.cdp.send("Target.closeTarget", targetId=self.target)
+        except (RuntimeError, TimeoutError, OSError):
+            pass  # the browser is gone already
+        finally:
+            self.cdp.ws.close()
+
+    def __enter__(self) -> Page:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def check_page(page: str | Path, timeout: float = 30.0, settle: float = 2.0) -> PageCheck:

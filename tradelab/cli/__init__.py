@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import evening, ingest, jobs, lake, live, params, regimes, sweep
+from . import dashboard, evening, ingest, jobs, lake, live, params, regimes, sweep
 
 app = typer.Typer(
     name="tradelab",
@@ -24,6 +24,7 @@ app.command("evening")(evening.evening)
 app.add_typer(live.app, name="live")
 app.command("parity")(live.parity)
 app.command("sim")(live.sim)
+app.command("dashboard")(dashboard.dashboard)
 
 
 def main() -> None:
