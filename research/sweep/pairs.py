@@ -286,11 +286,19 @@ def sweep_pairs(candidates: Mapping[str, tuple[Bars, Bars]], params: list, costs
     _param_rows(params)
     out = []
     for name, (y, x) in candidates.items():
-        _legs(y, x)
-        cut = train if train is not None else slice(None)
-        if len(y.close[cut]) < 20:
-            raise ValueError(f"{name}: the training range holds {len(y.close[cut])} bars; Engle-Granger needs >= 20")
-        coint = engle_granger(y.close[cut], x.close[cut])
-        passed = coint.pvalue <= max_pvalue
+        coint, passed = screen_pair(name, y, x, max_pvalue, train)
         out.append(PairResult(name, coint, passed, run_pairs_grid(y, x, params, costs, **grid_kw) if passed else None))
     return PairsSweep(tuple(out), tuple(params), float(max_pvalue))
+
+
+def screen_pair(name: str, y: Bars, x: Bars, max_pvalue: float,
+                train: slice | None = None) -> tuple[CointResult, bool]:
+    """The Engle-Granger test of the pair on ``train`` (a bar slice, default all bars) and whether it passes."""
+    if not 0.0 < max_pvalue <= 1.0:
+        raise ValueError(f"max_pvalue must be in (0, 1], got {max_pvalue}")
+    _legs(y, x)
+    cut = train if train is not None else slice(None)
+    if len(y.close[cut]) < 20:
+        raise ValueError(f"{name}: the training range holds {len(y.close[cut])} bars; Engle-Granger needs >= 20")
+    coint = engle_granger(y.close[cut], x.close[cut])
+    return coint, bool(coint.pvalue <= max_pvalue)

@@ -87,18 +87,26 @@ class SweepSpec:
     params_fixed: tuple[tuple[str, object], ...] = field(default=())
     # by_regime: the ``research.regimes.params_hash`` the stored labels must have (None: whatever is stored)
     regime_hash: str | None = None
+    # pairs: the Engle-Granger p-value a pair must pass to be swept (None: no screen)
+    max_pvalue: float | None = None
 
     def canonical(self) -> str:
         """A stable JSON form of the spec (the input of the sweep id)."""
         d = asdict(self)
         d["rules"] = [asdict(r) for r in self.rules]
-        if d["regime_hash"] is None:  # ids of specs from before the field existed stay the same
-            del d["regime_hash"]
+        for name in ("regime_hash", "max_pvalue"):  # ids of specs from before a field existed stay the same
+            if d[name] is None:
+                del d[name]
         return json.dumps(d, sort_keys=True, default=str)
 
     def combos(self) -> tuple[list, list[ExitRules], int]:
-        """The valid params (cartesian product of the grid), the rules, and how many were dropped."""
+        """The valid params (cartesian product of the grid), the rules, and how many were dropped.
+
+        Multi-leg strategies (pairs, rotation) carry their own exits: their spec has no rules
+        (``rules=()``) and combo c is params[c]."""
         strategy = get(self.strategy)
+        if strategy.kind != "single" and self.rules:
+            raise ValueError(f"{self.strategy} carries its own exits: its sweep takes no exit rules (rules=())")
         names = [n for n, _ in self.grid]
         known = self.param_names()
         for name in [*names, *dict(self.params_fixed)]:

@@ -31,7 +31,8 @@ def test_pairs_sweep_refuses_bad_pairs_and_options_in_one_line(sample_lake_rw):
                            (("--symbols", "MSFT/MSFT"), "two different symbols"),
                            (("--symbols", "MSFT/I$M"), "invalid symbol 'I$M'"),
                            (("--symbols", "MSFT/ZZZ"), "pair MSFT/ZZZ: 0 common 1Day bars"),
-                           (("--symbols", "MSFT/IBM", "--walk-forward", "2y:1y"), "--walk-forward is not supported"),
+                           (("--symbols", "MSFT/IBM", "--benchmark", "SPY"), "--benchmark is not supported for --strategy pairs without --by-regime"),
+                           (("--symbols", "MSFT/IBM", "--chunk", "0"), "--chunk 0: must be >= 1"),
                            (("--symbols", "MSFT/IBM", "--stop-loss", "0.02"), "--grid exit_z, stop_z, max_hold"),
                            (("--symbols", "MSFT/IBM", "--max-pvalue", "0"), "--max-pvalue 0.0: expected a p-value"),
                            (("--symbols", "MSFT/IBM", "--grid", "lookbak=30"), "did you mean 'lookback'")]:

@@ -111,7 +111,7 @@ def sweep(
     time_stop: Annotated[str, typer.Option(help="Time stops in bars to sweep (0 = off).")] = "0",
     short: Annotated[bool, typer.Option(help="Allow shorts (the reference convention is long-only).")] = False,
     by_regime: Annotated[bool, typer.Option("--by-regime", help="Metrics per regime label.")] = False,
-    benchmark: Annotated[str | None, typer.Option(help="Regime benchmark (default: each symbol itself).")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="Regime benchmark (default: each symbol itself; a pair's X, a basket's BENCH).")] = None,
     walk_forward: Annotated[str | None, typer.Option(help="train:test, e.g. 2y:6m.")] = None,
     anchored: Annotated[bool, typer.Option(help="Anchored (expanding) walk-forward training windows.")] = False,
     objective: Annotated[str, typer.Option(help="sharpe, sortino, calmar, total_return or expectancy.")] = "sharpe",
@@ -120,7 +120,7 @@ def sweep(
     guards: Annotated[bool, typer.Option(help="Choose params per regime with deflated Sharpe, PBO and stability.")] = True,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write all rows to FILE.parquet or FILE.csv.")] = None,
     heatmap: Annotated[str | None, typer.Option(help="Two params for the heatmap, e.g. fast,slow (default: first two).")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Heatmap HTML path; -<SYMBOL> is added (default runs/sweep-<id>-<SYMBOL>.html).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Heatmap HTML path; -<SYMBOL> is added, '/' and ',' as '_' (default runs/sweep-<id>-<SYMBOL>.html).")] = None,
     max_memory: Annotated[str, typer.Option(help="Memory budget that sizes the chunks, e.g. 2G.")] = "2G",
     chunk: Annotated[int | None, typer.Option(help="Combinations per chunk (default: sized from --max-memory).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed sweep (skips finished chunks).")] = False,
@@ -133,100 +133,127 @@ def sweep(
 ) -> None:
     """Sweep a strategy's params x exit rules over symbols; results go to the lake's sweeps table.
 
-    Pairs (--strategy pairs --symbols KO/PEP,...) are screened and swept in process (no lake rows yet).
-    Rotation (--strategy rotation --symbols "A,B,C/BENCH;...") is swept in process too.
+    Pairs (--strategy pairs --symbols KO/PEP,...: screened by Engle-Granger first) and rotation
+    (--strategy rotation --symbols "A,B,C/BENCH;...") are lake jobs too, one unit per pair or basket:
+    chunks, --resume, Dask, --walk-forward and --by-regime as for a symbol; they carry their own exits.
     """
-    from research.exits import ExitRules
     from research.sweep.plan import SweepSpec
-    from pipeline.sweep import run_sweep
-    from research.sweep.results import best, check_objective, top
+    from research.sweep.results import check_objective
 
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise LakeError(f"--out {out_file}: use a .parquet or .csv file")
+    multi = strategy in ("pairs", "rotation")
     try:
         check_objective(objective)
         grid_items = tuple(_grid(g) for g in grid)
         _check_grid(strategy, grid_items, heatmap)
         output_path(out_file, "--out")
         output_path(plot, "--plot")
-        if strategy == "pairs":  # in process, tradelab/cli/sweep_pairs.py; what it does not take is refused
-            from .sweep_pairs import refuse_unsupported, run_pairs_sweep
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"--chunk {chunk}: must be >= 1")
+        exits = (stop_loss, take_profit, trailing_stop, time_stop)
+        if multi:
+            from .sweep_legs import leg_spec
 
-            refuse_unsupported({"--by-regime": by_regime, "--walk-forward": walk_forward is not None,
-                                "--anchored": anchored, "--resume": resume, "--workers": workers > 0,
-                                "--scheduler": scheduler is not None, "--chunk": chunk is not None,
-                                "--heatmap": heatmap is not None, "--plot": plot is not None,
-                                "--stop-loss": stop_loss != "0", "--take-profit": take_profit != "0",
-                                "--trailing-stop": trailing_stop != "0", "--time-stop": time_stop != "0"})
-            run_pairs_sweep(open_lake(lake), symbols, grid_items, check_timeframe(timeframe), fees, slippage,
-                            _date(start, "--start"), _date(end, "--end"), objective, min_trades, top_n,
-                            max_pvalue, out_file)
-            return
-        if strategy == "rotation":  # in process, tradelab/cli/sweep_rotation.py; what it does not take is refused
-            from .sweep_rotation import refuse_unsupported, run_rotation_sweep
-
-            refuse_unsupported({"--by-regime": by_regime, "--walk-forward": walk_forward is not None,
-                                "--anchored": anchored, "--resume": resume, "--workers": workers > 0,
-                                "--scheduler": scheduler is not None, "--chunk": chunk is not None,
-                                "--heatmap": heatmap is not None, "--plot": plot is not None,
-                                "--benchmark": benchmark is not None, "--max-pvalue": max_pvalue != 0.05,
-                                "--stop-loss": stop_loss != "0", "--take-profit": take_profit != "0",
-                                "--trailing-stop": trailing_stop != "0", "--time-stop": time_stop != "0"})
-            run_rotation_sweep(open_lake(lake), symbols, grid_items, short, check_timeframe(timeframe), fees,
-                               slippage, _date(start, "--start"), _date(end, "--end"), objective, min_trades, top_n,
-                               out_file)
-            return
-        rules = tuple(ExitRules(stop_loss=sl, take_profit=tp, trailing_stop=tr, time_stop=int(ts), allow_short=short,
-                                flat_at_close=False)
-                      for sl, tp, tr, ts in itertools.product(_floats(stop_loss, "--stop-loss"), _floats(take_profit, "--take-profit"),
-                                                              _floats(trailing_stop, "--trailing-stop"), _whole(time_stop, "--time-stop")))
-        spec = SweepSpec(strategy=strategy, symbols=tuple(parse_symbols(symbols)), timeframe=check_timeframe(timeframe),
+            units, rules, fixed, pvalue = leg_spec(strategy, symbols, short, exits, by_regime, benchmark, max_pvalue)
+        else:
+            units, rules = tuple(parse_symbols(symbols)), _rules(exits, short)
+            fixed, pvalue = (("short", short),) if _has_short(strategy) else (), None
+        spec = SweepSpec(strategy=strategy, symbols=units, timeframe=check_timeframe(timeframe),
                          grid=grid_items, rules=rules, fees=fees, slippage=slippage, by_regime=by_regime,
                          benchmark=benchmark.upper() if benchmark else None, walk_forward=walk_forward,
                          anchored=anchored, start=_date(start, "--start"), end=_date(end, "--end"),
-                         params_fixed=(("short", short),) if _has_short(strategy) else ())
+                         params_fixed=fixed, max_pvalue=pvalue)
         store = open_lake(lake)
-        client = _dask_client(workers, scheduler)
-        try:
-            with progress() as bar:
-                task = bar.add_task(f"sweep {strategy}", total=None)
-                if chunk is not None and chunk < 1:
-                    raise ValueError(f"--chunk {chunk}: must be >= 1")
-                results = run_sweep(store, spec, max_memory=_memory(max_memory), resume=resume, client=client, chunk=chunk,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-        finally:
-            if client is not None:
-                client.close()
+        job = _run(store, spec, _memory(max_memory), resume, chunk, workers, scheduler)
     except ValueError as exc:
         raise LakeError(str(exc)) from None
-    sid = results["sweep_id"].iloc[0]
     names = [n for n, _ in grid_items]
-    out.print(f"sweep {sid}: {results['combo'].nunique():,} combinations x {len(spec.symbols)} symbols, "
-              f"{len(results):,} rows in the lake's sweeps table", highlight=False)
-    shown = [*names, "regime", "split", objective, "total_return", "max_drawdown", "trades"]
-    print_frame(top(results, objective, top_n, min_trades=min_trades)[["symbol", *dict.fromkeys(shown)]],
-                title=f"top {top_n} by {objective} (full period, all regimes, >= {min_trades} trades)")
-    if by_regime and not guards:
-        print_frame(best(results, objective, min_trades)[["symbol", "regime", *names, objective, "trades"]],
-                    title=f"best params per regime by {objective}")
-    if guards:
-        _print_choices(store, spec, results, objective, min_trades, names)
+    if multi:
+        from .sweep_legs import report
+
+        report(spec, job, names, objective, top_n, min_trades)
+        if job.rows.empty:
+            return
+    else:
+        _report(store, spec, job.rows, names, objective, top_n, min_trades, guards)
+    sid = job.rows["sweep_id"].iloc[0]
     try:
-        _write_outputs(results, spec, names, objective, heatmap, plot, out_file, sid)
+        _write_outputs(job.rows, spec, names, objective, heatmap, plot, out_file, sid, default_heatmap=not multi)
     except OSError as exc:  # e.g. a disk full or a read-only folder: the rows are safe in the lake
         raise LakeError(f"cannot write {exc.filename}: {exc.strerror}; the rows are in the lake's sweeps table "
                         f"(sweep {sid}; --resume shows them again)") from None
 
 
+def _rules(exits: tuple[str, str, str, str], short: bool) -> tuple:
+    """The exit rules swept: the product of the --stop-loss, --take-profit, --trailing-stop, --time-stop values."""
+    from research.exits import ExitRules
+
+    sl, tp, tr, ts = exits
+    return tuple(ExitRules(stop_loss=a, take_profit=b, trailing_stop=c, time_stop=int(d), allow_short=short,
+                           flat_at_close=False)
+                 for a, b, c, d in itertools.product(_floats(sl, "--stop-loss"), _floats(tp, "--take-profit"),
+                                                     _floats(tr, "--trailing-stop"), _whole(ts, "--time-stop")))
+
+
+def _run(store, spec, max_memory: int, resume: bool, chunk: int | None, workers: int, scheduler: str | None):
+    """The sweep as a lake job (``pipeline.sweep.sweep_job``) with a progress bar (count, ETA) over its
+    chunks, shown from the first chunk count on: an error while loading stays one line."""
+    from pipeline.sweep import sweep_job
+
+    bar, task = progress(), []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(f"sweep {spec.strategy}", total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    client = _dask_client(workers, scheduler)
+    try:
+        return sweep_job(store, spec, max_memory=max_memory, resume=resume, client=client, chunk=chunk,
+                         progress=update)
+    finally:
+        if task:
+            bar.stop()
+        if client is not None:
+            client.close()
+
+
+def _report(store, spec, results, names: list[str], objective: str, top_n: int, min_trades: int,
+            guards: bool) -> None:
+    """A single-symbol sweep's console ending: the top table, the best per regime or the guarded choices."""
+    from research.sweep.results import best, top
+
+    sid = results["sweep_id"].iloc[0]
+    out.print(f"sweep {sid}: {results['combo'].nunique():,} combinations x {len(spec.symbols)} symbols, "
+              f"{len(results):,} rows in the lake's sweeps table", highlight=False)
+    shown = [*names, "regime", "split", objective, "total_return", "max_drawdown", "trades"]
+    print_frame(top(results, objective, top_n, min_trades=min_trades)[["symbol", *dict.fromkeys(shown)]],
+                title=f"top {top_n} by {objective} (full period, all regimes, >= {min_trades} trades)")
+    if spec.by_regime and not guards:
+        print_frame(best(results, objective, min_trades)[["symbol", "regime", *names, objective, "trades"]],
+                    title=f"best params per regime by {objective}")
+    if guards:
+        _print_choices(store, spec, results, objective, min_trades, names)
+
+
 def _write_outputs(results, spec, names: list[str], objective: str, heatmap: str | None, plot: Path | None,
-                   out_file: Path | None, sid: str) -> None:
-    """The heatmap pages (one per symbol) and the --out file."""
+                   out_file: Path | None, sid: str, default_heatmap: bool = True) -> None:
+    """The heatmap pages (one per symbol, pair or basket) and the --out file.
+
+    Without --heatmap or --plot the pages are written by default (``default_heatmap``) when two or
+    more params are swept: single-symbol sweeps do, pairs and rotation (often many units) do not."""
     from pipeline.sweep_report import heatmap_html
 
-    if heatmap or len(names) >= 2:
+    if heatmap or (len(names) >= 2 and (default_heatmap or plot)):
         x, y = heatmap.split(",", 1) if heatmap else names[:2]
-        for sym in spec.symbols:  # one page per symbol: symbols are not averaged together
-            path = plot.with_name(f"{plot.stem}-{sym}{plot.suffix}") if plot else Path("runs") / f"sweep-{sid}-{sym}.html"
+        for sym in spec.symbols:  # one page per unit: symbols are not averaged together
+            if not (results["symbol"] == sym).any():
+                continue  # a pair the screen refused has no rows
+            tag = re.sub(r"[^A-Za-z0-9.-]", "_", sym)  # "KO/PEP" -> "KO_PEP": a file name, not a folder
+            path = (plot.with_name(f"{plot.stem}-{tag}{plot.suffix}") if plot
+                    else Path("runs") / f"sweep-{sid}-{tag}.html")
             path.parent.mkdir(parents=True, exist_ok=True)
             heatmap_html(results[results["symbol"] == sym], x.strip(), y.strip(), objective, str(path),
                          title=f"{sym} {spec.strategy}: {objective} over {x} x {y} (full period, by regime)")
