@@ -77,13 +77,14 @@ def connect(lake: Lake | str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(lake: Lake | str, sql: str) -> pd.DataFrame:
+def query(lake: Lake | str, sql: str, params: list | None = None) -> pd.DataFrame:
     """Run one read-only SQL statement against the lake's views and return the result as a DataFrame.
 
     Anything else (COPY ... TO, ATTACH, EXPORT, several statements) is refused: a query must not
     put files into the lake behind the manifest's back. Once the views exist the connection is
     locked down (``_lock_down``): the statement reads the lake's files and nothing else on the machine
-    or the network, and cannot undo that.
+    or the network, and cannot undo that. ``params``: values for the statement's ``?`` placeholders
+    (a name a user typed goes in as a value, never spliced into the SQL).
     """
     con = connect(lake)
     try:
@@ -92,7 +93,7 @@ def query(lake: Lake | str, sql: str) -> pd.DataFrame:
         if kinds != [duckdb.StatementType.SELECT]:
             got = ", ".join(k.name for k in kinds) or "no statement"
             raise LakeError(f"query: expected one SELECT (DESCRIBE, SHOW and SUMMARIZE work too), got {got}")
-        return con.execute(sql).df()
+        return con.execute(sql, params).df() if params else con.execute(sql).df()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise LakeError(f"query failed: {first}") from None

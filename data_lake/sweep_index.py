@@ -44,6 +44,5 @@ def sweep_rows(lake: Lake | str, sweep_id: str, symbol: str) -> pd.DataFrame:
         raise LakeError(f"not a sweep id: {sweep_id!r} (16 hex digits)")
     if not table_files(lake, SWEEPS).get(SWEEPS):
         return pd.DataFrame(columns=["sweep_id", "strategy", "symbol"])
-    unit = "'" + symbol.replace("'", "''") + "'"
-    return query(lake, f"SELECT * FROM sweeps WHERE sweep_id = '{sweep_id}' AND symbol = {unit} "
-                       "ORDER BY combo, split, regime")
+    return query(lake, "SELECT * FROM sweeps WHERE sweep_id = ? AND symbol = ? ORDER BY combo, split, regime",
+                 [sweep_id, symbol])

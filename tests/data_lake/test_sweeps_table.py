@@ -3,6 +3,8 @@ columns), pairs and rotation sweeps side by side in one DuckDB view and one read
 
 from __future__ import annotations
 
+import pandas as pd
+
 from data_lake import connect
 from data_lake.tables import read_table
 from pipeline.sweep import TABLE, run_sweep
@@ -40,3 +42,23 @@ def test_old_single_symbol_rows_and_multi_leg_rows_share_the_sweeps_view(sample_
     assert trading == [("pairs",), ("rotation",), ("sma_cross",)]
     everything = read_table(lake, TABLE)
     assert len(everything) == 8 and everything["legs"].isna().sum() == 4
+
+
+def test_the_sweep_index_lists_units_and_reads_one_units_rows_with_its_name_as_a_value(tmp_path):
+    from data_lake import Lake
+    from data_lake.sweep_index import sweep_index, sweep_rows
+    from data_lake.tables import write_table
+
+    lake = Lake(tmp_path / "lake")
+    assert sweep_index(lake).empty
+    rows = pd.DataFrame({"sweep_id": ["00000000000000ab"] * 3, "strategy": "pairs", "symbol": ["KO/PEP", "KO/PEP", "O'X/Y"],
+                         "combo": [0, 1, 0], "split": "deploy", "regime": "all", "sharpe": [0.5, 0.7, 0.1],
+                         "window_start": pd.Timestamp("2020-01-02", tz="UTC"), "window_end": pd.Timestamp("2021-01-04", tz="UTC")})
+    write_table(lake, "sweeps", "00000000000000ab-KO_PEP-0", rows)
+
+    index = sweep_index(lake)
+    odd = sweep_rows(lake, "00000000000000ab", "O'X/Y")
+
+    assert sorted(index["symbol"]) == ["KO/PEP", "O'X/Y"] and index.set_index("symbol").loc["KO/PEP", "combos"] == 2
+    assert len(odd) == 1 and odd["sharpe"].iloc[0] == 0.1
+    assert sweep_rows(lake, "00000000000000ab", "KO/PEP' OR '1'='1").empty
