@@ -6,7 +6,8 @@ lookback window (``pipeline.sweep``), the choice and its guards per (symbol, reg
 (``research.sweep.across``: the best out-of-sample objective; deflated Sharpe over every strategy's
 trials), its candidate entry, and the promotion gate against the params in force, cell by cell
 (``research.promotion``). The strategies not chosen get no entry; the verdict names them. Swept
-pairs (``pairs``, "Y/X") are candidates too, one cell (pair, "all") each (``pipeline.nightly_pairs``).
+pairs (``pairs``, "Y/X") and rotation baskets (``rotation``, "A,B,C/BENCH") are candidates too, one
+cell (pair or basket, "all") each (``pipeline.nightly_pairs``, ``pipeline.nightly_rotation``).
 The result is a typed ``ParamsFile`` candidate with provenance;
 installing it as ``params/current.json`` is the job runner's last step (``tradelab nightly``), so a
 run that fails anywhere, or that the gate rejects, leaves the params in force untouched.
@@ -26,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_lake import Lake
+from research import baskets
 from research.exits import ExitRules
 from research.params import DataWindow, Entry, ExitRulesModel, GateThresholds, Metrics, ParamsFile, RunInfo
 from research.params import RegimeDefinition, SelectionInfo
@@ -41,6 +43,7 @@ from research.sweep.select import Choice, choose
 from research.walkforward import parse_span
 
 from .nightly_pairs import PairsRun, check_pairs, pair_entry, parse_pair, sweep_pairs_night
+from .nightly_rotation import RotationRun, check_rotation, parse_basket, sweep_rotation_night
 from .params_store import code_version
 from .sweep import run_sweep
 
@@ -71,6 +74,7 @@ class NightlyConfig:
     pairs: tuple[str, ...] = ()  # swept pairs "Y/X" (pipeline.nightly_pairs); legs never among `symbols`
     max_pvalue: float = 0.05  # a pair's Engle-Granger screen
     pairs_screen: str = "anchored"  # the screen's bars: "anchored" (from the first bar) or "rolling" (the window)
+    rotation: tuple[str, ...] = ()  # swept rotation baskets "A,B,C/BENCH" (pipeline.nightly_rotation)
 
     def __post_init__(self) -> None:
         if not self.symbols or not self.strategies:
@@ -79,6 +83,8 @@ class NightlyConfig:
             raise ValueError(f"max_pvalue must be in (0, 1], got {self.max_pvalue}")
         object.__setattr__(self, "pairs", tuple("/".join(parse_pair(p)) for p in self.pairs))
         check_pairs(self.pairs, self.symbols, self.strategies)
+        object.__setattr__(self, "rotation", tuple(parse_basket(b) for b in self.rotation))
+        check_rotation(self.rotation, self.symbols, self.strategies, self.pairs)
         if self.regimes is not None and not isinstance(self.regimes, RegimeParams):
             raise ValueError(f"regimes must be a research.regimes.RegimeParams or None, got {self.regimes!r}")
         for s in self.strategies:
@@ -86,7 +92,7 @@ class NightlyConfig:
             if strat.kind != "single":
                 raise ValueError(f"{s} is a {strat.kind} strategy: the sweeps run single-symbol strategies")
         for s, grid in self.grids.items():
-            if s not in self.strategies and not (s == "pairs" and self.pairs):
+            if s not in self.strategies and not ({"pairs": self.pairs, "rotation": self.rotation}.get(s)):
                 raise ValueError(f"grids has an entry for {s!r}, which is not among the strategies")
             known = {f.name for f in fields(get(s).params)}
             for name in grid:
@@ -130,11 +136,12 @@ class NightlyResult:
     previous: ParamsFile | None
     regimes: Mapping[str, pd.DataFrame]
     pairs: tuple[PairsRun, ...] = ()
+    rotation: tuple[RotationRun, ...] = ()
 
     @property
-    def all_runs(self) -> tuple[StrategyRun | PairsRun, ...]:
-        """The single-symbol strategies' runs, then one per swept pair."""
-        return (*self.runs, *self.pairs)
+    def all_runs(self) -> tuple[StrategyRun | PairsRun | RotationRun, ...]:
+        """The single-symbol strategies' runs, then one per swept pair, then one per swept basket."""
+        return (*self.runs, *self.pairs, *self.rotation)
 
 
 def window(lake: Lake, cfg: NightlyConfig) -> tuple[str | None, str | None]:
@@ -218,37 +225,47 @@ def nightly(lake: Lake, cfg: NightlyConfig, *, params_dir: str | Path, run: RunI
     by_name = {r.strategy: r for r in runs}
     candidates = [candidate(by_name[p.strategy], p.choice) for p in picks]
     notes = [p.note for p in picks] if len(runs) > 1 else []
-    pairs = pairs_night(lake, cfg)
-    candidates += [pair_entry(r) for r in pairs]
-    notes += [r.note for r in pairs]
+    pairs, rotation = multi_leg_night(lake, cfg)
+    candidates += [pair_entry(r) for r in pairs] + [candidate(r, r.choices[0]) for r in rotation]
+    notes += [r.note for r in (*pairs, *rotation)]
     comparable = previous is not None and previous.regime_params() == cfg.regime_params
     if previous is not None and not comparable:  # its labels mean other sessions: nothing of it can be kept
         notes.append(f"regimes: the params in force use another regime definition "
                      f"({previous.regime_params().scheme}); none of its entries is kept")
     entries, verdict = decide(candidates, previous if comparable else None, cfg.gate,
-                              strategies=(*cfg.strategies, *(("pairs",) if cfg.pairs else ())), selection=notes)
+                              strategies=(*cfg.strategies, *(("pairs",) if cfg.pairs else ()),
+                                          *(("rotation",) if cfg.rotation else ())), selection=notes)
     params = ParamsFile(schema_version=1, created_at=now or datetime.now(timezone.utc), code_version=code_version(),
-                        run=run, data=_provenance(lake, runs[0].spec, cfg.pairs), gate=cfg.gate, verdict=verdict, entries=entries,
+                        run=run, data=_provenance(lake, runs[0].spec, _legs(cfg)), gate=cfg.gate, verdict=verdict, entries=entries,
                         regimes=RegimeDefinition.from_params(cfg.regime_params),
                         selection=SelectionInfo(objective=cfg.objective, walk_forward=cfg.walk_forward,
                                                 min_trades=cfg.min_trades,
                                                 sweep_ids=tuple(sorted({str(r.results["sweep_id"].iloc[0]) for r in runs}))))
-    return NightlyResult(runs, params, previous, regimes, pairs)
+    return NightlyResult(runs, params, previous, regimes, pairs, rotation)
 
 
-def pairs_night(lake: Lake, cfg: NightlyConfig) -> tuple[PairsRun, ...]:
-    """The night's swept pairs (``pipeline.nightly_pairs``) on the night's window, grid ``grids["pairs"]``."""
-    if not cfg.pairs:
-        return ()
+def multi_leg_night(lake: Lake, cfg: NightlyConfig) -> tuple[tuple[PairsRun, ...], tuple[RotationRun, ...]]:
+    """The night's swept pairs and baskets (``pipeline.nightly_pairs``, ``pipeline.nightly_rotation``) on the
+    night's window, grids ``grids["pairs"]`` and ``grids["rotation"]``."""
+    if not (cfg.pairs or cfg.rotation):
+        return (), ()
     start, end = window(lake, cfg)
-    return sweep_pairs_night(lake, cfg.pairs, timeframe=cfg.timeframe, start=start, end=end,
-                             grid=cfg.grids.get("pairs"), walk_forward=cfg.walk_forward, objective=cfg.objective,
-                             min_trades=cfg.min_trades, fees=cfg.fees, slippage=cfg.slippage,
-                             max_pvalue=cfg.max_pvalue, screen=cfg.pairs_screen)
+    common = dict(timeframe=cfg.timeframe, start=start, end=end, walk_forward=cfg.walk_forward,
+                  objective=cfg.objective, min_trades=cfg.min_trades, fees=cfg.fees, slippage=cfg.slippage)
+    pairs = sweep_pairs_night(lake, cfg.pairs, grid=cfg.grids.get("pairs"), max_pvalue=cfg.max_pvalue,
+                              screen=cfg.pairs_screen, **common) if cfg.pairs else ()
+    rotation = sweep_rotation_night(lake, cfg.rotation, grid=cfg.grids.get("rotation"), **common) if cfg.rotation else ()
+    return pairs, rotation
 
 
-def _provenance(lake: Lake, spec: SweepSpec, pairs: tuple[str, ...] = ()) -> DataWindow:
-    """The data window actually used and a hash of each symbol's exact bars (the pairs' legs too)."""
+def _legs(cfg: NightlyConfig) -> tuple[str, ...]:
+    """Every symbol the pairs and baskets read (their legs, the baskets' benchmarks), once each."""
+    names = [*(("pairs", p) for p in cfg.pairs), *(("rotation", b) for b in cfg.rotation)]
+    return tuple(dict.fromkeys(s for strategy, name in names for s in baskets.legs(strategy, name).data))
+
+
+def _provenance(lake: Lake, spec: SweepSpec, legs: tuple[str, ...] = ()) -> DataWindow:
+    """The data window actually used and a hash of each symbol's exact bars (the multi-leg legs too)."""
     first, last, hashes = [], [], {}
     for sym in spec.symbols:
         data = load_symbol(lake, spec, sym)
@@ -256,14 +273,13 @@ def _provenance(lake: Lake, spec: SweepSpec, pairs: tuple[str, ...] = ()) -> Dat
         stamps = pd.to_datetime(data.ts[[0, -1]], unit="us", utc=True).tz_convert("America/New_York")
         first.append(stamps[0].date())
         last.append(stamps[1].date())
-    legs = tuple(dict.fromkeys(leg for p in pairs for leg in p.split("/")))
-    for sym in legs:
+    for sym in (s for s in legs if s not in hashes):
         arrays = lake.load_arrays(sym, spec.timeframe, spec.start, spec.end)
         hashes[sym] = bars_hash(arrays)
         stamps = pd.to_datetime(arrays["ts"][[0, -1]], unit="us", utc=True).tz_convert("America/New_York")
         first.append(stamps[0].date())
         last.append(stamps[1].date())
-    return DataWindow(timeframe=spec.timeframe, start=min(first), end=max(last), symbols=(*spec.symbols, *legs),
+    return DataWindow(timeframe=spec.timeframe, start=min(first), end=max(last), symbols=tuple(hashes),
                       bars_hash=hashes, benchmark=spec.benchmark)
 
 

@@ -83,8 +83,8 @@ def entries_section(result: NightlyResult) -> Section:
 
 
 def equity_section(result: NightlyResult) -> Section:
-    """Per strategy (and per swept pair): each symbol's walk-forward (out-of-sample) equity and the chosen
-    params' deploy window."""
+    """Per strategy (and per swept pair or basket): each symbol's walk-forward (out-of-sample) equity and the
+    chosen params' deploy window."""
     figs = []
     for run in result.all_runs:
         curves, starts = {}, {}

@@ -146,7 +146,7 @@ def _line(e: Entry, failed: bool = False) -> Line:
 def target_rows(result: NightlyResult) -> tuple[TargetRow, ...]:
     """Each (strategy, symbol)'s walk-forward (all sessions) mean return per New York session."""
     rows = []
-    for run in result.all_runs:  # a swept pair's row is named by the pair, "MSFT/IBM"
+    for run in result.all_runs:  # a swept pair's or basket's row is named by it, "MSFT/IBM", "AAPL,MSFT/IBM"
         for c in run.choices:
             if c.regime != "all" or c.oos_returns is None or not len(c.oos_returns):
                 continue

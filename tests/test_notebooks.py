@@ -74,9 +74,15 @@ def test_nightly_promotes_then_a_rejected_run_and_a_failed_run_leave_current_par
     os.utime(current, ns=(1_000_000_000, 1_000_000_000))
     before = (current.read_bytes(), current.stat().st_mtime_ns)
 
-    # 2. the default (strict) gate plus an impossible trade count: rejected, current.json untouched
-    rejected = _nightly(tmp_path, sample_lake_rw.root, "-p", 'gate={"min_oos_trades": 1000000}')
+    # 2. the default (strict) gate plus an impossible trade count: rejected, current.json untouched; a swept
+    # rotation basket goes through the CLI and the notebook into the candidates
+    grids = {**TINY["grids"], "rotation": {"lookback": [5, 10], "rebalance": [5], "top_k": [1]}}
+    rejected = _nightly(tmp_path, sample_lake_rw.root, "-p", 'gate={"min_oos_trades": 1000000}',
+                        "-p", 'rotation=["AAPL,GOOG/IBM"]', "-p", f"grids={json.dumps(grids)}")
     assert rejected.returncode == 0, rejected.stderr[-3000:]
+    [basket] = [e for e in load(sorted((tmp_path / "params" / "history").glob("*-rejected.json"))[0]).entries
+                if e.strategy == "rotation"]
+    assert basket.symbol == "AAPL,GOOG/IBM" and basket.regime == "all" and basket.n_trials == 2
     assert "params REJECTED" in rejected.stdout and "unchanged" in rejected.stdout
     assert "verdict: REJECTED, the params in force stay" in rejected.stdout
     assert "oos_trades" in rejected.stdout and "< 1000000" in rejected.stdout  # a near miss and the rule it failed

@@ -141,6 +141,12 @@ def plan(pf: ParamsFile | None, nightly: Mapping[str, Any]) -> Plan:
     if not isinstance(timeframe or "", str) or not isinstance(bench or "", str):
         raise LakeError(f"nightly parameters timeframe and benchmark must be text: {timeframe!r}, {bench!r}")
     add(timeframe or "1Day", [s for name in symbols or () for s in _expand(name)])
+    for key in ("pairs", "rotation"):  # swept pairs "Y/X" and baskets "A,B/BENCH": every leg's bars
+        names = nightly.get(key) or []
+        if not (isinstance(names, list | tuple) and all(isinstance(x, str) for x in names)):
+            raise LakeError(f"nightly parameter {key} must be a list of names like {'KO/PEP' if key == 'pairs' else 'XLK,XLF/SPY'}, "
+                            f"got {names!r}")
+        add(timeframe or "1Day", [s for name in names for s in _expand(name)])
     if bench:
         add("1Day", _expand(bench))
         if nightly.get("by_regime", True):

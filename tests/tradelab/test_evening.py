@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
-from data_lake import Batch, Lake
+from data_lake import Batch, Lake, LakeError
 from data_lake.sources.sample import sample_bars, sample_meta
 from pipeline.params_store import write_candidate
 from research.regimes import load_regimes
@@ -333,6 +333,14 @@ def test_the_plan_expands_legs_and_adds_benchmarks_at_1day():
     assert got.bars == {"1Day": ("AAPL", "DIA", "KO", "MSFT", "PEP", "QQQ", "SPY", "XLF", "XLK"),
                         "5Min": ("AAPL", "KO", "MSFT", "PEP", "SPY", "XLF", "XLK")}
     assert got.regimes == ("DIA", "QQQ")
+
+
+def test_the_plan_brings_the_nightlys_swept_pairs_and_baskets_legs_up_to_date():
+    got = plan(None, {"symbols": ["AAPL"], "pairs": ["MSFT/IBM"], "rotation": ["GOOG,FB/SPY"]})
+
+    assert got.bars == {"1Day": ("AAPL", "FB", "GOOG", "IBM", "MSFT", "SPY")}
+    with pytest.raises(LakeError, match="nightly parameter rotation must be a list of names"):
+        plan(None, {"rotation": "GOOG,FB/SPY"})
 
 
 # --------------------------------------------------------------------------------------- alerts
