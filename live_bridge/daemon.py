@@ -23,6 +23,9 @@ Unattended operation:
   is out of reach (``status.json`` says ``halting``; one ``broker_unreachable`` alert per outage,
   one ``halt`` alert), then marks the file done and stops. A start on a pending HALT does the same
   and exits without trading.
+* **Control** (the dashboard's API, ``tradelab live control``; control.py): each poll takes the
+  requests of ``control/`` (flatten one symbol, on the runner's worker); a start on a done HALT that
+  was asked to resume waits for the market to be closed, then trades from the next session's open.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from data_lake.calendar import nyse
 from data_lake.schema import TIMEFRAMES
 from research.params import ParamsFile, load, loads
 
+from .control import EntryBlocks, resume_asked, serve_inbox, wait_for_resume
 from .ports import BrokerError
 from .regimes_live import daily_arrays
 from .risk import DEFAULT_BUDGETS, RiskLimits
@@ -178,14 +182,18 @@ class Daemon(HaltLoop):
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         halt = read_halt(self.state_dir)
-        if halt is not None and halt.done:
+        if halt is not None and halt.done and not resume_asked(halt):
             raise HaltedError(halt.refusal(self.state_dir))
-        pf = load(self.params_path) if halt is None else None  # a pending HALT needs no params file
+        pf = load(self.params_path) if halt is None or halt.done else None  # a pending HALT needs no params file
         self._seen_file = _file_key(self.params_path)
         ws = self.ws
         with StateStore(self.state_dir / "state.db") as store:
             broker = AlpacaBroker(self.key, self.secret, paper=self.paper, url_override=self.url)
-            now = pd.Timestamp(self._call("reading the clock", broker.clock).timestamp)  # the broker's time
+            clock = lambda: self._call("reading the clock", broker.clock)  # noqa: E731
+            if resume_asked(read_halt(self.state_dir)):  # resumed at the next session: never mid-session
+                if not wait_for_resume(self.state_dir, clock, self.stop, self.poll):
+                    return
+            now = pd.Timestamp(clock().timestamp)  # the broker's time
             halt = read_halt(self.state_dir)  # (perhaps written while the broker was out of reach)
             if halt is not None:
                 if halt.done:
@@ -214,6 +222,7 @@ class Daemon(HaltLoop):
                                trade_from=anchor_ts, decision_log=self.state_dir / "decisions.jsonl",
                                sender_process=self.sender_process, keep_decisions=10_000, decide_at_start=True)
             runner = Runner(broker, epochs[-1][1], history, daily, store, cfg, epochs=epochs, notifier=self.notifier)
+            runner.risk = EntryBlocks(limits, store)  # symbols flattened by hand take no entry that session
             self.runner = runner
             if not runner.sleeves:
                 log.warning("nothing is active in %s (every entry is flat): idling until a promoted params file "
@@ -296,6 +305,7 @@ class Daemon(HaltLoop):
                             "stopping" if halt.done else "no more trading; flattening the account")
                 return None if halt.done else halt
             self._watch_params(runner, broker, tf)
+            serve_inbox(self.state_dir, runner)  # the control API's requests (flatten one symbol)
             if self.rest is not None:
                 try:
                     now = broker.clock().timestamp

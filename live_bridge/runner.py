@@ -255,6 +255,8 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
                     self._reload(*w.item)
                 elif w.kind == "decide":
                     self._decide_symbol(w.item, self._hist[w.item])
+                elif w.kind == "call":  # a control request run on the worker (live_bridge.control): never raises
+                    w.item()
                 elif w.kind == "alert":
                     self._alert(*w.item)
                 elif w.kind == "fill":

@@ -31,7 +31,7 @@ log = logging.getLogger("live_bridge.runner")
 class Work:
     """One event for the runner's worker thread."""
 
-    kind: str  # "bar" | "fill" | "ack" | "noop" | "stop"
+    kind: str  # "bar" | "fill" | "ack" | "order" | "call" | "reload" | "decide" | "alert" | "noop" | "stop"
     item: object
     done: threading.Event = field(default_factory=threading.Event)
 

@@ -254,21 +254,23 @@ def next_labels(bars: Bars, timeframe_is_daily: bool, regimes: pd.DataFrame | No
 def halt_masks(sleeve: Sleeve, ts: np.ndarray, bars: Bars, halts: Sequence[tuple[int, str]],
                strategy: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(no entry, flatten) per bar from the runner's halts, (when in UTC µs, scope) as the state store
-    keeps them: a halt of the account (``*``) or of the sleeve's strategy (``strategy``: which one of
-    a mixed sleeve's) takes no entry on the bars of its session from the bar it tripped in (the bar in
-    progress then, or the last one closed); the account's also closes every position at that bar's
-    close, filled at the next open."""
+    keeps them: a halt of the account (``*``), of the sleeve's symbol (``symbol:<SYM>``: flattened by
+    hand, ``live_bridge.control``) or of the sleeve's strategy (``strategy``: which one of a mixed
+    sleeve's) takes no entry on the bars of its session from the bar it tripped in (the bar in
+    progress then, or the last one closed); the account's and the symbol's also close the position at
+    that bar's close, filled at the next open."""
     n = len(ts)
     no_entry, flatten = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    mine = "symbol:" + sleeve.symbol
     for at_us, scope in halts:
-        if scope not in ("*", strategy or sleeve.strategy):
+        if scope not in ("*", mine, strategy or sleeve.strategy):
             continue
         h = int(np.searchsorted(ts, at_us, side="right")) - 1
         if h < 0:
             continue
         end = int(np.searchsorted(bars.session, bars.session[h], side="right"))  # the session's bars
         no_entry[h:end] = True
-        if scope == "*":
+        if scope in ("*", mine):
             flatten[h] = True
     return no_entry, flatten
 

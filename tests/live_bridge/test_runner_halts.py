@@ -134,3 +134,23 @@ def test_the_halt_file_is_never_ignored_whatever_it_holds(tmp_path):
                           "cli_until": (at + timedelta(days=9)).isoformat()})  # a bad clock: capped
     h = read_halt(tmp_path)
     assert h.cli_wait(at) == CLI_WAIT_MAX and h.cli_wait(at + timedelta(days=1)) == 0.0
+
+
+def test_a_symbol_flattened_by_hand_closes_that_symbols_path_and_stops_its_entries_for_the_session():
+    from data_lake.sources.synthetic import synthetic_arrays
+    from live_bridge.sleeves import Sleeve, halt_masks
+    from research.bars import bars_from_arrays
+    from research.exits import ExitRules
+
+    a = synthetic_arrays("AAPL", 30, 1, timeframe="15Min")
+    bars = bars_from_arrays(a, "15Min")
+    at = int(a["ts"][5]) + 60_000_000  # in the 6th bar: the runner flattened then
+    aapl, msft = (Sleeve("sma_cross", s, ("all",), ((None, ExitRules()),), s) for s in ("AAPL", "MSFT"))
+
+    no_entry, flatten = halt_masks(aapl, a["ts"], bars, [(at, "symbol:AAPL")])
+    other = halt_masks(msft, a["ts"], bars, [(at, "symbol:AAPL")])
+
+    session = bars.session == bars.session[5]
+    assert flatten.nonzero()[0].tolist() == [5]
+    assert (no_entry == (session & (np.arange(len(a["ts"])) >= 5))).all() and no_entry[5:].any()
+    assert not other[0].any() and not other[1].any()  # another symbol's path is untouched

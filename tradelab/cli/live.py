@@ -25,7 +25,8 @@ from data_lake import LakeError
 from .ui import DEFAULT_LAKE, LakeOpt, err, open_lake, out, print_frame, progress, user_errors
 
 app = typer.Typer(help="The live bridge: `tradelab live [--paper|--live] [--params FILE]` trades; "
-                       "`tradelab live status`, `tradelab live halt`.", invoke_without_command=True)
+                       "`tradelab live status`, `tradelab live halt`, `tradelab live control ACTION` (through "
+                       "the dashboard).", invoke_without_command=True)
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file to trade.")]
 STATE_DIR = Path("runs/live")
 
@@ -244,8 +245,11 @@ def _alive(pid: int) -> bool:
 @user_errors
 def reload(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")] = STATE_DIR) -> None:
     """Ask the running runner to read its params file again now (it also watches the file)."""
+    from live_bridge.control import cli_who, log_action
+
     if not state_dir.is_dir():
         raise LakeError(f"{state_dir}: no live runner state here")
+    log_action(state_dir, "reload", cli_who("tradelab live reload"), outcome="accepted")
     (state_dir / "RELOAD").write_text(f"asked at {pd.Timestamp.now(tz='UTC').isoformat()}\n")
     out.print(f"reload asked: the runner reads its params file at its next poll ({state_dir / 'RELOAD'})",
               highlight=False)
@@ -254,6 +258,50 @@ def reload(state_dir: Annotated[Path, typer.Option(help="The runner's folder.")]
 from .live_halt import halt as _halt_command  # noqa: E402 - the command lives beside, registered here
 
 app.command("halt")(user_errors(_halt_command))
+
+
+CONTROL_ACTIONS = ("status", "halt", "resume", "reload", "flatten")
+
+
+@app.command("control")
+@user_errors
+def control(action: Annotated[str, typer.Argument(help="status, halt, resume, reload or flatten.")],
+            symbol: Annotated[str | None, typer.Argument(help="flatten: the symbol to close.")] = None,
+            url: Annotated[str, typer.Option(help="The dashboard's address.")] = "http://127.0.0.1:8050",
+            wait: Annotated[float, typer.Option(help="Seconds the dashboard waits for the runner (0-60).")] = 10.0
+            ) -> None:
+    """Steer the runner through the dashboard's control API (token: TRADELAB_DASHBOARD_TOKEN)."""
+    import urllib.error
+    import urllib.request
+
+    if action not in CONTROL_ACTIONS:
+        raise LakeError(f"unknown action {action!r} (one of {', '.join(CONTROL_ACTIONS)})")
+    if (action == "flatten") != (symbol is not None):
+        raise LakeError("flatten takes one SYMBOL" if action == "flatten" else f"{action} takes no symbol")
+    if not url.startswith(("http://", "https://")):
+        raise LakeError(f"--url must be an http(s) address, got {url!r}")
+    token = os.environ.get("TRADELAB_DASHBOARD_TOKEN")
+    if action != "status" and not token:
+        raise LakeError("set TRADELAB_DASHBOARD_TOKEN (the dashboard's control token)")
+    body = json.dumps({"wait": wait, **({"symbol": symbol.upper()} if symbol else {})}).encode()
+    req = urllib.request.Request(url.rstrip("/") + "/api/" + action, data=None if action == "status" else body,
+                                 method="GET" if action == "status" else "POST",
+                                 headers={"User-Agent": "tradelab-cli/control", "Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=wait + 30) as r:  # noqa: S310 - http(s) checked above
+            answer = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.loads(exc.read()).get("detail")
+        except ValueError:
+            why = exc.reason
+        raise LakeError(f"{action} refused ({exc.code}): {why}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        err.print(f"error: the dashboard at {url} did not answer: {getattr(exc, 'reason', exc)}", markup=False,
+                  highlight=False)
+        raise typer.Exit(3) from None
+    out.print(json.dumps(answer, indent=1, default=str), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -290,10 +338,15 @@ def run(params: ParamsOpt = Path("params/current.json"),
 
     if not (poll > 0 and poll < 3600):
         raise LakeError(f"--poll must be between 0 and 3600 seconds, got {poll}")
+    from live_bridge.control import resume_asked
+
     halt = read_halt(state_dir)
-    if halt is not None and halt.done:  # exit 2, so systemd's RestartPreventExitStatus=2 leaves it stopped
-        raise LakeError(halt.refusal(state_dir))
-    pf = _params(params) if halt is None else None  # a pending HALT only flattens: no params needed
+    if halt is not None and halt.done and not resume_asked(halt):  # exit 2: systemd's RestartPreventExitStatus=2
+        raise LakeError(halt.refusal(state_dir))  # leaves it stopped
+    pf = _params(params) if halt is None or halt.done else None  # a pending HALT only flattens: no params needed
+    if halt is not None and halt.done:
+        out.print(f"HALT in {state_dir} was asked to resume at the next session: the runner waits for the market "
+                  "to be closed, removes HALT and trades from the next open", markup=False, highlight=False)
     if not paper and os.environ.get("TRADELAB_LIVE") != "1":
         raise LakeError("live trading needs both --live and TRADELAB_LIVE=1 (paper is the default)")
     key, secret = _keys()

@@ -49,7 +49,8 @@ def halt(url: Annotated[str | None, typer.Option(help="Broker URL override (the 
     account with its own orders once the broker answers; 4 partly done: what is still open is
     listed; 2 bad arguments (nothing done).
     """
-    from live_bridge.runner_halts import CLI_WAIT_MAX, write_halt
+    from live_bridge.control import cli_who, log_action, new_halt
+    from live_bridge.runner_halts import CLI_WAIT_MAX
     from live_bridge.state import StateError, StateStore
 
     from .live import _keys
@@ -67,13 +68,12 @@ def halt(url: Annotated[str | None, typer.Option(help="Broker URL override (the 
         except Exception as exc:  # a damaged store: flatten without it, and say so
             err.print(f"warning: {state_dir / 'state.db'} cannot be opened ({exc}); halting without it",
                       markup=False, highlight=False)
-    now = pd.Timestamp.now(tz="UTC")
-    body = {"halted_at": now.isoformat(), "by": "tradelab live halt", "flatten": "pending",
-            # until then this command works on the broker: a runner waits, never flattening at the same time
-            "cli_until": None if runner else (now + pd.Timedelta(seconds=min(wait + 120, CLI_WAIT_MAX))).isoformat()}
+    # until cli_until this command works on the broker: a runner waits, never flattening at the same time
+    until = None if runner else pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=min(wait + 120, CLI_WAIT_MAX))
     try:
         try:
-            path = write_halt(state_dir, body)
+            log_action(state_dir, "halt", cli_who("tradelab live halt"), outcome="accepted")
+            path, body = new_halt(state_dir, "tradelab live halt", until)  # shared with the dashboard's API
         except OSError as exc:
             raise LakeError(f"cannot write {state_dir / 'HALT'} ({exc.strerror or exc}): nothing was done") from None
         _say(f"HALT written ({path}, flatten pending): the runner, if running, trades no more from its next poll")
