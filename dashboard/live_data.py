@@ -7,7 +7,8 @@ reader sees the last committed transaction and neither side waits for the other;
 meets a lock (a store not in WAL yet) it gives up after ``BUSY_MS`` and the page says so, rather
 than hold anything. The decision log is read from its end (its last ``TAIL_BYTES``; it grows for
 weeks), a torn last line skipped. ``status.json`` (the daemon's, atomically rewritten every poll),
-the HALT file and the params are small files read whole.
+the HALT file and the params are small files read whole. The equity marks (one a minute, ~100,000 a
+year) are read once and then only from the last one on (``_marks``: older marks never change).
 
 Every part is read on its own: a missing or damaged file blanks its own section with a one-line
 reason, never the page. The snapshot is plain JSON data (no markup): the page puts it in the DOM as
@@ -104,8 +105,34 @@ def _read(db: sqlite3.Connection) -> dict:
     epoch = db.execute("SELECT from_us, sha256, params, source FROM epochs ORDER BY from_us DESC LIMIT 1"
                        ).fetchone() if "epochs" in tables else None
     fills = int(db.execute("SELECT COUNT(*) FROM fills").fetchone()[0])
+    executions = [dict(zip(("strategy", "symbol", "side", "qty", "price", "ts"), r)) for r in db.execute(
+        "SELECT strategy, symbol, side, qty, price, timestamp FROM fills ORDER BY timestamp, rowid")]
     return {"positions": positions, "orders": orders, "daily_pnl": pnl, "halts": halts, "epoch": epoch,
-            "fills": fills}
+            "fills": fills, "executions": executions, "marks": _marks(db)}
+
+
+_MARKS: dict[str, list[tuple[int, float, float]]] = {}  # database file -> its marks, as last read
+
+
+def _marks(db: sqlite3.Connection) -> list[tuple[int, float, float]]:
+    """(minute UTC µs, equity, cash) of every equity mark, oldest first (none before schema 5). The
+    runner only appends marks or rewrites its latest minute's, so a repeat read fetches from the last
+    mark on; a count that does not add up (another file at this path) reads them all again."""
+    from live_bridge.state_equity import read_marks
+
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'equity_marks'").fetchone() is None:
+        return []
+    name = next((r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main"), "")
+    known = _MARKS.get(name)
+    if known:
+        fresh = known[:-1] + read_marks(db, known[-1][0])
+        if len(fresh) == int(db.execute("SELECT COUNT(*) FROM equity_marks").fetchone()[0]):
+            _MARKS[name] = fresh
+            return fresh
+    if len(_MARKS) > 8:
+        _MARKS.clear()
+    _MARKS[name] = read_marks(db)
+    return _MARKS[name]
 
 
 _ORDER_COLS = ("client_order_id", "symbol", "side", "qty", "filled_qty", "type", "stop_price", "limit_price",
@@ -154,7 +181,8 @@ def snapshot(cfg: DashboardConfig) -> dict:
     halt = _guard("HALT file", lambda: _halt(folder), errors, None)
     params = _guard("params", lambda: _params(cfg, store), errors, None)
     shadow = _guard("evening reports", lambda: _shadow_reports(Path(cfg.runs_dir)), errors, [])
-    snap = build(store, log, status, halt, params, shadow)
+    evening = _guard("evening divergences", lambda: _divergences(Path(cfg.runs_dir)), errors, {})
+    snap = build(store, log, status, halt, params, shadow, evening)
     snap["folder"] = str(folder)
     snap["missing"] = [n for n in ("state.db", "decisions.jsonl", "status.json") if not (folder / n).exists()]
     snap["errors"] = errors
@@ -209,3 +237,25 @@ def _shadow_reports(runs: Path, keep: int = 10) -> list[dict]:
                     "summary": [str(x) for x in (doc.get("summary") or [])][:3], "pnl": pnl,
                     "report": str(path.with_name("live-report.html"))})
     return out
+
+
+def _divergences(runs: Path) -> dict[str, list[dict]]:
+    """Session day -> every fill its evening report compared (``daily_report.COLUMNS`` rows: status,
+    prices, live qty, signed slippage), from the newest report of each day; what the shadow line needs."""
+    out: dict[str, list[dict]] = {}
+    found = sorted(runs.glob("*/evening-*/live-report.json"), reverse=True) if runs.is_dir() else []
+    for path in found:
+        st = path.stat()
+        hit = _EVENING.get(str(path))
+        if hit is None or hit[0] != (st.st_size, st.st_mtime_ns):  # a year of reports: each parsed once
+            doc = _json_file(path)
+            rows = doc.get("divergences")
+            hit = _EVENING[str(path)] = ((st.st_size, st.st_mtime_ns), str(doc.get("day")),
+                                         [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None)
+        _, day, rows = hit
+        if day not in out and rows is not None:  # else an older run of the same evening, or no live report
+            out[day] = rows
+    return out
+
+
+_EVENING: dict[str, tuple[tuple[int, int], str, list[dict] | None]] = {}  # path -> (stamp, day, rows)

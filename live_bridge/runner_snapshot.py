@@ -11,6 +11,11 @@ The snapshot also carries what the portfolio rules read: each strategy's positio
 store (its capital budget), the latest closes (pending market entries' value) and the session's
 daily-return correlations (``correlation.py``), built once per session from the closes of the
 sessions before it: no bar of today, so no decision depends on which symbol's bar came first.
+
+Every read of the account is also kept as the equity mark of its minute (``state_equity.py``: the
+live page's curve), one INSERT and no broker call more on a decision's path. A read while idle is
+bracketed by a second clock read: the account has no timestamp, and a replay's clock can step
+between two calls (09:30 -> 16:00), so an idle read the clock moved across is not kept.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from dataclasses import replace
 import pandas as pd
 
 from .correlation import Correlations, LastCloses, correlations_from_sessions, session_index
-from .ports import BrokerError, Position, session_day
+from .ports import Account, BrokerError, MarketClock, Position, session_day
 from .risk import DayState, RiskContext
+from .state_equity import minute_us
 
 log = logging.getLogger("live_bridge.runner")
 
@@ -53,18 +59,19 @@ class SnapshotDesk:
         """While idle: refetch the snapshot at half its allowed age, so a bar never waits for it."""
         if self._ctx is None or time.monotonic() - self._ctx_at > self.config.snapshot_seconds / 2:
             try:
-                self._context()
+                self._context(idle=True)
             except Exception as exc:  # the broker is unreachable now: the next decision fetches again
                 log.warning("runner: broker snapshot failed: %s", exc)
                 self._ctx = None
 
-    def _context(self, bar_time: pd.Timestamp | None = None) -> RiskContext:
+    def _context(self, bar_time: pd.Timestamp | None = None, *, idle: bool = False) -> RiskContext:
         """The broker's state for the risk check (account, clock, positions, open orders: 4 REST calls).
 
         Fetched while the runner is idle and kept current by its own orders and cancels, so a bar's
         decisions do not wait for the broker; a fill drops it, and it is refetched when older than
         ``snapshot_seconds`` (the equity it sizes with is at most that old). ``bar_time=None``
-        forces a fetch.
+        forces a fetch; ``idle``: no decision waits, so the account's read is dated by a clock read
+        before it too (``_mark_equity``).
         """
         if bar_time is not None and self._ctx is not None \
                 and time.monotonic() - self._ctx_at <= self.config.snapshot_seconds \
@@ -75,7 +82,9 @@ class SnapshotDesk:
             if recent != self._ctx.recent_orders:
                 self._ctx = replace(self._ctx, recent_orders=recent)
             return self._ctx
+        before = self.broker.clock().timestamp if idle else None
         account, clock = self.broker.account(), self.broker.clock()
+        self._mark_equity(account, clock, before)
         self.day = DayState.begin(clock, account, self.store.halts(clock.session)) if self.day is None \
             else self.day.roll(clock, account)
         self._halts(account, clock)
@@ -89,6 +98,23 @@ class SnapshotDesk:
                                 marks=LastCloses(self.history), correlations=self._correlations(clock.session))
         self._ctx_at = time.monotonic()
         return self._ctx
+
+    def _mark_equity(self, account: Account, clock: MarketClock, before=None) -> None:
+        """Keep the account's equity and cash as the mark of the broker clock's minute (one INSERT), unless
+        it is the mark kept last, or the clock read ``before`` the account is in another minute (which
+        minute's equity it is cannot be told)."""
+        at = clock.timestamp
+        if before is not None and minute_us(before) != minute_us(at):
+            return
+        key = (minute_us(at), account.equity, account.cash)
+        if getattr(self, "_last_mark", None) == key:  # (Runner.__init__ does not know it: set lazily)
+            return
+        try:
+            self.store.mark_equity(at, account.equity, account.cash)
+        except ValueError as exc:  # a broken account answer: no mark, the decision goes on
+            log.warning("runner: equity mark not kept: %s", exc)
+            return
+        self._last_mark = key
 
     def _strategy_books(self, broker: dict[str, Position]) -> dict[str, dict[str, Position]]:
         """strategy -> symbol -> its position from the store, valued at the broker's mark (else the last

@@ -33,6 +33,7 @@ from .avg_cost import apply_fill, replay_fills
 from .ids import parse_client_order_id
 from .ports import TERMINAL_STATUSES, Fill, OrderAck, OrderIntent, status_can_follow
 from .state_book import _iso, count_fill, insert_plan
+from .state_equity import read_marks, record_mark
 from .state_schema import SCHEMA_VERSION, StateError, open_reader, open_writer
 
 __all__ = ["EXTERNAL", "SCHEMA_VERSION", "HaltRecord", "IntegrityReport", "StateError", "StateStore",
@@ -375,6 +376,14 @@ class StateStore:
                 peak = equity
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('peak_equity', ?)", (repr(peak),))
         return peak
+
+    def mark_equity(self, at: datetime, equity: float, cash: float) -> int:
+        """Keep the account read at ``at`` (the broker's clock) as its minute's equity mark (state_equity.py)."""
+        return record_mark(self, at, equity, cash)
+
+    def equity_marks(self, since_us: int | None = None) -> list[tuple[int, float, float]]:
+        """(minute UTC µs, equity, cash) of every equity mark, oldest first (state_equity.py)."""
+        return read_marks(self._db, since_us)
 
     # --- what the runner trades: its first bar and the params files in force ------------------------
 

@@ -18,9 +18,10 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 4  # 2: intents.take_profit and the legs table (OCO stops); 3: the epochs table (params
+SCHEMA_VERSION = 5  # 2: intents.take_profit and the legs table (OCO stops); 3: the epochs table (params
 # files traded, from which bar) and meta 'anchor_us' (the first bar traded); 4: the allocations table
-# (a netted symbol's order: which strategy gets what of its fills, state_book.py); older files are migrated
+# (a netted symbol's order: which strategy gets what of its fills, state_book.py); 5: the equity_marks
+# table (the account's equity and cash as the runner read them, state_equity.py); older files are migrated
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS allocations (
     client_order_id TEXT NOT NULL, k INTEGER NOT NULL, strategy TEXT NOT NULL, symbol TEXT NOT NULL,
     qty REAL NOT NULL, filled REAL NOT NULL, rules TEXT, crossed INTEGER NOT NULL,
     PRIMARY KEY (client_order_id, k));
+CREATE TABLE IF NOT EXISTS equity_marks (
+    ts_us INTEGER PRIMARY KEY, equity REAL NOT NULL, cash REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS halts (
     day TEXT NOT NULL, scope TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
     PRIMARY KEY (day, scope));
@@ -143,3 +146,6 @@ def _migrate(db: sqlite3.Connection) -> None:
         old = "3"
     if old == "3":  # version 3 -> 4: the allocations table only (created with the schema)
         db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        old = "4"
+    if old == "4":  # version 4 -> 5: the equity_marks table only (created with the schema)
+        db.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")

@@ -54,15 +54,37 @@
     $("status-age").textContent = current.broker.updated_at ? "updated " + age(current.broker.updated_at) + " ago" : "none";
   }
 
+  // plotly reads a few tags in hover text: a strategy or symbol from a report file goes in as text
+  const plain = (v) => txt(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
   function equity(snap) {
-    const el = $("equity");
-    if (!window.Plotly || !snap.equity.days.length) { el.textContent = snap.equity.days.length ? "" : "no fills yet: no P&L curve"; return; }
-    const bad = snap.equity.days.filter((d) => snap.equity.shadow_ok[d] === false);
-    const traces = [{x: snap.equity.days, y: snap.equity.realized, name: "live: realized P&L, cumulative", mode: "lines+markers"}];
-    if (bad.length) traces.push({x: bad, y: bad.map((d) => snap.equity.realized[snap.equity.days.indexOf(d)]),
-      name: "off the shadow backtest (evening report)", mode: "markers", marker: {color: "#b3261e", size: 11, symbol: "x"}});
-    window.Plotly.react(el, traces, {margin: {t: 10, r: 10, b: 40, l: 60}, showlegend: true,
-      legend: {orientation: "h"}}, {displaylogo: false, responsive: true});
+    const el = $("equity"), e = snap.equity, today = e.today || {};
+    $("pnl-equity").textContent = today.pnl === null || today.pnl === undefined ? "n/a" : num(today.pnl);
+    $("pnl-equity-base").textContent = today.pnl === null || today.pnl === undefined ? txt(today.note) :
+      "(" + num(today.now) + " at " + when(today.now_at) + " - " + num(today.base) + " at " + when(today.base_at) + ", the last mark before the open)";
+    $("equity-caption").textContent = e.shadow_line ? e.caption : "";
+    $("shadow-note").textContent = txt(e.shadow_note);
+    const marks = e.marks || {x: []};
+    if (!window.Plotly) { el.textContent = "plotly did not load"; return; }
+    let traces;
+    if (marks.x.length) {
+      traces = [{x: marks.x, y: marks.equity, name: "live equity (the runner's marks)", mode: "lines+markers",
+        marker: {size: 4}, line: {color: "#1f5fa8"}}];
+      if (e.shadow_line) traces.push({x: e.shadow_line.x, y: e.shadow_line.equity, name: "shadow: fills at the backtest's prices",
+        mode: "lines", line: {color: "#7a4fb0", dash: "dash"}, text: e.shadow_line.slippage.map((v) => "slippage so far $" + num(v)),
+        hoverinfo: "x+y+text"});
+      for (const [status, color, symbol] of [["missed", "#b3261e", "circle-open"], ["extra", "#c77700", "x"]]) {
+        const ev = e.events.filter((v) => v.status === status);
+        if (ev.length) traces.push({x: ev.map((v) => v.x), y: ev.map((v) => v.equity), name: status + " fills (evening report)",
+          mode: "markers", marker: {color: color, size: 12, symbol: symbol, line: {width: 2, color: color}},
+          text: ev.map((v) => plain(v.text)), hoverinfo: "text"});
+      }
+    } else if (e.days.length) {  // a store from before equity marks: realized P&L by session
+      traces = [{x: e.days, y: e.realized, name: "live: realized P&L, cumulative", mode: "lines+markers"}];
+    } else { el.textContent = "no equity mark and no fill yet: no curve"; return; }
+    window.Plotly.react(el, traces, {margin: {t: 10, r: 10, b: 40, l: 70}, showlegend: true,
+      legend: {orientation: "h"}, yaxis: {title: {text: marks.x.length ? "equity $" : "realized P&L $"}}},
+      {displaylogo: false, responsive: true});
   }
 
   function render(snap) {
