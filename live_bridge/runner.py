@@ -133,6 +133,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         self.errors: list[str] = []
         self.fills_seen = store.fill_count()  # distinct executions counted, a restart's included (lockstep waits on it)
         self._ctx: RiskContext | None = None
+        self._by_symbol: tuple[Sequence[OrderAck] | None, dict] = (None, {})  # _orders_on's index
         self._ctx_at = 0.0
         self._sender: Sender | None = None  # REST calls off the worker thread, in order per symbol (lazy)
         self._inflight: dict[str, OrderAck] = {}
@@ -329,8 +330,8 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
                  **({"held_by": who} if who != d.strategy else {}), "actions": []}
         ctx = self._context(d.bar_time)
         owners = {(s, sleeve.symbol) for s in sleeve.names}
-        mine = [o for o in ctx.open_orders  # an OCO's stop leg is its parent's (self._legs)
-                if o.symbol == sleeve.symbol and self._owner(o.client_order_id) in owners]
+        mine = [o for o in self._orders_on(ctx, sleeve.symbol)  # an OCO's stop leg is its parent's (self._legs)
+                if self._owner(o.client_order_id) in owners]
         t = d.bar_time.to_pydatetime()
         if have != 0 and self.day is not None and self.day.halted:
             entry["actions"].append({"skip": "the account is halted: its flatten order closes the position"})
@@ -408,6 +409,17 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         self._write(line)
         if self.day is not None:  # a loss halt trips on the fill that makes the loss, not at the next bar
             self._try(("halts",), self._context, "checking the loss halts")
+
+    def _orders_on(self, ctx: RiskContext, sym: str) -> Sequence[OrderAck]:
+        """``ctx``'s open orders of ``sym``, indexed once per snapshot (a bar of 500 sleeves read them
+        500 times: with a stop per position, a scan of every open order each time)."""
+        orders = ctx.open_orders
+        if self._by_symbol[0] is not orders:
+            index: dict[str, list[OrderAck]] = {}
+            for o in orders:
+                index.setdefault(o.symbol, []).append(o)
+            self._by_symbol = (orders, index)
+        return self._by_symbol[1].get(sym, ())
 
     def _owner(self, cid: str) -> tuple[str, str] | None:
         return _owner(self._legs.get(cid, cid), tuple(self.names))

@@ -147,7 +147,7 @@ class BookDesk:
         """The sleeve's signed change of position for the next open (0: nothing, logged why; None: a
         hold or a case ``Runner._act`` handles: stop moves, skips)."""
         have, sym = held[sl.strategy], sl.symbol
-        mine = [o for o in ctx.open_orders if o.symbol == sym and self._owner(o.client_order_id) == (sl.strategy, sym)]
+        mine = [o for o in self._orders_on(ctx, sym) if self._owner(o.client_order_id) == (sl.strategy, sym)]
         if have and self.day is not None and self.day.halted:
             entry["actions"].append({"skip": "the account is halted: its flatten order closes the position"})
             return 0.0
@@ -186,7 +186,7 @@ class BookDesk:
         """The open orders of ``sym`` that must go before its net order: the stops of the sleeves whose
         position changes and, when the order adds to the position (buying against resting sells), all."""
         adds = _adds(net, sum(held.values()))
-        return [o for o in ctx.open_orders if o.symbol == sym and not o.is_terminal
+        return [o for o in self._orders_on(ctx, sym) if not o.is_terminal
                 and (adds or (self._owner(o.client_order_id) or ("",))[0] in movers)]
 
     def _send_book(self, sym: str, net_cid: str, rows: list, net: float, held: dict, bar_time: pd.Timestamp,
@@ -251,15 +251,14 @@ class BookDesk:
         for sl in self._netted.get(sym, ()):
             s = sl.strategy
             pos = self.store.position(s, sym)
-            stops = [o for o in ctx.open_orders if o.symbol == sym and o.type == "stop"
-                     and self._owner(o.client_order_id) == (s, sym)]
+            stops = [o for o in self._orders_on(ctx, sym) if o.type == "stop" and self._owner(o.client_order_id) == (s, sym)]
             if not pos.qty:
                 self._cancel_all(stops, line)
                 continue
             if len(stops) == 1 and abs(stops[0].qty - abs(pos.qty)) < _EPS:
                 continue
             side = "sell" if pos.qty > 0 else "buy"
-            working = [o.client_order_id for o in ctx.open_orders if o.symbol == sym and o.side != side
+            working = [o.client_order_id for o in self._orders_on(ctx, sym) if o.side != side
                        and not o.is_terminal and not _done(self.store, o.client_order_id)]
             if working:  # the net order still works (a partial fill): a stop now would face it (wash trade)
                 line["actions"].append({"skip": f"{s}: its stop waits for {', '.join(working)} (placed at its last "
