@@ -265,3 +265,17 @@ def neighbourhood_stability(objective_grid: np.ndarray, chosen_index: tuple[int,
             scores = np.maximum(0.0, 1.0 - np.abs(u - v) / abs(v))
         scores = np.nan_to_num(scores, nan=0.0)
     return float(scores.mean())
+
+
+def point_stability(points, values: np.ndarray, chosen: int) -> float:
+    """``neighbourhood_stability`` of row ``chosen`` of a sweep's rows: ``points`` (a DataFrame, one
+    column per swept dimension, one row per combination) laid out as a grid of the dimensions that
+    vary, ``values`` the objective per row. NaN when no dimension varies (no neighbours)."""
+    axes = [c for c in points.columns if points[c].nunique() > 1]
+    if not axes:
+        return float("nan")
+    levels = [np.sort(points[a].unique()) for a in axes]
+    grid = np.full([len(v) for v in levels], np.nan)
+    pos = tuple(np.searchsorted(v, points[a].to_numpy()) for a, v in zip(axes, levels))
+    grid[pos] = np.asarray(values, dtype=float)
+    return neighbourhood_stability(grid, tuple(int(p[chosen]) for p in pos))

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from ..guards import neighbourhood_stability, pbo_cscv
+from ..guards import pbo_cscv, point_stability
 from ..metrics import METRICS
 from ..walkforward import choose as choose_one
 from ..walkforward import stitched_metrics
@@ -137,12 +137,5 @@ class LegCells:
 
     def stability(self, sel: pd.DataFrame, combo: int, objective: str) -> float:
         """``neighbourhood_stability`` of the chosen point over every swept param (as ``select``)."""
-        axes = [f for f in self.fields if sel[f].nunique() > 1]
-        if not axes:
-            return math.nan
-        levels = [np.sort(sel[a].unique()) for a in axes]
-        grid = np.full([len(v) for v in levels], np.nan)
-        pos = tuple(np.searchsorted(v, sel[a].to_numpy()) for a, v in zip(axes, levels))
-        grid[pos] = sel[objective].to_numpy(float)
         at = int(np.flatnonzero(sel["combo"].to_numpy() == combo)[0])
-        return neighbourhood_stability(grid, tuple(int(p[at]) for p in pos))
+        return point_stability(sel[list(self.fields)], sel[objective].to_numpy(float), at)

@@ -39,7 +39,7 @@ import pandas as pd
 from data_lake import Lake
 
 from ..exits import simulate_exits
-from ..guards import deannualize_sharpe_variance, deflated_sharpe, neighbourhood_stability, pbo_cscv, sharpe_stats
+from ..guards import deannualize_sharpe_variance, deflated_sharpe, pbo_cscv, point_stability, sharpe_stats
 from ..metrics import equity_curve
 from ..signals import get
 from ..walkforward import choose as choose_one
@@ -228,15 +228,8 @@ class _Cells:
         dims = [n for n, _ in self.spec.grid] + [n for n in asdict(self.rules[0])]
         table = pd.DataFrame([{**asdict(self.params[c // len(self.rules)]), **asdict(self.rules[c % len(self.rules)])}
                               for c in sel["combo"]], index=sel.index)
-        axes = [d for d in dict.fromkeys(dims) if table[d].nunique() > 1]
-        if not axes:
-            return math.nan
-        levels = [np.sort(table[a].unique()) for a in axes]
-        grid = np.full([len(v) for v in levels], np.nan)
-        pos = tuple(np.searchsorted(v, table[a].to_numpy()) for a, v in zip(axes, levels))
-        grid[pos] = sel[objective].to_numpy(float)
-        at = sel.index[sel["combo"].to_numpy() == combo][0]
-        return neighbourhood_stability(grid, tuple(int(p[sel.index.get_loc(at)]) for p in pos))
+        at = int(np.flatnonzero(sel["combo"].to_numpy() == combo)[0])
+        return point_stability(table[list(dict.fromkeys(dims))], sel[objective].to_numpy(float), at)
 
 
 def _metric_names(rows: pd.DataFrame) -> list[str]:

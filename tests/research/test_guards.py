@@ -214,3 +214,16 @@ def test_stability_is_in_unit_interval(grid: np.ndarray, data: st.DataObject) ->
     s = neighbourhood_stability(grid, idx)
 
     assert np.isnan(s) or 0.0 <= s <= 1.0
+
+
+def test_point_stability_lays_sweep_rows_out_as_the_grid_of_the_dimensions_that_vary():
+    import pandas as pd
+
+    from research.guards import point_stability
+
+    rows = pd.DataFrame({"fast": [5, 5, 10, 10, 20, 20], "slow": [50, 100, 50, 100, 50, 100], "fixed": 1})
+    values = np.array([0.1, 0.2, 0.9, 1.0, 0.3, 0.4])
+    grid = np.array([[0.1, 0.2], [0.9, 1.0], [0.3, 0.4]])  # fast x slow
+
+    assert point_stability(rows.iloc[::-1], values[::-1], 2) == neighbourhood_stability(grid, (1, 1))
+    assert np.isnan(point_stability(rows[["fixed"]], values, 0))
