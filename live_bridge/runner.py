@@ -129,7 +129,7 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         # unbuffered, whole lines per write (O_APPEND): a line is in the file once written, none lost to a
         # crash, and a line another process appends (a control action) never lands inside one of ours
         self._log = open(config.decision_log, "ab", buffering=0) if config.decision_log else None  # noqa: SIM115
-        self._held: list[bytes] | None = None  # a batch of bars' lines, written at once after its orders went
+        self._held: list[tuple[dict, float]] | None = None  # a batch of bars' lines, written after its orders
         self.errors: list[str] = []
         self.fills_seen = store.fill_count()  # distinct executions counted, a restart's included (lockstep waits on it)
         self._ctx: RiskContext | None = None
@@ -425,20 +425,24 @@ class Runner(BarDesk, OrderDesk, BasketDesk, BookDesk, Recovery, ParamsDesk, Hal
         return _owner(self._legs.get(cid, cid), tuple(self.names))
 
     def _write(self, entry: dict) -> None:
-        """One decision-log line (JSON); in a batch of bars held until its orders are on their way."""
+        """One decision-log line (JSON). In a batch of bars the line is held, stamped, and written once
+        the batch's orders are on their way (``_release_log``): a line is complete when written, and
+        no code changes an entry after writing it."""
         if self._log:
-            entry.setdefault("logged_at", datetime.now(timezone.utc).isoformat())
-            line = json_line(entry)
             if self._held is not None:
-                self._held.append(line)
+                self._held.append((entry, time.time()))
             else:
-                _write_all(self._log, line)
+                entry.setdefault("logged_at", datetime.now(timezone.utc).isoformat())
+                _write_all(self._log, json_line(entry))
 
     def _release_log(self) -> None:
-        """The lines a batch held, in one write."""
+        """The lines a batch held, serialized and written in one write."""
         held, self._held = self._held, None
         if held and self._log:
-            _write_all(self._log, b"".join(held))
+            for entry, at in held:
+                if "logged_at" not in entry:
+                    entry["logged_at"] = datetime.fromtimestamp(at, timezone.utc).isoformat()
+            _write_all(self._log, b"".join(json_line(entry) for entry, _ in held))
 
 
 def json_line(entry: dict) -> bytes:

@@ -58,11 +58,23 @@ class BarDesk:
                 got.append((sym, act, self._labelled))
         decided = self._decide_all([sym for sym, _, _ in got])
         decided[("batch",)] = True  # never empty: baskets decided in it are marked in it
+        # symbols with something to do act first (arrival order kept within each group): their orders
+        # go out without waiting for the flat-and-staying-flat ones, which take no capacity of any limit
+        got.sort(key=lambda g: self._idle_symbol(g[0], decided))
         for sym, act, _ in got:  # one symbol's failure is that symbol's alone, as one bar's was
             self._guarded(lambda s=sym, a=act: self._decide_symbol(s, self._hist[s], a, decided))
         for sym, _, labelled in got:
             if labelled:
                 self._guarded(lambda s=sym: self._redecide_waiting(s))
+
+    def _idle_symbol(self, sym: str, decided: dict) -> bool:
+        """Every sleeve of ``sym`` was decided in the batch, is flat in its path and wants nothing, and
+        none of its strategies holds the symbol: acting on it only writes its decision lines."""
+        for sl in self._watch.get(sym, ()):
+            d = decided.get(id(sl))
+            if d is None or d.target or d.position or any(self.store.position(s, sym).qty for s in sl.names):
+                return False
+        return True
 
     def _guarded(self, fn):
         """``fn()``; an exception is logged as the worker logs a failed event, and the batch goes on."""
