@@ -77,3 +77,16 @@ def test_bad_options_are_refused_in_one_line_before_listening(args, env, message
     assert r.exit_code == 2
     assert r.stderr.startswith(message) and r.stderr.count("\n") == 1, r.stderr
     assert "dashboard at" not in r.stdout
+
+
+def test_the_control_token_comes_from_the_environment_or_a_dot_env_the_environment_first(tmp_path, monkeypatch):
+    from tradelab.cli.ui import secret_env
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRADELAB_DASHBOARD_TOKEN", raising=False)
+    assert secret_env("TRADELAB_DASHBOARD_TOKEN") is None
+    (tmp_path / ".env").write_text("TRADELAB_DASHBOARD_TOKEN=from-the-dot-env-file-123\n")
+
+    assert secret_env("TRADELAB_DASHBOARD_TOKEN") == "from-the-dot-env-file-123"
+    monkeypatch.setenv("TRADELAB_DASHBOARD_TOKEN", "from-the-environment-456")
+    assert secret_env("TRADELAB_DASHBOARD_TOKEN") == "from-the-environment-456"

@@ -1,7 +1,7 @@
 """``tradelab dashboard``: the web dashboard over a runner's folder, the params, runs/ and the lake.
 
 The environment is read here, at the edge: TRADELAB_DASHBOARD_TOKEN (the control token, never
-printed) and TRADELAB_LAKE. Loopback by default; any other address without a token is refused
+printed; or from ./.env) and TRADELAB_LAKE. Loopback by default; any other address without a token is refused
 before anything listens. ``--replay latest`` points it at the newest replay folder that ``tradelab
 parity`` left (``runs/live/parity-*``, what ``make demo`` makes), so the demo can be looked at.
 """
@@ -9,7 +9,6 @@ parity`` left (``runs/live/parity-*``, what ``make demo`` makes), so the demo ca
 from __future__ import annotations
 
 import math
-import os
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +17,7 @@ import typer
 
 from data_lake import LakeError
 
-from .ui import DEFAULT_LAKE, LakeOpt, out, user_errors
+from .ui import DEFAULT_LAKE, LakeOpt, out, secret_env, user_errors
 
 TOKEN_ENV = "TRADELAB_DASHBOARD_TOKEN"
 StateDirOpt = Annotated[Path, typer.Option(help="The live runner's folder (state.db, decisions.jsonl, status.json).")]
@@ -81,7 +80,7 @@ def dashboard(
         raise LakeError(f"--port must be between 0 and 65535 (0: any free port), got {port}")
     if not (math.isfinite(refresh) and 0.05 <= refresh <= 60):
         raise LakeError(f"--refresh must be between 0.05 and 60 seconds, got {refresh}")
-    token = os.environ.get(TOKEN_ENV) or None
+    token = secret_env(TOKEN_ENV)
     cfg = DashboardConfig(state_dir=replay_folder(state_dir, replay) if replay else state_dir, params_dir=params_dir,
                           runs_dir=runs_dir, lake=lake, host=host, port=port, token=token, refresh=refresh)
     try:

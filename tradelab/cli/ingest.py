@@ -13,7 +13,7 @@ from data_lake import Adjustment, LakeError, WriteResult
 from data_lake.store import Batch
 from data_lake.schema import check_timeframe, parse_symbols
 
-from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, progress, user_errors
+from .ui import DEFAULT_LAKE, LakeOpt, open_lake, out, progress, secret_env, user_errors
 
 app = typer.Typer(help="Ingest bars into the lake.", no_args_is_help=True)
 
@@ -123,10 +123,7 @@ def alpaca(
 
     Incremental: only the sessions the lake lacks are fetched.
     """
-    from dotenv import load_dotenv
-
-    load_dotenv(Path.cwd() / ".env", override=False)
-    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    key, secret = secret_env("APCA_API_KEY_ID"), secret_env("APCA_API_SECRET_KEY")
     if not key or not secret:
         raise LakeError("set APCA_API_KEY_ID and APCA_API_SECRET_KEY (in the environment or a .env file)")
     if feed not in ("iex", "sip"):

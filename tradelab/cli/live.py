@@ -22,7 +22,7 @@ import typer
 
 from data_lake import LakeError
 
-from .ui import DEFAULT_LAKE, LakeOpt, err, open_lake, out, print_frame, progress, user_errors
+from .ui import DEFAULT_LAKE, LakeOpt, err, open_lake, out, print_frame, progress, secret_env, user_errors
 
 app = typer.Typer(help="The live bridge: `tradelab live [--paper|--live] [--params FILE]` trades; "
                        "`tradelab live status`, `tradelab live halt`, `tradelab live control ACTION` (through "
@@ -50,10 +50,7 @@ def _money(value: float, option: str) -> float:
 
 
 def _keys() -> tuple[str, str]:
-    from dotenv import load_dotenv
-
-    load_dotenv(Path.cwd() / ".env", override=False)
-    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    key, secret = secret_env("APCA_API_KEY_ID"), secret_env("APCA_API_SECRET_KEY")
     if not key or not secret:
         raise LakeError("set APCA_API_KEY_ID and APCA_API_SECRET_KEY (in the environment or a .env file)")
     return key, secret
@@ -280,7 +277,7 @@ def control(action: Annotated[str, typer.Argument(help="status, halt, resume, re
         raise LakeError("flatten takes one SYMBOL" if action == "flatten" else f"{action} takes no symbol")
     if not url.startswith(("http://", "https://")):
         raise LakeError(f"--url must be an http(s) address, got {url!r}")
-    token = os.environ.get("TRADELAB_DASHBOARD_TOKEN")
+    token = secret_env("TRADELAB_DASHBOARD_TOKEN")
     if action != "status" and not token:
         raise LakeError("set TRADELAB_DASHBOARD_TOKEN (the dashboard's control token)")
     body = json.dumps({"wait": wait, **({"symbol": symbol.upper()} if symbol else {})}).encode()

@@ -47,6 +47,16 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def secret_env(name: str) -> str | None:
+    """A credential from the environment, or from ``./.env`` (never overriding the environment)."""
+    import os
+
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    return os.environ.get(name) or None
+
+
 def open_lake(path: Path) -> Lake:
     """The lake at ``path`` (created on first write)."""
     return Lake(path)
