@@ -4,17 +4,21 @@ size; also the decision log's JSON helpers."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from datetime import datetime
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from data_lake.calendar import nyse
 from data_lake.schema import TIMEFRAMES
 
 from .ports import session_day
+
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 log = logging.getLogger("live_bridge.runner")
 
@@ -90,3 +94,18 @@ def _jsonable(d):
     if hasattr(d, "__dataclass_fields__"):
         return _jsonable(asdict(d))
     return d
+
+
+def json_line(entry: dict) -> bytes:
+    """``entry`` as one JSON line: orjson (about 10x json's speed: 500 lines a bar at 500 sleeves), NaN
+    and inf as null, times as ISO 8601, dataclasses as objects, numpy scalars as numbers."""
+    try:
+        return orjson.dumps(entry, default=_json_default, option=_ORJSON)
+    except (TypeError, ValueError):  # e.g. an int past 64 bits: json's slower walk writes anything
+        return (json.dumps(_jsonable(entry), default=str) + "\n").encode()
+
+
+def _write_all(f, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from live_bridge.runner import _write_all, json_line
+from live_bridge.runner_alerts import _write_all, json_line
 
 
 @dataclass(frozen=True)
