@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/tradelab nightly -p 'symbols=["AAPL","GOOG"]' -p 'pairs=["MSFT/IBM"]' -p lookback=null
 	$(BIN)/tradelab params show
 	$(BIN)/tradelab parity --candidates
+	@echo "see it: $(BIN)/tradelab dashboard --replay latest   (then open http://127.0.0.1:8050/)"
 
 # Two test processes, one per core (pytest-xdist); all tests of a file run in the same one.
 test: $(STAMP) chromium
