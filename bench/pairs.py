@@ -13,7 +13,6 @@ a vectorbt cash-sharing portfolio (research.sweep.vbt.pair_portfolio).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
+from legs import PPY_MIN, TARGET, caption, parse, sweep_table  # noqa: E402  (bench/legs.py: shared with rotation.py)
+from legs import rate as rate_s  # noqa: E402
 from sweep import timed  # noqa: E402  (bench/sweep.py, beside this script: one best-of-N timer)
 
-PPY_MIN = 252.0 * 390
-TARGET = 50e6  # leg-bar-combos/s
 
 
 def pair_bars(days: int, seed: int):
@@ -51,18 +50,9 @@ def pair_bars(days: int, seed: int):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--days", type=int, default=257)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.days, args.repeat = 30, 2
+    args = parse(__doc__, argv)
 
-    import numba
     from rich.console import Console
-    from rich.table import Table
 
     from research.metrics import METRICS
     from research.signals.pairs import GRID, Pairs
@@ -74,20 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     y, x = pair_bars(args.days, args.seed)
     n = len(y)
     costs = Costs(0.001, 0.0005)
-    fmt = lambda v: f"{v / 1e6:,.1f} M" if v >= 1e6 else f"{v / 1e3:,.1f} k"  # noqa: E731
-    table = Table(title=f"pairs sweeps on {n:,} synthetic 1Min bars per leg ({args.days} sessions), "
-                        f"{os.cpu_count()} cores, {numba.get_num_threads()} numba threads")
-    for col in ("row", "setup", "seconds", "leg-bar-combos/s", "check"):
-        table.add_column(col)
+    table = sweep_table("pairs", n, args.days)
     params = valid_params("pairs", GRID)
     small = valid_params("pairs", {"lookback": (60,), "entry_z": (1.0, 1.2, 1.4), "max_hold": (40, 80)})
     for label, grid in (("default grid", params), ("one lookback", small)):
         t, out = timed(lambda g=grid: run_pairs_grid(y, x, g, costs, periods_per_year=PPY_MIN), args.repeat)
-        rate = 2 * n * len(grid) / t
+        speed = 2 * n * len(grid) / t
         trades = out[:, 0, -1, METRICS.index("trades")]
-        verdict = (f"target >= {TARGET / 1e6:.0f} M: {'PASS' if rate >= TARGET else 'FAIL'}" if grid is params else
+        verdict = (f"target >= {TARGET / 1e6:.0f} M: {'PASS' if speed >= TARGET else 'FAIL'}" if grid is params else
                    "few combos: the spread (serial, once per lookback) and idle threads weigh")
-        table.add_row("ours (numba, prange over params)", f"{label}: {len(grid):,} combos", f"{t:.3f}", fmt(rate),
+        table.add_row("ours (numba, prange over params)", f"{label}: {len(grid):,} combos", f"{t:.3f}", rate_s(speed),
                       f"{verdict}; trades per combo {np.median(trades):,.0f} (median)")
     p = Pairs()
     ours = pair_path(y, x, p, costs).equity
@@ -95,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     table.add_section()
     table.add_row("vectorbt from_orders", "defaults, cash sharing, targetpercent", "", "",
                   f"max |equity diff| {np.abs(ours - theirs).max():.1e} (equity ends at {ours[-1]:.6f})")
-    table.caption = (f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end (2 cores shared with "
-                     "other work); fees 0.1%, slippage 0.05% per leg, next-open fills")
+    table.caption = caption(load0, "fees 0.1%, slippage 0.05% per leg, next-open fills")
     Console(width=200).print(table)
 
 

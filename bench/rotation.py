@@ -16,7 +16,6 @@ cap of a buy at the cash, research/sweep/rotation.py's named difference, cannot 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
+from legs import PPY_MIN, TARGET, caption, parse, sweep_table  # noqa: E402  (bench/legs.py: shared with pairs.py)
+from legs import rate as rate_s  # noqa: E402
 from sweep import timed  # noqa: E402  (bench/sweep.py, beside this script: one best-of-N timer)
 
-PPY_MIN = 252.0 * 390
-TARGET = 50e6  # leg-bar-combos/s
 LEGS = (5, 8, 11)
 
 
@@ -45,18 +44,9 @@ def basket_bars(n_legs: int, days: int, seed: int):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--days", type=int, default=257)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.days, args.repeat = 30, 2
+    args = parse(__doc__, argv)
 
-    import numba
     from rich.console import Console
-    from rich.table import Table
 
     from research.metrics import METRICS
     from research.signals.rotation import GRID, Rotation
@@ -65,17 +55,12 @@ def main(argv: list[str] | None = None) -> None:
 
     load0 = os.getloadavg()[0]
     costs = Costs(0.001, 0.0005)
-    fmt = lambda v: f"{v / 1e6:,.1f} M" if v >= 1e6 else f"{v / 1e3:,.1f} k"  # noqa: E731
     params = valid_params("rotation", {**GRID, "short": (False, True)})
     table = None
     for m in LEGS:
         assets, bench = basket_bars(m, args.days, args.seed)
         n = len(bench)
-        if table is None:
-            table = Table(title=f"rotation sweeps on {n:,} synthetic 1Min bars per leg ({args.days} sessions), "
-                                f"{os.cpu_count()} cores, {numba.get_num_threads()} numba threads")
-            for col in ("row", "setup", "seconds", "leg-bar-combos/s", "check"):
-                table.add_column(col)
+        table = table or sweep_table("rotation", n, args.days)
         t, out = timed(lambda: run_rotation_grid(assets, bench, params, costs, periods_per_year=PPY_MIN),
                        args.repeat)
         rate = n * m * len(params) / t
@@ -84,17 +69,16 @@ def main(argv: list[str] | None = None) -> None:
         cpu = time.process_time() - cpu0
         trades = out[:, 0, -1, METRICS.index("trades")]
         table.add_row("ours (numba, prange over params)", f"{m} legs + bench: {len(params):,} combos", f"{t:.3f}",
-                      fmt(rate), f"target >= {TARGET / 1e6:.0f} M: {'PASS' if rate >= TARGET else 'FAIL'}; "
+                      rate_s(rate), f"target >= {TARGET / 1e6:.0f} M: {'PASS' if rate >= TARGET else 'FAIL'}; "
                                  f"trades per combo {np.median(trades):,.0f} (median); "
-                                 f"{fmt(n * m * len(params) / cpu)} per CPU-second")
+                                 f"{rate_s(n * m * len(params) / cpu)} per CPU-second")
         p, free = Rotation(top_k=1, short=True), Costs(0.0, 0.0)  # where vectorbt's cash cap cannot bind
         tv, pf = timed(lambda: rotation_portfolio(assets, bench, p, free, freq="1min"), max(1, args.repeat // 2))
         diff = np.abs(rotation_path(assets, bench, p, free).equity - pf.value().to_numpy()).max()
         table.add_row("  vectorbt from_orders, one combo", f"{m} legs: top_k 1 long/short, no costs, targetpercent, "
-                      "cash sharing", f"{tv:.3f}", fmt(n * m / tv), f"max |equity diff| {diff:.1e}")
+                      "cash sharing", f"{tv:.3f}", rate_s(n * m / tv), f"max |equity diff| {diff:.1e}")
         table.add_section()
-    table.caption = (f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end (2 cores shared with "
-                     "other work); fees 0.1%, slippage 0.05% per leg, next-open fills; synthetic data")
+    table.caption = caption(load0, "fees 0.1%, slippage 0.05% per leg, next-open fills; synthetic data")
     Console(width=220).print(table)
 
 
